@@ -1,0 +1,60 @@
+//! Fully connected layers: one GEMM per batch.
+
+use ndarray::{Array1, Array2, Array4, ArrayView2, Ix1, Ix2};
+
+use crate::gemm::{self, MatMut, MatRef};
+use crate::init::{self, InitRng};
+
+/// A fully connected layer, `nn.Linear`.
+#[derive(Clone, Debug)]
+pub struct Dense {
+    /// `[IN, OUT]`, the transpose of PyTorch's `[OUT, IN]`, so that the batch
+    /// multiplies it directly. After `flatten` the rows run in H, W, C order.
+    pub weight: Array2<f32>,
+    /// `[OUT]`, or none for `nobias`.
+    pub bias: Option<Array1<f32>>,
+}
+
+impl Dense {
+    /// A dense layer initialised as PyTorch does.
+    pub fn new(inputs: usize, outputs: usize, bias: bool, rng: &mut InitRng) -> Dense {
+        let weight = init::uniform(Ix2(inputs, outputs), inputs, rng);
+        let bias = bias.then(|| init::uniform(Ix1(outputs), inputs, rng));
+        Dense { weight, bias }
+    }
+
+    /// `(N, IN)` into `(N, OUT)`.
+    ///
+    /// # Panics
+    ///
+    /// If the input does not have `IN` features.
+    pub fn forward(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
+        let (inputs, outputs) = self.weight.dim();
+        assert_eq!(x.shape()[1], inputs, "dense input features");
+        let n = x.shape()[0];
+        let x = x.as_standard_layout();
+        let weight = self.weight.as_standard_layout();
+        let mut out = vec![0.0f32; n * outputs];
+        let a = MatRef::row_major(x.as_slice().expect("contiguous"), n, inputs);
+        let b = MatRef::row_major(weight.as_slice().expect("contiguous"), inputs, outputs);
+        gemm::sgemm(1.0, a, b, 0.0, MatMut::row_major(&mut out, n, outputs));
+        if let Some(bias) = &self.bias {
+            for row in out.chunks_exact_mut(outputs.max(1)) {
+                row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+            }
+        }
+        Array2::from_shape_vec((n, outputs), out).expect("output length is n*out")
+    }
+}
+
+/// `nn.Flatten()`: `(N, H, W, C)` into `(N, H*W*C)`, in H, W, C order.
+pub fn flatten(x: Array4<f32>) -> Array2<f32> {
+    let (n, h, w, c) = x.dim();
+    let x = if x.is_standard_layout() {
+        x
+    } else {
+        x.as_standard_layout().into_owned()
+    };
+    x.into_shape_with_order((n, h * w * c))
+        .expect("standard layout reshapes")
+}

@@ -1,0 +1,36 @@
+//! The runtime of `cnn`: layers, kernels and tensors.
+//!
+//! Activations are `f32` in NHWC layout, `(N, H, W, C)`, or `(N, F)` once
+//! flat. Convolution packs input patches (`im2col`) tile by tile and multiplies
+//! them with `matrixmultiply::sgemm`. The window arithmetic of every layer is
+//! in [`layers::Axis`].
+#![deny(unsafe_code)]
+
+mod error;
+pub mod gemm;
+mod im2col;
+pub mod init;
+pub mod layers;
+mod network;
+mod shape;
+mod window;
+
+pub use error::Error;
+pub use network::Network;
+pub use shape::{LayerInfo, Shape};
+
+/// Checks that `x` is a batch of images of shape `expected`.
+pub fn check_input(x: &ndarray::ArrayView4<'_, f32>, expected: Shape) -> Result<(), Error> {
+    let ok = match expected {
+        Shape::Hwc(h, w, c) => x.shape()[1..] == [h, w, c],
+        Shape::Flat(_) => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InputShape {
+            expected,
+            found: x.shape().to_vec(),
+        })
+    }
+}
