@@ -34,3 +34,9 @@ pub fn check_input(x: &ndarray::ArrayView4<'_, f32>, expected: Shape) -> Result<
         })
     }
 }
+
+/// One image of `h*w*c` values as a batch of one.
+pub fn image_view(x: &[f32], h: usize, w: usize, c: usize) -> ndarray::ArrayView4<'_, f32> {
+    // The generated `predict` passes an array of exactly h*w*c values.
+    ndarray::ArrayView4::from_shape((1, h, w, c), x).expect("an image of h*w*c values")
+}

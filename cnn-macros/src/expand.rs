@@ -1,0 +1,245 @@
+//! `quote!` only: the checked plan becomes a struct and its impls. All
+//! numbers are written in; nothing here decides what the user could get wrong.
+
+use proc_macro2::{Ident, Literal, Span, TokenStream};
+use quote::quote;
+use syn::{Attribute, Visibility};
+
+use crate::ast::ActKind;
+use crate::check::{AxisOp, Op, Plan, Shape, Step};
+use crate::table;
+
+fn lit(n: usize) -> Literal {
+    Literal::usize_unsuffixed(n)
+}
+
+fn shape_tokens(shape: Shape) -> TokenStream {
+    match shape {
+        Shape::Hwc(h, w, c) => {
+            let (h, w, c) = (lit(h), lit(w), lit(c));
+            quote!(::cnn::__private::Shape::Hwc(#h, #w, #c))
+        }
+        Shape::Flat(n) => {
+            let n = lit(n);
+            quote!(::cnn::__private::Shape::Flat(#n))
+        }
+    }
+}
+
+fn axis_tokens(axis: &AxisOp) -> TokenStream {
+    let w = axis.window;
+    let (n, k, s, pb, pa, d) = (
+        lit(w.input),
+        lit(w.kernel),
+        lit(w.stride),
+        lit(w.pad_before),
+        lit(w.pad_after),
+        lit(w.dilation),
+    );
+    let ceil = axis.ceil;
+    quote!(::cnn::__private::layers::Axis::new(#n, #k, #s, #pb, #pa, #d, #ceil))
+}
+
+fn field(step: &Step) -> Ident {
+    Ident::new(&step.name, Span::call_site())
+}
+
+/// The field's type and its initialiser, for a layer with parameters.
+fn field_parts(step: &Step) -> Option<(TokenStream, TokenStream)> {
+    let p = quote!(::cnn::__private::layers);
+    match &step.op {
+        Op::Conv(c) => {
+            let (height, width) = (axis_tokens(&c.height), axis_tokens(&c.width));
+            let (cin, cout, groups, bias) = (
+                lit(c.in_channels),
+                lit(c.out_channels),
+                lit(c.groups),
+                c.bias,
+            );
+            let geometry = quote!(#p::ConvGeometry { height: #height, width: #width, in_channels: #cin, out_channels: #cout, groups: #groups });
+            Some((
+                quote!(#p::Conv2d),
+                quote!(#p::Conv2d::new(#geometry, #bias, &mut rng)),
+            ))
+        }
+        Op::Dense {
+            inputs,
+            outputs,
+            bias,
+        } => {
+            let (inputs, outputs) = (lit(*inputs), lit(*outputs));
+            Some((
+                quote!(#p::Dense),
+                quote!(#p::Dense::new(#inputs, #outputs, #bias, &mut rng)),
+            ))
+        }
+        Op::BatchNorm { channels, eps } => {
+            let (channels, eps) = (lit(*channels), Literal::f32_unsuffixed(*eps as f32));
+            Some((
+                quote!(#p::BatchNorm),
+                quote!(#p::BatchNorm::new(#channels, #eps)),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// One statement of the inference pass, from `t` to the next `t`.
+fn forward_step(step: &Step) -> TokenStream {
+    let p = quote!(::cnn::__private::layers);
+    let f = field(step);
+    match &step.op {
+        Op::Conv(_) | Op::Dense { .. } => quote!(let t = self.#f.forward(t.view());),
+        Op::BatchNorm { .. } => quote!(let t = self.#f.forward(t.into_owned());),
+        Op::MaxPool(h, w) | Op::AvgPool(h, w) => {
+            let kind = if matches!(step.op, Op::MaxPool(..)) {
+                quote!(MaxPool2d)
+            } else {
+                quote!(AvgPool2d)
+            };
+            let (h, w) = (axis_tokens(h), axis_tokens(w));
+            quote!(let t = #p::#kind::new(#h, #w).forward(t.view());)
+        }
+        Op::GlobalAvgPool => quote!(let t = #p::global_avg_pool(t.view());),
+        Op::GlobalMaxPool => quote!(let t = #p::global_max_pool(t.view());),
+        Op::Flatten { from_spatial: true } => quote!(let t = #p::flatten(t.into_owned());),
+        // Identity at inference; nothing to run.
+        Op::Flatten {
+            from_spatial: false,
+        }
+        | Op::Dropout(_) => quote!(),
+        Op::Act(kind, alpha) => {
+            let act = match kind {
+                ActKind::Relu => quote!(Relu),
+                ActKind::Tanh => quote!(Tanh),
+                ActKind::Sigmoid => quote!(Sigmoid),
+                ActKind::Softmax => quote!(Softmax),
+                ActKind::LeakyRelu => {
+                    let alpha = Literal::f32_unsuffixed(*alpha as f32);
+                    quote!(LeakyRelu(#alpha))
+                }
+            };
+            quote!(let t = #p::Activation::#act.forward(t.into_owned());)
+        }
+    }
+}
+
+fn layer_info(step: &Step) -> TokenStream {
+    let (name, source, output, params) = (
+        &step.name,
+        &step.source,
+        shape_tokens(step.output),
+        lit(step.params),
+    );
+    quote!(::cnn::__private::LayerInfo { name: #name, source: #source, output: #output, params: #params })
+}
+
+/// The struct, its inherent impl and its `Network` impl.
+pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, plan: &Plan) -> TokenStream {
+    let p = quote!(::cnn::__private);
+    // With errors the input may be unknown; the code still type-checks.
+    let input = plan.input.unwrap_or(Shape::Hwc(0, 0, 0));
+    let output = plan.steps.last().map_or(input, |s| s.output);
+    let Shape::Hwc(h, w, c) = input else {
+        unreachable!("the input is HxWxC")
+    };
+    let (h, w, c) = (lit(h), lit(w), lit(c));
+    let (input_len, output_len) = (lit(input.len()), lit(output.len()));
+    let (input_shape, output_shape) = (shape_tokens(input), shape_tokens(output));
+    let output_type = match output {
+        Shape::Hwc(..) => quote!(#p::ndarray::Array4<f32>),
+        Shape::Flat(_) => quote!(#p::ndarray::Array2<f32>),
+    };
+    let params = lit(table::totals(plan).0);
+    let doc = table::markdown(plan);
+    let summary = table::summary(&name.to_string(), plan);
+    let fields: Vec<(Ident, TokenStream, TokenStream)> = plan
+        .steps
+        .iter()
+        .filter_map(|s| field_parts(s).map(|(ty, init)| (field(s), ty, init)))
+        .collect();
+    let field_decls = fields.iter().map(|(f, ty, _)| quote!(pub #f: #ty));
+    let field_inits = fields.iter().map(|(f, _, init)| quote!(#f: #init));
+    let steps = plan.steps.iter().map(forward_step);
+    let infos = plan.steps.iter().map(layer_info);
+
+    quote! {
+        #(#attrs)*
+        #[doc = #doc]
+        #vis struct #name {
+            #(#field_decls,)*
+        }
+
+        impl #name {
+            /// The shape of one input image.
+            pub const INPUT: #p::Shape = #input_shape;
+            /// The shape of one output.
+            pub const OUTPUT: #p::Shape = #output_shape;
+            /// Trainable parameters, counted as PyTorch does.
+            pub const PARAMETERS: usize = #params;
+            /// Every layer after `input`.
+            pub const LAYERS: &'static [#p::LayerInfo] = &[#(#infos),*];
+
+            /// The network initialised as PyTorch does, from seed 0.
+            pub fn new() -> Self {
+                Self::with_seed(0)
+            }
+
+            /// The network initialised as PyTorch does, from `seed`.
+            #[allow(unused_mut, unused_variables)]
+            pub fn with_seed(seed: u64) -> Self {
+                let mut rng = #p::init::rng(seed);
+                Self { #(#field_inits,)* }
+            }
+
+            /// Runs a batch `(N, H, W, C)` in inference mode.
+            pub fn forward(&self, x: #p::ndarray::ArrayView4<'_, f32>) -> ::core::result::Result<#output_type, #p::Error> {
+                #p::check_input(&x, Self::INPUT)?;
+                ::core::result::Result::Ok(self.__cnn_infer(x))
+            }
+
+            fn __cnn_infer(&self, x: #p::ndarray::ArrayView4<'_, f32>) -> #output_type {
+                let t = x;
+                #(#steps)*
+                t.into_owned()
+            }
+
+            /// Runs one image, `H*W*C` values in H, W, C order.
+            pub fn predict(&self, x: &[f32; #input_len]) -> [f32; #output_len] {
+                let y = self.__cnn_infer(#p::image_view(x, #h, #w, #c));
+                let mut out = [0.0f32; #output_len];
+                for (o, v) in out.iter_mut().zip(y.iter()) {
+                    *o = *v;
+                }
+                out
+            }
+
+            /// The layer table, like Keras's `model.summary()`.
+            pub fn summary() -> ::std::string::String {
+                ::std::string::String::from(#summary)
+            }
+        }
+
+        impl ::core::default::Default for #name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl #p::Network for #name {
+            const INPUT: #p::Shape = #input_shape;
+            const OUTPUT: #p::Shape = #output_shape;
+            const PARAMETERS: usize = #params;
+            const LAYERS: &'static [#p::LayerInfo] = #name::LAYERS;
+            type Output = #output_type;
+
+            fn forward(&self, x: #p::ndarray::ArrayView4<'_, f32>) -> ::core::result::Result<#output_type, #p::Error> {
+                #name::forward(self, x)
+            }
+
+            fn with_seed(seed: u64) -> Self {
+                #name::with_seed(seed)
+            }
+        }
+    }
+}

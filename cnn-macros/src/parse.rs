@@ -1,0 +1,428 @@
+//! Tokens to [`ast`](crate::ast) nodes. The header of an item is parsed with
+//! syn; the layers are split at `;` and read token by token, so that a
+//! mistake in one layer does not hide the mistakes in the others.
+
+use proc_macro2::{Spacing, TokenStream, TokenTree};
+use syn::parse::{Parse, ParseStream};
+use syn::{Attribute, Ident, Lit, Token, braced};
+
+use crate::ast::{Act, ActKind, Body, Invocation, Kind, Layer, NetworkItem, Opt, OptValue, Pair};
+use crate::diagnose;
+
+impl Parse for Invocation {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        // `#[attr]`, `pub` or `struct` starts the item form; anything else is
+        // the layer list of the expression form.
+        let item_form =
+            input.peek(Token![#]) || input.peek(Token![pub]) || input.peek(Token![struct]);
+        if item_form {
+            let mut items = Vec::new();
+            while !input.is_empty() {
+                items.push(input.parse()?);
+            }
+            Ok(Invocation::Items(items))
+        } else {
+            Ok(Invocation::Expr(parse_body(input.parse()?)))
+        }
+    }
+}
+
+impl Parse for NetworkItem {
+    // `#[attrs] pub struct Name { layer; layer; ... }`
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis = input.parse()?;
+        input.parse::<Token![struct]>()?;
+        let name = input.parse()?;
+        let content;
+        braced!(content in input);
+        Ok(NetworkItem {
+            attrs,
+            vis,
+            name,
+            body: parse_body(content.parse()?),
+        })
+    }
+}
+
+/// Splits the layers at `;` and parses each, gathering errors.
+pub fn parse_body(tokens: TokenStream) -> Body {
+    let mut body = Body {
+        layers: Vec::new(),
+        errors: Vec::new(),
+        tokens: tokens.clone(),
+    };
+    let mut current = Vec::new();
+    for token in tokens {
+        match &token {
+            TokenTree::Punct(p) if p.as_char() == ';' => {
+                if current.is_empty() {
+                    body.errors
+                        .push(syn::Error::new(p.span(), "empty layer: remove this `;`"));
+                } else {
+                    push_layer(&mut body, std::mem::take(&mut current));
+                }
+            }
+            _ => current.push(token),
+        }
+    }
+    if !current.is_empty() {
+        push_layer(&mut body, current);
+    }
+    body
+}
+
+fn push_layer(body: &mut Body, tokens: Vec<TokenTree>) {
+    match parse_layer(&tokens) {
+        Ok(layer) => body.layers.push(Some(layer)),
+        Err(errors) => {
+            body.layers.push(None);
+            body.errors.extend(errors);
+        }
+    }
+}
+
+fn error_at(token: &TokenTree, message: impl std::fmt::Display) -> syn::Error {
+    syn::Error::new(token.span(), message)
+}
+
+fn is_punct(token: Option<&TokenTree>, ch: char) -> bool {
+    matches!(token, Some(TokenTree::Punct(p)) if p.as_char() == ch)
+}
+
+/// `[label:] keyword options...`
+fn parse_layer(tokens: &[TokenTree]) -> Result<Layer, Vec<syn::Error>> {
+    let labelled = matches!(&tokens[0], TokenTree::Ident(_))
+        && matches!(tokens.get(1), Some(TokenTree::Punct(p)) if p.as_char() == ':' && p.spacing() == Spacing::Alone);
+    let label = match &tokens[0] {
+        TokenTree::Ident(id) if labelled => Some(id.clone()),
+        _ => None,
+    };
+    let rest = if labelled { &tokens[2..] } else { tokens };
+    let keyword = match rest.first() {
+        Some(TokenTree::Ident(id)) => id.clone(),
+        Some(other) => {
+            return Err(vec![error_at(
+                other,
+                format!(
+                    "expected a layer keyword, found `{other}`\n{}",
+                    diagnose::layer_list()
+                ),
+            )]);
+        }
+        None => {
+            return Err(vec![error_at(
+                &tokens[0],
+                "expected a layer after this label, e.g. `fc1: dense 10`",
+            )]);
+        }
+    };
+    let word = keyword.to_string();
+    let kind = Kind::from_keyword(&word).ok_or_else(|| {
+        vec![syn::Error::new(
+            keyword.span(),
+            diagnose::unknown_layer(&word),
+        )]
+    })?;
+
+    let (mut options, mut errors) = (Vec::new(), Vec::new());
+    let mut pos = 1;
+    while pos < rest.len() {
+        let start = pos;
+        match parse_option(kind, rest, &mut pos) {
+            Ok(value) => {
+                let consumed = &rest[start..pos];
+                options.push(Opt {
+                    value,
+                    tokens: consumed.iter().cloned().collect(),
+                    text: join_text(consumed),
+                });
+            }
+            Err(error) => errors.push(error),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Layer {
+        label,
+        kind,
+        options,
+        tokens: rest.iter().cloned().collect(),
+        source: join_text(rest),
+    })
+}
+
+/// The tokens as the user would write them: `dense 64*4*4 -> 10`.
+pub fn join_text(tokens: &[TokenTree]) -> String {
+    let mut text = String::new();
+    let mut previous = String::new();
+    for token in tokens {
+        let current = token.to_string();
+        let glued = previous == "*" || current == "*" || (previous == "-" && current == ">");
+        if !text.is_empty() && !glued {
+            text.push(' ');
+        }
+        text.push_str(&current);
+        previous = current;
+    }
+    text
+}
+
+/// Reads one option starting at `tokens[*pos]`, always moving past at least one token.
+fn parse_option(kind: Kind, tokens: &[TokenTree], pos: &mut usize) -> syn::Result<OptValue> {
+    let first = &tokens[*pos];
+    *pos += 1;
+    match first {
+        TokenTree::Literal(_) => literal_option(first, tokens, pos),
+        TokenTree::Ident(id) => ident_option(kind, id, tokens, pos),
+        TokenTree::Punct(p)
+            if p.as_char() == '-' && matches!(tokens.get(*pos), Some(TokenTree::Literal(_))) =>
+        {
+            let number = &tokens[*pos];
+            *pos += 1;
+            Err(error_at(
+                first,
+                format!("sizes cannot be negative: `-{number}`"),
+            ))
+        }
+        TokenTree::Punct(p) if p.as_char() == ',' => {
+            Err(error_at(first, "layers are separated by `;`, not `,`"))
+        }
+        other => Err(error_at(
+            other,
+            format!("unexpected `{other}` in a `{}` layer", kind.keyword()),
+        )),
+    }
+}
+
+/// `32`, `28x28x1`, `3 ->`, `64*4*4 ->`, `0.5`, `1e-3`
+fn literal_option(
+    token: &TokenTree,
+    tokens: &[TokenTree],
+    pos: &mut usize,
+) -> syn::Result<OptValue> {
+    let TokenTree::Literal(literal) = token else {
+        unreachable!("called on literals")
+    };
+    let text = literal.to_string();
+    match Lit::new(literal.clone()) {
+        Lit::Int(_) => {
+            let sizes = decimal_sizes(&text).map_err(|message| error_at(token, message))?;
+            if sizes.len() > 1 {
+                return Ok(OptValue::Sizes(sizes));
+            }
+            let mut factors = sizes;
+            while is_punct(tokens.get(*pos), '*') {
+                *pos += 1;
+                match tokens.get(*pos) {
+                    Some(next @ TokenTree::Literal(l)) => {
+                        *pos += 1;
+                        let sizes = decimal_sizes(&l.to_string())
+                            .map_err(|message| error_at(next, message))?;
+                        match sizes[..] {
+                            [factor] => factors.push(factor),
+                            _ => {
+                                return Err(error_at(
+                                    next,
+                                    format!("expected a number after `*`, found `{next}`"),
+                                ));
+                            }
+                        }
+                    }
+                    _ => return Err(error_at(&tokens[*pos - 1], "expected a number after `*`")),
+                }
+            }
+            if is_punct(tokens.get(*pos), '-') && is_punct(tokens.get(*pos + 1), '>') {
+                *pos += 2;
+                Ok(OptValue::Arrow(factors))
+            } else if factors.len() > 1 {
+                Err(error_at(
+                    token,
+                    "a product such as `64*4*4` states the input size: follow it with `->`",
+                ))
+            } else {
+                Ok(OptValue::Number(factors[0]))
+            }
+        }
+        Lit::Float(float) if float.suffix().is_empty() => {
+            let value: f64 = float.base10_parse()?;
+            Ok(OptValue::Float(value))
+        }
+        Lit::Float(_) => Err(error_at(
+            token,
+            format!("`{text}` is not a plain decimal number"),
+        )),
+        _ => Err(error_at(
+            token,
+            format!(
+                "unexpected literal `{text}`: layers take numbers such as `32`, `28x28x1` or `0.5`"
+            ),
+        )),
+    }
+}
+
+/// `28` or `28x28x1` as numbers; an error for `0x1c`, `32u8`, `3_2`.
+fn decimal_sizes(text: &str) -> Result<Vec<usize>, String> {
+    let radix = ["0x", "0o", "0b"]
+        .iter()
+        .any(|prefix| text.starts_with(prefix));
+    if radix {
+        return Err(format!(
+            "`{text}` is not a plain decimal number: write sizes in decimal, e.g. `28x28x1`"
+        ));
+    }
+    let parts: Vec<&str> = text.split('x').collect();
+    if parts
+        .iter()
+        .any(|part| part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()))
+    {
+        let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+        return Err(if parts.len() == 1 && digits > 0 {
+            format!(
+                "`{text}`: write sizes as plain numbers, without a suffix: `{}`",
+                &text[..digits]
+            )
+        } else {
+            format!("`{text}` is not a number or a size such as `28x28x1`")
+        });
+    }
+    parts
+        .iter()
+        .map(|part| {
+            part.parse::<usize>()
+                .map_err(|_| format!("`{part}` in `{text}` is too large"))
+        })
+        .collect()
+}
+
+/// `k3`, `s2x1`, `p0`, `d2`, `g4`, `same`, `nobias`, `relu`, `leakyrelu 0.2`, ...
+fn ident_option(
+    kind: Kind,
+    id: &Ident,
+    tokens: &[TokenTree],
+    pos: &mut usize,
+) -> syn::Result<OptValue> {
+    let word = id.to_string();
+    let act = |kind| Ok(OptValue::Act(Act { kind, alpha: None }));
+    match word.as_str() {
+        "same" => return Ok(OptValue::Same),
+        "valid" => return Ok(OptValue::Valid),
+        "nobias" => return Ok(OptValue::NoBias),
+        "floor" => return Ok(OptValue::Floor),
+        "ceil" => return Ok(OptValue::Ceil),
+        "relu" => return act(ActKind::Relu),
+        "tanh" => return act(ActKind::Tanh),
+        "sigmoid" => return act(ActKind::Sigmoid),
+        "softmax" => return act(ActKind::Softmax),
+        "leakyrelu" => {
+            // An optional slope: `leakyrelu 0.2`.
+            let alpha = match tokens.get(*pos) {
+                Some(TokenTree::Literal(l)) => match Lit::new(l.clone()) {
+                    Lit::Float(f) if f.suffix().is_empty() => f.base10_parse::<f64>().ok(),
+                    _ => None,
+                },
+                _ => None,
+            };
+            *pos += alpha.is_some() as usize;
+            return Ok(OptValue::Act(Act {
+                kind: ActKind::LeakyRelu,
+                alpha,
+            }));
+        }
+        _ => {}
+    }
+    let mut chars = word.chars();
+    let prefix = chars.next().unwrap_or(' ');
+    let rest = chars.as_str();
+    if "kspdg".contains(prefix) && rest.starts_with(|c: char| c.is_ascii_digit()) {
+        let sizes = decimal_sizes(rest).map_err(|message| {
+            syn::Error::new(
+                id.span(),
+                message.replace(&format!("`{rest}`"), &format!("`{word}`")),
+            )
+        })?;
+        let pair: Pair = match sizes[..] {
+            [n] => (n, n),
+            [h, w] if prefix != 'g' => (h, w),
+            _ => {
+                let what = if prefix == 'g' {
+                    "groups are one number, e.g. `g2`"
+                } else {
+                    "give a height and a width, e.g. `k3x5`"
+                };
+                return Err(syn::Error::new(id.span(), format!("`{word}`: {what}")));
+            }
+        };
+        return Ok(match prefix {
+            'k' => OptValue::Kernel(pair),
+            's' => OptValue::Stride(pair),
+            'p' => OptValue::Pad(pair),
+            'd' => OptValue::Dilation(pair),
+            _ => OptValue::Groups(pair.0),
+        });
+    }
+    Err(syn::Error::new(
+        id.span(),
+        diagnose::unknown_option(kind, &word),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(text: &str) -> Body {
+        parse_body(text.parse().unwrap())
+    }
+
+    #[test]
+    fn reads_every_form_of_option() {
+        let b = body(
+            "input 28x28x1; c1: conv 3 -> 32 k3x5 s2 p1 d2 g1 nobias floor leakyrelu 0.2; dense 64*4*4 -> 10; dropout 0.5",
+        );
+        assert!(
+            b.errors.is_empty(),
+            "{:?}",
+            b.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()
+        );
+        let layers: Vec<&Layer> = b.layers.iter().map(|l| l.as_ref().unwrap()).collect();
+        assert_eq!(layers[0].options[0].value, OptValue::Sizes(vec![28, 28, 1]));
+        assert_eq!(layers[1].label.as_ref().unwrap().to_string(), "c1");
+        let values: Vec<OptValue> = layers[1].options.iter().map(|o| o.value.clone()).collect();
+        assert_eq!(
+            values,
+            [
+                OptValue::Arrow(vec![3]),
+                OptValue::Number(32),
+                OptValue::Kernel((3, 5)),
+                OptValue::Stride((2, 2)),
+                OptValue::Pad((1, 1)),
+                OptValue::Dilation((2, 2)),
+                OptValue::Groups(1),
+                OptValue::NoBias,
+                OptValue::Floor,
+                OptValue::Act(Act {
+                    kind: ActKind::LeakyRelu,
+                    alpha: Some(0.2)
+                }),
+            ]
+        );
+        assert_eq!(layers[2].options[0].value, OptValue::Arrow(vec![64, 4, 4]));
+        assert_eq!(layers[2].source, "dense 64*4*4 -> 10");
+        assert_eq!(layers[3].options[0].value, OptValue::Float(0.5));
+    }
+
+    #[test]
+    fn gathers_errors_from_every_layer() {
+        let b = body("input 0x1c; convv 3; conv 32u8 k3; maxpool 2 q3;; dense 10, relu");
+        let messages: Vec<String> = b.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(messages.len(), 6, "{messages:#?}");
+        assert!(messages[0].contains("not a plain decimal"));
+        assert!(messages[1].contains("did you mean `conv`"));
+        assert!(messages[2].contains("without a suffix"));
+        assert!(messages[3].contains("unknown option `q3`"));
+        assert!(messages[4].contains("empty layer"));
+        assert!(messages[5].contains("separated by `;`"));
+    }
+}
