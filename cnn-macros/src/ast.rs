@@ -126,17 +126,11 @@ impl Kind {
     ];
 
     pub fn from_keyword(word: &str) -> Option<Kind> {
-        Kind::KEYWORDS
-            .iter()
-            .find(|(k, _)| *k == word)
-            .map(|&(_, kind)| kind)
+        Kind::KEYWORDS.iter().find(|(k, _)| *k == word).map(|&(_, kind)| kind)
     }
 
     pub fn keyword(self) -> &'static str {
-        Kind::KEYWORDS
-            .iter()
-            .find(|(_, k)| *k == self)
-            .map_or("?", |(word, _)| word)
+        Kind::KEYWORDS.iter().find(|(_, k)| *k == self).map_or("?", |(word, _)| word)
     }
 }
 

@@ -43,11 +43,17 @@ pub enum Shape {
 }
 
 impl Shape {
-    pub fn len(self) -> usize {
+    /// Values in one image; `None` past `usize`.
+    pub fn checked_len(self) -> Option<usize> {
         match self {
-            Shape::Hwc(h, w, c) => h * w * c,
-            Shape::Flat(n) => n,
+            Shape::Hwc(h, w, c) => shape::product(&[h, w, c]),
+            Shape::Flat(n) => Some(n),
         }
+    }
+
+    /// Values in one image, saturating: for totals in messages and tables.
+    pub fn len(self) -> usize {
+        self.checked_len().unwrap_or(usize::MAX)
     }
 
     pub fn channels(self) -> usize {
@@ -172,19 +178,10 @@ enum Spec {
     Input(usize, usize, usize),
     Conv(ConvSpec),
     Pool(PoolSpec),
-    GlobalPool {
-        max: bool,
-    },
+    GlobalPool { max: bool },
     Flatten,
-    Dense {
-        inputs: Option<(Vec<usize>, usize)>,
-        outputs: usize,
-        bias: bool,
-        act: Option<Act>,
-    },
-    BatchNorm {
-        eps: f64,
-    },
+    Dense { inputs: Option<(Vec<usize>, usize)>, outputs: usize, bias: bool, act: Option<Act> },
+    BatchNorm { eps: f64 },
     Dropout(f64),
     Act(Act),
 }
@@ -228,10 +225,7 @@ impl Resolver<'_> {
     fn at_least(&mut self, j: usize, min: usize, parts: &[(&str, usize)]) -> bool {
         for &(part, value) in parts {
             if value < min {
-                let message = format!(
-                    "the {part} in `{}` must be at least {min}",
-                    self.options[j].text
-                );
+                let message = format!("the {part} in `{}` must be at least {min}", self.options[j].text);
                 self.error(Site::Option(self.layer, j), message);
                 return false;
             }
@@ -243,14 +237,7 @@ impl Resolver<'_> {
         if h == w {
             self.at_least(j, min, &[(what, h)])
         } else {
-            self.at_least(
-                j,
-                min,
-                &[
-                    (&format!("{what} height"), h),
-                    (&format!("{what} width"), w),
-                ],
-            )
+            self.at_least(j, min, &[(&format!("{what} height"), h), (&format!("{what} width"), w)])
         }
     }
 
@@ -292,11 +279,7 @@ fn resolve_input(r: &mut Resolver) -> Option<Spec> {
         match &opt.value {
             OptValue::Sizes(s) if s.len() == 3 => {
                 if r.fill(j, "size")
-                    && r.at_least(
-                        j,
-                        1,
-                        &[("height", s[0]), ("width", s[1]), ("channels", s[2])],
-                    )
+                    && r.at_least(j, 1, &[("height", s[0]), ("width", s[1]), ("channels", s[2])])
                 {
                     size = Some(Spec::Input(s[0], s[1], s[2]));
                 }
@@ -389,10 +372,8 @@ fn resolve_conv(r: &mut Resolver) -> Option<ConvSpec> {
                 }
             }
             OptValue::Arrow(_) => {
-                let message = format!(
-                    "`{}`: a conv states its input channels as one number, e.g. `3 -> 32`",
-                    opt.text
-                );
+                let message =
+                    format!("`{}`: a conv states its input channels as one number, e.g. `3 -> 32`", opt.text);
                 r.error(Site::Option(r.layer, j), message);
             }
             _ => r.not_taken(j),
@@ -402,12 +383,7 @@ fn resolve_conv(r: &mut Resolver) -> Option<ConvSpec> {
         return None;
     }
     match (cout, kernel) {
-        (Some(cout), Some(kernel)) => Some(ConvSpec {
-            cin,
-            cout,
-            kernel,
-            ..c
-        }),
+        (Some(cout), Some(kernel)) => Some(ConvSpec { cin, cout, kernel, ..c }),
         (None, _) => {
             r.missing("the number of output channels, e.g. `conv 32 k3`");
             None
@@ -422,10 +398,7 @@ fn resolve_conv(r: &mut Resolver) -> Option<ConvSpec> {
 fn check_act(r: &mut Resolver, j: usize, act: Act) -> bool {
     match act.alpha {
         Some(alpha) if !alpha.is_finite() => {
-            let message = format!(
-                "the slope in `{}` must be a finite number",
-                r.options[j].text
-            );
+            let message = format!("the slope in `{}` must be a finite number", r.options[j].text);
             r.error(Site::Option(r.layer, j), message);
             false
         }
@@ -490,24 +463,15 @@ fn resolve_pool(r: &mut Resolver, max: bool) -> Option<PoolSpec> {
         return None;
     }
     let Some(kernel) = kernel else {
-        r.missing(
-            "a kernel size, e.g. `maxpool 2`"
-                .replace("maxpool", r.kind.keyword())
-                .as_str(),
-        );
+        r.missing("a kernel size, e.g. `maxpool 2`".replace("maxpool", r.kind.keyword()).as_str());
         return None;
     };
-    let pool = PoolSpec {
-        kernel,
-        stride: stride.unwrap_or(kernel),
-        ..p
-    };
+    let pool = PoolSpec { kernel, stride: stride.unwrap_or(kernel), ..p };
     // PyTorch: "pad should be at most half of effective kernel size".
     if let Some(j) = pool.pad_at {
         let (ph, pw) = pool.pad;
         if ph > kernel.0 / 2 || pw > kernel.1 / 2 {
-            let message =
-                diagnose::pool_padding_too_large(r.kind, &r.options[j].text, pool.pad, kernel);
+            let message = diagnose::pool_padding_too_large(r.kind, &r.options[j].text, pool.pad, kernel);
             r.error(Site::Option(r.layer, j), message);
             return None;
         }
@@ -548,12 +512,7 @@ fn resolve_dense(r: &mut Resolver) -> Option<Spec> {
         }
     }
     match outputs {
-        Some(outputs) if !r.failed => Some(Spec::Dense {
-            inputs,
-            outputs,
-            bias,
-            act,
-        }),
+        Some(outputs) if !r.failed => Some(Spec::Dense { inputs, outputs, bias, act }),
         None if !r.failed => {
             r.missing("the number of outputs, e.g. `dense 10` or `dense 400 -> 120`");
             None
@@ -596,10 +555,7 @@ fn resolve_dropout(r: &mut Resolver) -> Option<Spec> {
             }
         };
         if !(0.0..1.0).contains(&value) {
-            let message = format!(
-                "the probability of `dropout` must be in 0 <= P < 1, found `{}`",
-                opt.text
-            );
+            let message = format!("the probability of `dropout` must be in 0 <= P < 1, found `{}`", opt.text);
             r.error(Site::Option(r.layer, j), message);
         } else if r.fill(j, "probability") {
             p = Some(value);
@@ -617,16 +573,7 @@ fn resolve_act(r: &mut Resolver, kind: ActKind) -> Option<Spec> {
     for (j, opt) in r.options.iter().enumerate() {
         match opt.value {
             OptValue::Float(alpha) if kind == ActKind::LeakyRelu => {
-                if r.fill(j, "slope")
-                    && check_act(
-                        r,
-                        j,
-                        Act {
-                            kind,
-                            alpha: Some(alpha),
-                        },
-                    )
-                {
+                if r.fill(j, "slope") && check_act(r, j, Act { kind, alpha: Some(alpha) }) {
                     act.alpha = Some(alpha);
                 }
             }
@@ -694,17 +641,10 @@ struct Outcome {
 }
 
 pub fn check(layers: &[Option<LayerInput>]) -> Plan {
-    let mut plan = Plan {
-        input: None,
-        steps: Vec::new(),
-        errors: Vec::new(),
-    };
+    let mut plan = Plan { input: None, steps: Vec::new(), errors: Vec::new() };
     if layers.is_empty() {
         let message = "a network needs layers, starting with `input HxWxC`, e.g. `input 28x28x1; conv 8 k3; flatten; dense 10`";
-        plan.errors.push(Diagnostic {
-            site: Site::Body,
-            message: message.into(),
-        });
+        plan.errors.push(Diagnostic { site: Site::Body, message: message.into() });
         return plan;
     }
     let mut current: Option<Current> = None;
@@ -718,66 +658,63 @@ pub fn check(layers: &[Option<LayerInput>]) -> Plan {
         let spec = resolve(i, layer, &mut plan.errors);
         let is_input = layer.kind == Kind::Input;
         if i == 0 && !is_input {
-            plan.errors.push(Diagnostic {
-                site: Site::Layer(0),
-                message: diagnose::missing_input(&layer.source),
-            });
+            plan.errors
+                .push(Diagnostic { site: Site::Layer(0), message: diagnose::missing_input(&layer.source) });
             inferring = false;
         } else if i > 0 && is_input {
             let message = "`input` comes once, as the first layer".to_string();
-            plan.errors.push(Diagnostic {
-                site: Site::Layer(i),
-                message,
-            });
+            plan.errors.push(Diagnostic { site: Site::Layer(i), message });
             inferring = false;
         }
         let Some(spec) = spec.filter(|_| inferring) else {
             inferring = false;
             continue;
         };
-        let from = From {
-            layer: i + 1,
-            source: layer.source.clone(),
-            breakdown: None,
-        };
+        let from = From { layer: i + 1, source: layer.source.clone(), breakdown: None };
         if let Spec::Input(h, w, c) = spec {
+            if Shape::Hwc(h, w, c).checked_len().is_none() {
+                let message = format!("an input of {h}x{w}x{c} has more values than usize counts");
+                plan.errors.push(Diagnostic { site: Site::Layer(i), message });
+                inferring = false;
+                continue;
+            }
             plan.input = Some(Shape::Hwc(h, w, c));
-            current = Some(Current {
-                shape: Shape::Hwc(h, w, c),
-                from,
-            });
+            current = Some(Current { shape: Shape::Hwc(h, w, c), from });
             continue;
         }
         let Some(cur) = &current else { continue };
-        match step(&spec, cur, i) {
+        let outcome = step(&spec, cur, i).and_then(|outcome| match outcome.output.checked_len() {
+            Some(_) => Ok(outcome),
+            None => {
+                let message = format!(
+                    "the output of this layer, {}, has more values than usize counts",
+                    outcome.output
+                );
+                Err((Site::Layer(i), message))
+            }
+        });
+        match outcome {
             Ok(outcome) => {
                 let name = names.field(layer.label.as_deref(), &outcome.op);
                 if let Some(Err(message)) = name.as_deref().map(|field| names.claim(field)) {
-                    plan.errors.push(Diagnostic {
-                        site: Site::Layer(i),
-                        message,
-                    });
+                    plan.errors.push(Diagnostic { site: Site::Layer(i), message });
                     inferring = false;
                     continue;
                 }
                 let breakdown = match (&outcome.op, cur.shape) {
                     (Op::Flatten { from_spatial: true }, Shape::Hwc(h, w, c)) => {
-                        Some(format!("{h}*{w}*{c} = {}", h * w * c))
+                        Some(format!("{h}*{w}*{c} = {}", outcome.output.len()))
                     }
-                    (
-                        Op::Flatten { .. } | Op::Dropout(_) | Op::Act(..) | Op::BatchNorm { .. },
-                        _,
-                    ) => cur.from.breakdown.clone(),
+                    (Op::Flatten { .. } | Op::Dropout(_) | Op::Act(..) | Op::BatchNorm { .. }, _) => {
+                        cur.from.breakdown.clone()
+                    }
                     _ => None,
                 };
                 let act = fused_act(&spec);
                 let output = outcome.output;
                 plan.steps.push(Step {
                     name: name.unwrap_or_else(|| {
-                        layer
-                            .label
-                            .clone()
-                            .unwrap_or_else(|| layer.kind.keyword().into())
+                        layer.label.clone().unwrap_or_else(|| layer.kind.keyword().into())
                     }),
                     op: outcome.op,
                     output,
@@ -788,16 +725,10 @@ pub fn check(layers: &[Option<LayerInput>]) -> Plan {
                 if let Some(act) = act {
                     plan.steps.push(act_step(act, output));
                 }
-                current = Some(Current {
-                    shape: output,
-                    from: From { breakdown, ..from },
-                });
+                current = Some(Current { shape: output, from: From { breakdown, ..from } });
             }
             Err(message) => {
-                plan.errors.push(Diagnostic {
-                    site: message.0,
-                    message: message.1,
-                });
+                plan.errors.push(Diagnostic { site: message.0, message: message.1 });
                 inferring = false;
             }
         }
@@ -833,35 +764,17 @@ type StepError = (Site, String);
 
 fn step(spec: &Spec, cur: &Current, i: usize) -> Result<Outcome, StepError> {
     let layer = Site::Layer(i);
-    let same = |op| {
-        Ok(Outcome {
-            op,
-            output: cur.shape,
-            params: 0,
-            arithmetic: String::new(),
-        })
-    };
+    let same = |op| Ok(Outcome { op, output: cur.shape, params: 0, arithmetic: String::new() });
     match spec {
         Spec::Input(..) => unreachable!("handled by the walk"),
         Spec::Conv(c) => conv_step(c, cur, i),
         Spec::Pool(p) => pool_step(p, cur, i),
         Spec::GlobalPool { max } => {
-            let keyword = if *max {
-                "globalmaxpool"
-            } else {
-                "globalavgpool"
-            };
+            let keyword = if *max { "globalmaxpool" } else { "globalavgpool" };
             let Shape::Hwc(h, w, c) = cur.shape else {
-                return Err((
-                    layer,
-                    diagnose::needs_spatial(keyword, cur.shape, &cur.from),
-                ));
+                return Err((layer, diagnose::needs_spatial(keyword, cur.shape, &cur.from)));
             };
-            let op = if *max {
-                Op::GlobalMaxPool
-            } else {
-                Op::GlobalAvgPool
-            };
+            let op = if *max { Op::GlobalMaxPool } else { Op::GlobalAvgPool };
             let what = if *max { "max" } else { "mean" };
             Ok(Outcome {
                 op,
@@ -882,21 +795,11 @@ fn step(spec: &Spec, cur: &Current, i: usize) -> Result<Outcome, StepError> {
                     arithmetic,
                 })
             }
-            Shape::Flat(_) => same(Op::Flatten {
-                from_spatial: false,
-            }),
+            Shape::Flat(_) => same(Op::Flatten { from_spatial: false }),
         },
-        Spec::Dense {
-            inputs,
-            outputs,
-            bias,
-            ..
-        } => {
+        Spec::Dense { inputs, outputs, bias, .. } => {
             let Shape::Flat(n) = cur.shape else {
-                return Err((
-                    layer,
-                    diagnose::dense_needs_flatten(cur.shape, &cur.from, *outputs),
-                ));
+                return Err((layer, diagnose::dense_needs_flatten(cur.shape, &cur.from, *outputs)));
             };
             if let Some((factors, j)) = inputs {
                 let stated = shape::product(factors);
@@ -907,35 +810,20 @@ fn step(spec: &Spec, cur: &Current, i: usize) -> Result<Outcome, StepError> {
                     ));
                 }
             }
-            let params = n
-                .checked_mul(*outputs)
-                .and_then(|p| p.checked_add(if *bias { *outputs } else { 0 }));
-            let params = params.ok_or((
-                layer,
-                format!("`dense {n} -> {outputs}` has more parameters than usize counts"),
-            ))?;
-            let op = Op::Dense {
-                inputs: n,
-                outputs: *outputs,
-                bias: *bias,
-            };
-            Ok(Outcome {
-                op,
-                output: Shape::Flat(*outputs),
-                params,
-                arithmetic: String::new(),
-            })
+            let params =
+                n.checked_mul(*outputs).and_then(|p| p.checked_add(if *bias { *outputs } else { 0 }));
+            let params = params
+                .ok_or((layer, format!("`dense {n} -> {outputs}` has more parameters than usize counts")))?;
+            let op = Op::Dense { inputs: n, outputs: *outputs, bias: *bias };
+            Ok(Outcome { op, output: Shape::Flat(*outputs), params, arithmetic: String::new() })
         }
         Spec::BatchNorm { eps } => {
             let channels = cur.shape.channels();
-            let op = Op::BatchNorm {
-                channels,
-                eps: *eps,
-            };
+            let op = Op::BatchNorm { channels, eps: *eps };
             Ok(Outcome {
                 op,
                 output: cur.shape,
-                params: 2 * channels,
+                params: channels.saturating_mul(2),
                 arithmetic: String::new(),
             })
         }
@@ -946,18 +834,12 @@ fn step(spec: &Spec, cur: &Current, i: usize) -> Result<Outcome, StepError> {
 
 fn conv_step(c: &ConvSpec, cur: &Current, i: usize) -> Result<Outcome, StepError> {
     let Shape::Hwc(h, w, cin) = cur.shape else {
-        return Err((
-            Site::Layer(i),
-            diagnose::needs_spatial("conv", cur.shape, &cur.from),
-        ));
+        return Err((Site::Layer(i), diagnose::needs_spatial("conv", cur.shape, &cur.from)));
     };
     if let Some((stated, j)) = c.cin
         && stated != cin
     {
-        return Err((
-            Site::Option(i, j),
-            diagnose::wrong_conv_channels(stated, cur.shape, &cur.from),
-        ));
+        return Err((Site::Option(i, j), diagnose::wrong_conv_channels(stated, cur.shape, &cur.from)));
     }
     if cin % c.groups != 0 || c.cout % c.groups != 0 {
         let site = c.groups_at.map_or(Site::Layer(i), |j| Site::Option(i, j));
@@ -968,57 +850,30 @@ fn conv_step(c: &ConvSpec, cur: &Current, i: usize) -> Result<Outcome, StepError
         return Err((site, diagnose::same_needs_stride_one(c)));
     }
     let (height, width) = conv_axes(c, h, w);
-    let rounding = if c.floor {
-        Rounding::Floor
-    } else {
-        Rounding::Exact
-    };
-    let (oh, ow) = match (
-        shape::out_size(&height, rounding),
-        shape::out_size(&width, rounding),
-    ) {
+    let rounding = if c.floor { Rounding::Floor } else { Rounding::Exact };
+    let (oh, ow) = match (shape::out_size(&height, rounding), shape::out_size(&width, rounding)) {
         (Ok(oh), Ok(ow)) => (oh, ow),
         (rh, rw) => {
             let fixes = diagnose::conv_fixes(c, h, w);
-            let message = diagnose::bad_window(
-                "conv",
-                cur.shape,
-                &cur.from,
-                [(height, rh), (width, rw)],
-                &fixes,
-            );
+            let message =
+                diagnose::bad_window("conv", cur.shape, &cur.from, [(height, rh), (width, rw)], &fixes);
             return Err((Site::Layer(i), message));
         }
     };
     let kernel = shape::product(&[c.kernel.0, c.kernel.1, cin / c.groups, c.cout]);
     let params = kernel.and_then(|k| k.checked_add(if c.bias { c.cout } else { 0 }));
-    let params = params.ok_or((
-        Site::Layer(i),
-        "this conv has more parameters than usize counts".to_string(),
-    ))?;
+    let params =
+        params.ok_or((Site::Layer(i), "this conv has more parameters than usize counts".to_string()))?;
     let op = Op::Conv(ConvOp {
-        height: AxisOp {
-            window: height,
-            ceil: false,
-            output: oh,
-        },
-        width: AxisOp {
-            window: width,
-            ceil: false,
-            output: ow,
-        },
+        height: AxisOp { window: height, ceil: false, output: oh },
+        width: AxisOp { window: width, ceil: false, output: ow },
         in_channels: cin,
         out_channels: c.cout,
         groups: c.groups,
         bias: c.bias,
     });
     let arithmetic = diagnose::arithmetic(&height, &width, rounding);
-    Ok(Outcome {
-        op,
-        output: Shape::Hwc(oh, ow, c.cout),
-        params,
-        arithmetic,
-    })
+    Ok(Outcome { op, output: Shape::Hwc(oh, ow, c.cout), params, arithmetic })
 }
 
 /// The windows of a convolution on an `h x w` input; `same` pads
@@ -1032,23 +887,13 @@ pub fn conv_axes(c: &ConvSpec, h: usize, w: usize) -> (Window, Window) {
                 (total / 2, total - total / 2)
             }
         };
-        Window {
-            input,
-            kernel,
-            stride,
-            pad_before,
-            pad_after,
-            dilation,
-        }
+        Window { input, kernel, stride, pad_before, pad_after, dilation }
     };
     let (ph, pw) = match c.padding {
         Padding::Explicit(p) => p,
         Padding::Same => (0, 0),
     };
-    (
-        axis(h, c.kernel.0, c.stride.0, ph, c.dilation.0),
-        axis(w, c.kernel.1, c.stride.1, pw, c.dilation.1),
-    )
+    (axis(h, c.kernel.0, c.stride.0, ph, c.dilation.0), axis(w, c.kernel.1, c.stride.1, pw, c.dilation.1))
 }
 
 /// The windows of a pool on an `h x w` input.
@@ -1061,61 +906,27 @@ pub fn pool_axes(p: &PoolSpec, h: usize, w: usize) -> (Window, Window) {
         pad_after: pad,
         dilation: 1,
     };
-    (
-        axis(h, p.kernel.0, p.stride.0, p.pad.0),
-        axis(w, p.kernel.1, p.stride.1, p.pad.1),
-    )
+    (axis(h, p.kernel.0, p.stride.0, p.pad.0), axis(w, p.kernel.1, p.stride.1, p.pad.1))
 }
 
 fn pool_step(p: &PoolSpec, cur: &Current, i: usize) -> Result<Outcome, StepError> {
     let keyword = if p.max { "maxpool" } else { "avgpool" };
     let Shape::Hwc(h, w, c) = cur.shape else {
-        return Err((
-            Site::Layer(i),
-            diagnose::needs_spatial(keyword, cur.shape, &cur.from),
-        ));
+        return Err((Site::Layer(i), diagnose::needs_spatial(keyword, cur.shape, &cur.from)));
     };
     let (height, width) = pool_axes(p, h, w);
-    let (oh, ow) = match (
-        shape::out_size(&height, p.rounding),
-        shape::out_size(&width, p.rounding),
-    ) {
+    let (oh, ow) = match (shape::out_size(&height, p.rounding), shape::out_size(&width, p.rounding)) {
         (Ok(oh), Ok(ow)) => (oh, ow),
         (rh, rw) => {
             let fixes = diagnose::pool_fixes(p, h, w);
-            let message = diagnose::bad_window(
-                keyword,
-                cur.shape,
-                &cur.from,
-                [(height, rh), (width, rw)],
-                &fixes,
-            );
+            let message =
+                diagnose::bad_window(keyword, cur.shape, &cur.from, [(height, rh), (width, rw)], &fixes);
             return Err((Site::Layer(i), message));
         }
     };
     let ceil = p.rounding == Rounding::Ceil;
-    let axes = (
-        AxisOp {
-            window: height,
-            ceil,
-            output: oh,
-        },
-        AxisOp {
-            window: width,
-            ceil,
-            output: ow,
-        },
-    );
-    let op = if p.max {
-        Op::MaxPool(axes.0, axes.1)
-    } else {
-        Op::AvgPool(axes.0, axes.1)
-    };
+    let axes = (AxisOp { window: height, ceil, output: oh }, AxisOp { window: width, ceil, output: ow });
+    let op = if p.max { Op::MaxPool(axes.0, axes.1) } else { Op::AvgPool(axes.0, axes.1) };
     let arithmetic = diagnose::arithmetic(&height, &width, p.rounding);
-    Ok(Outcome {
-        op,
-        output: Shape::Hwc(oh, ow, c),
-        params: 0,
-        arithmetic,
-    })
+    Ok(Outcome { op, output: Shape::Hwc(oh, ow, c), params: 0, arithmetic })
 }

@@ -50,9 +50,7 @@ fn distance(a: &str, b: &str) -> usize {
         let mut diagonal = row[0];
         row[0] = i + 1;
         for (j, &cb) in b.iter().enumerate() {
-            let next = (row[j + 1] + 1)
-                .min(row[j] + 1)
-                .min(diagonal + usize::from(ca != cb));
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(diagonal + usize::from(ca != cb));
             diagonal = row[j + 1];
             row[j + 1] = next;
         }
@@ -78,22 +76,15 @@ pub fn layer_list() -> String {
 
 pub fn unknown_layer(word: &str) -> String {
     let guess = closest(word, Kind::KEYWORDS.iter().map(|(w, _)| *w));
-    let guess = guess
-        .map(|g| format!("did you mean `{g}`? "))
-        .unwrap_or_default();
-    format!(
-        "unknown layer `{word}`\nhelp: {guess}{}",
-        layer_list().trim_start_matches("help: ")
-    )
+    let guess = guess.map(|g| format!("did you mean `{g}`? ")).unwrap_or_default();
+    format!("unknown layer `{word}`\nhelp: {guess}{}", layer_list().trim_start_matches("help: "))
 }
 
 /// What each layer takes after its keyword, for messages.
 fn grammar(kind: Kind) -> &'static str {
     match kind {
         Kind::Input => "input HxWxC",
-        Kind::Conv => {
-            "conv [CIN ->] COUT kK [sS] [pP | same | valid] [dD] [gG] [nobias] [floor] [ACT]"
-        }
+        Kind::Conv => "conv [CIN ->] COUT kK [sS] [pP | same | valid] [dD] [gG] [nobias] [floor] [ACT]",
         Kind::MaxPool => "maxpool [K] [kK] [sS] [pP] [floor | ceil]",
         Kind::AvgPool => "avgpool [K] [kK] [sS] [pP] [floor | ceil]",
         Kind::Dense => "dense [IN ->] OUT [nobias] [ACT]",
@@ -108,9 +99,7 @@ fn grammar(kind: Kind) -> &'static str {
 fn option_words(kind: Kind) -> &'static [&'static str] {
     const ACTS: [&str; 5] = ["relu", "tanh", "sigmoid", "softmax", "leakyrelu"];
     match kind {
-        Kind::Conv => &[
-            "same", "valid", "nobias", "floor", ACTS[0], ACTS[1], ACTS[2], ACTS[3], ACTS[4],
-        ],
+        Kind::Conv => &["same", "valid", "nobias", "floor", ACTS[0], ACTS[1], ACTS[2], ACTS[3], ACTS[4]],
         Kind::MaxPool | Kind::AvgPool => &["floor", "ceil"],
         Kind::Dense => &["nobias", ACTS[0], ACTS[1], ACTS[2], ACTS[3], ACTS[4]],
         _ => &[],
@@ -136,9 +125,7 @@ pub fn unknown_option(kind: Kind, word: &str) -> String {
                 .then(|| format!("{short}{digits}"))
         })
         .or_else(|| closest(word, option_words(kind).iter().copied()).map(str::to_string));
-    let guess = guess
-        .map(|g| format!("did you mean `{g}`? "))
-        .unwrap_or_default();
+    let guess = guess.map(|g| format!("did you mean `{g}`? ")).unwrap_or_default();
     let sizes = if word == "x" || word.starts_with('x') {
         "; write sizes without spaces, e.g. `28x28x1`"
     } else {
@@ -154,18 +141,13 @@ pub fn not_an_option(kind: Kind, text: &str) -> String {
     let keyword = kind.keyword();
     let why = match text {
         "ceil" if kind == Kind::Conv => " (only pooling rounds up, as in PyTorch)",
-        "same" | "valid" if matches!(kind, Kind::MaxPool | Kind::AvgPool) => {
-            " (pooling pads with `pP`)"
-        }
+        "same" | "valid" if matches!(kind, Kind::MaxPool | Kind::AvgPool) => " (pooling pads with `pP`)",
         _ if matches!(kind, Kind::MaxPool | Kind::AvgPool) && text.starts_with(['d', 'g']) => {
             " (pooling has no dilation or groups here)"
         }
         _ => "",
     };
-    format!(
-        "`{text}` is not an option of `{keyword}`{why}\nhelp: `{keyword}` takes: {}",
-        grammar(kind)
-    )
+    format!("`{text}` is not an option of `{keyword}`{why}\nhelp: `{keyword}` takes: {}", grammar(kind))
 }
 
 pub fn missing_input(source: &str) -> String {
@@ -193,9 +175,7 @@ pub fn needs_spatial(keyword: &str, shape: Shape, from: &From) -> String {
 }
 
 pub fn dense_needs_flatten(shape: Shape, from: &From, outputs: usize) -> String {
-    let Shape::Hwc(h, w, c) = shape else {
-        unreachable!("only called on HxWxC shapes")
-    };
+    let Shape::Hwc(h, w, c) = shape else { unreachable!("only called on HxWxC shapes") };
     format!(
         "`dense` needs a flat input, but {from} gives {h}x{w}x{c}\n\
          help: add `flatten;` before this layer: it gives {h}*{w}*{c} = {} features, \
@@ -226,11 +206,7 @@ pub fn wrong_dense_inputs(
 }
 
 fn join_factors(factors: &[usize]) -> String {
-    factors
-        .iter()
-        .map(usize::to_string)
-        .collect::<Vec<_>>()
-        .join("*")
+    factors.iter().map(usize::to_string).collect::<Vec<_>>().join("*")
 }
 
 pub fn wrong_conv_channels(stated: usize, shape: Shape, from: &From) -> String {
@@ -255,12 +231,8 @@ pub fn bad_groups(groups: usize, cin: usize, cout: usize) -> String {
 
 pub fn same_needs_stride_one(c: &ConvSpec) -> String {
     let (sh, sw) = c.stride;
-    let stride = if sh == sw {
-        sh.to_string()
-    } else {
-        format!("{sh}x{sw}")
-    };
-    let half = c.dilation.0 * (c.kernel.0 - 1) / 2;
+    let stride = if sh == sw { sh.to_string() } else { format!("{sh}x{sw}") };
+    let half = c.dilation.0.saturating_mul(c.kernel.0 - 1) / 2;
     format!(
         "`same` padding needs stride 1, as in PyTorch, but the stride is {stride}\nhelp: give the padding instead, e.g. `p{half}`"
     )
@@ -282,8 +254,7 @@ pub fn formula(w: &Window, full: bool) -> String {
 }
 
 fn value(w: &Window) -> String {
-    w.exact_output()
-        .map_or_else(|| "an overflow".to_string(), |r| r.to_string())
+    w.exact_output().map_or_else(|| "an overflow".to_string(), |r| r.to_string())
 }
 
 /// The arithmetic column of `summary()`: `(32 - 7) / 2 + 1 = 13.5 -> 13 (floor)`.
@@ -291,28 +262,13 @@ pub fn arithmetic(height: &Window, width: &Window, rounding: Rounding) -> String
     let one = |w: &Window| {
         let exact = value(w);
         let out = shape::out_size(w, rounding).map_or_else(|_| "?".into(), |o| o.to_string());
-        let mode = if rounding == Rounding::Ceil {
-            "ceil"
-        } else {
-            "floor"
-        };
-        let rounded = if exact == out {
-            String::new()
-        } else {
-            format!(" -> {out} ({mode})")
-        };
+        let mode = if rounding == Rounding::Ceil { "ceil" } else { "floor" };
+        let rounded = if exact == out { String::new() } else { format!(" -> {out} ({mode})") };
         format!("{} = {exact}{rounded}", formula(w, false))
     };
     let (h, w) = (one(height), one(width));
-    let same_numbers = Window {
-        input: width.input,
-        ..*height
-    } == *width;
-    if same_numbers {
-        h
-    } else {
-        format!("h: {h}; w: {w}")
-    }
+    let same_numbers = Window { input: width.input, ..*height } == *width;
+    if same_numbers { h } else { format!("h: {h}; w: {w}") }
 }
 
 /// A window that does not fit or does not give a whole number.
@@ -328,17 +284,10 @@ pub fn bad_window(
     if rh == Err(SizeError::Overflow) || rw == Err(SizeError::Overflow) {
         lines.push(format!("{keyword} output size overflows usize"));
     }
-    let does_not_fit =
-        |r: &Result<usize, SizeError>| matches!(r, Err(SizeError::DoesNotFit { .. }));
+    let does_not_fit = |r: &Result<usize, SizeError>| matches!(r, Err(SizeError::DoesNotFit { .. }));
     if does_not_fit(&rh) || does_not_fit(&rw) {
-        let Shape::Hwc(h, w, _) = shape else {
-            unreachable!("windows run over HxWxC")
-        };
-        let (axis, window) = if does_not_fit(&rw) {
-            ("width", width)
-        } else {
-            ("height", height)
-        };
+        let Shape::Hwc(h, w, _) = shape else { unreachable!("windows run over HxWxC") };
+        let (axis, window) = if does_not_fit(&rw) { ("width", width) } else { ("height", height) };
         lines.push(format!(
             "{keyword} kernel {}x{} does not fit the {h}x{w} input: along the {axis}, {} = {}",
             height.kernel,
@@ -349,17 +298,9 @@ pub fn bad_window(
     }
     let fractional = |r: &Result<usize, SizeError>| matches!(r, Err(SizeError::Fractional { .. }));
     if lines.is_empty() {
-        let same_numbers = Window {
-            input: width.input,
-            ..height
-        } == width
-            && height.input == width.input;
+        let same_numbers = Window { input: width.input, ..height } == width && height.input == width.input;
         if fractional(&rw) {
-            let also = if fractional(&rh) && same_numbers {
-                " (and so is the height)"
-            } else {
-                ""
-            };
+            let also = if fractional(&rh) && same_numbers { " (and so is the height)" } else { "" };
             lines.push(format!(
                 "{keyword} output width is not a whole number: {} = {}{also}",
                 formula(&width, true),
@@ -385,40 +326,27 @@ pub fn bad_window(
 pub fn conv_fixes(c: &ConvSpec, h: usize, w: usize) -> Vec<String> {
     let outcome = |cand: &ConvSpec| -> Option<String> {
         let (a, b) = check::conv_axes(cand, h, w);
-        let rounding = if cand.floor {
-            Rounding::Floor
-        } else {
-            Rounding::Exact
-        };
-        Some(format!(
-            "{}x{}",
-            shape::out_size(&a, rounding).ok()?,
-            shape::out_size(&b, rounding).ok()?
-        ))
+        let rounding = if cand.floor { Rounding::Floor } else { Rounding::Exact };
+        Some(format!("{}x{}", shape::out_size(&a, rounding).ok()?, shape::out_size(&b, rounding).ok()?))
     };
     let mut fixes = Vec::new();
     let mut note = None;
     if let Padding::Explicit(pad) = c.padding {
-        let limit = c.kernel.0.max(c.kernel.1) * c.dilation.0.max(c.dilation.1);
+        // Padding past the dilated kernel is never what the user wants; the
+        // cap keeps a huge kernel from making a huge search.
+        let limit = c.kernel.0.max(c.kernel.1).saturating_mul(c.dilation.0.max(c.dilation.1)).min(64);
         let mut pads: Vec<usize> = (0..=limit).filter(|&p| (p, p) != pad).collect();
         pads.sort_by_key(|p| p.abs_diff(pad.0));
         let found = pads.iter().find_map(|&p| {
-            outcome(&ConvSpec {
-                padding: Padding::Explicit((p, p)),
-                ..c.clone()
-            })
-            .map(|o| (p, o))
+            outcome(&ConvSpec { padding: Padding::Explicit((p, p)), ..c.clone() }).map(|o| (p, o))
         });
         match found {
             Some((p, out)) => fixes.push(format!("`p{p}` gives {out}")),
             None => note = no_padding_note(&check::conv_axes(c, h, w)),
         }
-        if c.stride == (1, 1) && c.dilation.0 * (c.kernel.0 - 1) % 2 == 0 {
-            if let Some(out) = outcome(&ConvSpec {
-                padding: Padding::Same,
-                ..c.clone()
-            })
-            .filter(|_| pad == (0, 0))
+        if c.stride == (1, 1) {
+            if let Some(out) =
+                outcome(&ConvSpec { padding: Padding::Same, ..c.clone() }).filter(|_| pad == (0, 0))
             {
                 fixes.push(format!("`same` gives {out}"));
             }
@@ -426,34 +354,25 @@ pub fn conv_fixes(c: &ConvSpec, h: usize, w: usize) -> Vec<String> {
     }
     if c.kernel.0 == c.kernel.1 {
         let k = c.kernel.0;
-        let kernels = [k.checked_sub(1), Some(k + 1), k.checked_sub(2), Some(k + 2)];
+        let kernels = [k.checked_sub(1), k.checked_add(1), k.checked_sub(2), k.checked_add(2)];
         let found = kernels.into_iter().flatten().filter(|&k| k >= 1);
         let found = found.filter_map(|k| {
-            outcome(&ConvSpec {
-                kernel: (k, k),
-                ..c.clone()
-            })
-            .map(|o| format!("`k{k}` gives {o}"))
+            outcome(&ConvSpec { kernel: (k, k), ..c.clone() }).map(|o| format!("`k{k}` gives {o}"))
         });
         fixes.extend(found.take(2));
     }
     if c.stride.0 == c.stride.1 {
-        let found = (1..c.stride.0).rev().find_map(|s| {
-            outcome(&ConvSpec {
-                stride: (s, s),
-                ..c.clone()
-            })
-            .map(|o| format!("`s{s}` gives {o}"))
+        // The nearest smaller strides, and 1.
+        let strides = (1..c.stride.0).rev().take(8).chain((c.stride.0 > 9).then_some(1));
+        let found = strides.into_iter().find_map(|s| {
+            outcome(&ConvSpec { stride: (s, s), ..c.clone() }).map(|o| format!("`s{s}` gives {o}"))
         });
         fixes.extend(found);
     }
     if !c.floor {
         fixes.extend(
-            outcome(&ConvSpec {
-                floor: true,
-                ..c.clone()
-            })
-            .map(|o| format!("`floor` gives {o} as PyTorch does")),
+            outcome(&ConvSpec { floor: true, ..c.clone() })
+                .map(|o| format!("`floor` gives {o} as PyTorch does")),
         );
     }
     if let Some(note) = note {
@@ -464,9 +383,8 @@ pub fn conv_fixes(c: &ConvSpec, h: usize, w: usize) -> Vec<String> {
 
 /// "no padding can help, since 28 + 2p - 7 is odd for every p".
 fn no_padding_note((height, width): &(Window, Window)) -> Option<String> {
-    let stuck = [width, height]
-        .into_iter()
-        .find(|w| w.stride % 2 == 0 && w.span().is_some_and(|s| s % 2 != 0))?;
+    let stuck =
+        [width, height].into_iter().find(|w| w.stride % 2 == 0 && w.span().is_some_and(|s| s % 2 != 0))?;
     let reach = stuck.reach()?;
     Some(format!(
         "no padding can help, since {} + 2p - {reach} is odd for every p, and the stride {} is even; instead",
@@ -485,63 +403,38 @@ pub fn pool_fixes(p: &PoolSpec, h: usize, w: usize) -> Vec<String> {
         ))
     };
     let mut fixes = Vec::new();
-    let half = p.kernel.0.min(p.kernel.1) / 2;
+    let half = (p.kernel.0.min(p.kernel.1) / 2).min(64);
     let mut pads: Vec<usize> = (0..=half).filter(|&q| (q, q) != p.pad).collect();
     pads.sort_by_key(|q| q.abs_diff(p.pad.0));
-    let found = pads.iter().find_map(|&q| {
-        outcome(&PoolSpec {
-            pad: (q, q),
-            ..p.clone()
-        })
-        .map(|o| format!("`p{q}` gives {o}"))
-    });
+    let found = pads
+        .iter()
+        .find_map(|&q| outcome(&PoolSpec { pad: (q, q), ..p.clone() }).map(|o| format!("`p{q}` gives {o}")));
     fixes.extend(found);
     if p.kernel.0 == p.kernel.1 {
         let k = p.kernel.0;
-        let kernels = [k.checked_sub(1), Some(k + 1)]
-            .into_iter()
-            .flatten()
-            .filter(|&k| k >= 1);
+        // A 1x1 pool is no pool: start at 2.
+        let kernels = [k.checked_sub(1), k.checked_add(1)].into_iter().flatten().filter(|&k| k >= 2);
         for k in kernels {
             // A bare kernel also sets the stride, as in PyTorch.
-            let stride = if p.stride == p.kernel {
-                (k, k)
-            } else {
-                p.stride
-            };
-            let text = if p.bare_kernel {
-                k.to_string()
-            } else {
-                format!("k{k}")
-            };
+            let stride = if p.stride == p.kernel { (k, k) } else { p.stride };
+            let text = if p.bare_kernel { k.to_string() } else { format!("k{k}") };
             let cand = PoolSpec {
                 kernel: (k, k),
                 stride,
                 pad: (p.pad.0.min(k / 2), p.pad.1.min(k / 2)),
                 ..p.clone()
             };
-            fixes.extend(
-                outcome(&cand)
-                    .map(|o| format!("`{text}` gives {o}"))
-                    .into_iter()
-                    .take(1),
-            );
+            fixes.extend(outcome(&cand).map(|o| format!("`{text}` gives {o}")).into_iter().take(1));
         }
     }
     if p.rounding == Rounding::Exact {
         fixes.extend(
-            outcome(&PoolSpec {
-                rounding: Rounding::Floor,
-                ..p.clone()
-            })
-            .map(|o| format!("`floor` gives {o} as PyTorch does")),
+            outcome(&PoolSpec { rounding: Rounding::Floor, ..p.clone() })
+                .map(|o| format!("`floor` gives {o} as PyTorch does")),
         );
         fixes.extend(
-            outcome(&PoolSpec {
-                rounding: Rounding::Ceil,
-                ..p.clone()
-            })
-            .map(|o| format!("`ceil` gives {o} as PyTorch's `ceil_mode=True`")),
+            outcome(&PoolSpec { rounding: Rounding::Ceil, ..p.clone() })
+                .map(|o| format!("`ceil` gives {o} as PyTorch's `ceil_mode=True`")),
         );
     }
     fixes

@@ -28,14 +28,8 @@ fn shape_tokens(shape: Shape) -> TokenStream {
 
 fn axis_tokens(axis: &AxisOp) -> TokenStream {
     let w = axis.window;
-    let (n, k, s, pb, pa, d) = (
-        lit(w.input),
-        lit(w.kernel),
-        lit(w.stride),
-        lit(w.pad_before),
-        lit(w.pad_after),
-        lit(w.dilation),
-    );
+    let (n, k, s, pb, pa, d) =
+        (lit(w.input), lit(w.kernel), lit(w.stride), lit(w.pad_before), lit(w.pad_after), lit(w.dilation));
     let ceil = axis.ceil;
     quote!(::cnn::__private::layers::Axis::new(#n, #k, #s, #pb, #pa, #d, #ceil))
 }
@@ -50,35 +44,17 @@ fn field_parts(step: &Step) -> Option<(TokenStream, TokenStream)> {
     match &step.op {
         Op::Conv(c) => {
             let (height, width) = (axis_tokens(&c.height), axis_tokens(&c.width));
-            let (cin, cout, groups, bias) = (
-                lit(c.in_channels),
-                lit(c.out_channels),
-                lit(c.groups),
-                c.bias,
-            );
+            let (cin, cout, groups, bias) = (lit(c.in_channels), lit(c.out_channels), lit(c.groups), c.bias);
             let geometry = quote!(#p::ConvGeometry { height: #height, width: #width, in_channels: #cin, out_channels: #cout, groups: #groups });
-            Some((
-                quote!(#p::Conv2d),
-                quote!(#p::Conv2d::new(#geometry, #bias, &mut rng)),
-            ))
+            Some((quote!(#p::Conv2d), quote!(#p::Conv2d::new(#geometry, #bias, &mut rng))))
         }
-        Op::Dense {
-            inputs,
-            outputs,
-            bias,
-        } => {
+        Op::Dense { inputs, outputs, bias } => {
             let (inputs, outputs) = (lit(*inputs), lit(*outputs));
-            Some((
-                quote!(#p::Dense),
-                quote!(#p::Dense::new(#inputs, #outputs, #bias, &mut rng)),
-            ))
+            Some((quote!(#p::Dense), quote!(#p::Dense::new(#inputs, #outputs, #bias, &mut rng))))
         }
         Op::BatchNorm { channels, eps } => {
             let (channels, eps) = (lit(*channels), Literal::f32_unsuffixed(*eps as f32));
-            Some((
-                quote!(#p::BatchNorm),
-                quote!(#p::BatchNorm::new(#channels, #eps)),
-            ))
+            Some((quote!(#p::BatchNorm), quote!(#p::BatchNorm::new(#channels, #eps))))
         }
         _ => None,
     }
@@ -92,11 +68,7 @@ fn forward_step(step: &Step) -> TokenStream {
         Op::Conv(_) | Op::Dense { .. } => quote!(let t = self.#f.forward(t.view());),
         Op::BatchNorm { .. } => quote!(let t = self.#f.forward(t.into_owned());),
         Op::MaxPool(h, w) | Op::AvgPool(h, w) => {
-            let kind = if matches!(step.op, Op::MaxPool(..)) {
-                quote!(MaxPool2d)
-            } else {
-                quote!(AvgPool2d)
-            };
+            let kind = if matches!(step.op, Op::MaxPool(..)) { quote!(MaxPool2d) } else { quote!(AvgPool2d) };
             let (h, w) = (axis_tokens(h), axis_tokens(w));
             quote!(let t = #p::#kind::new(#h, #w).forward(t.view());)
         }
@@ -104,10 +76,7 @@ fn forward_step(step: &Step) -> TokenStream {
         Op::GlobalMaxPool => quote!(let t = #p::global_max_pool(t.view());),
         Op::Flatten { from_spatial: true } => quote!(let t = #p::flatten(t.into_owned());),
         // Identity at inference; nothing to run.
-        Op::Flatten {
-            from_spatial: false,
-        }
-        | Op::Dropout(_) => quote!(),
+        Op::Flatten { from_spatial: false } | Op::Dropout(_) => quote!(),
         Op::Act(kind, alpha) => {
             let act = match kind {
                 ActKind::Relu => quote!(Relu),
@@ -125,12 +94,8 @@ fn forward_step(step: &Step) -> TokenStream {
 }
 
 fn layer_info(step: &Step) -> TokenStream {
-    let (name, source, output, params) = (
-        &step.name,
-        &step.source,
-        shape_tokens(step.output),
-        lit(step.params),
-    );
+    let (name, source, output, params) =
+        (&step.name, &step.source, shape_tokens(step.output), lit(step.params));
     quote!(::cnn::__private::LayerInfo { name: #name, source: #source, output: #output, params: #params })
 }
 
@@ -140,9 +105,7 @@ pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, plan: &Plan)
     // With errors the input may be unknown; the code still type-checks.
     let input = plan.input.unwrap_or(Shape::Hwc(0, 0, 0));
     let output = plan.steps.last().map_or(input, |s| s.output);
-    let Shape::Hwc(h, w, c) = input else {
-        unreachable!("the input is HxWxC")
-    };
+    let Shape::Hwc(h, w, c) = input else { unreachable!("the input is HxWxC") };
     let (h, w, c) = (lit(h), lit(w), lit(c));
     let (input_len, output_len) = (lit(input.len()), lit(output.len()));
     let (input_shape, output_shape) = (shape_tokens(input), shape_tokens(output));
@@ -153,11 +116,8 @@ pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, plan: &Plan)
     let params = lit(table::totals(plan).0);
     let doc = table::markdown(plan);
     let summary = table::summary(&name.to_string(), plan);
-    let fields: Vec<(Ident, TokenStream, TokenStream)> = plan
-        .steps
-        .iter()
-        .filter_map(|s| field_parts(s).map(|(ty, init)| (field(s), ty, init)))
-        .collect();
+    let fields: Vec<(Ident, TokenStream, TokenStream)> =
+        plan.steps.iter().filter_map(|s| field_parts(s).map(|(ty, init)| (field(s), ty, init))).collect();
     let field_decls = fields.iter().map(|(f, ty, _)| quote!(pub #f: #ty));
     let field_inits = fields.iter().map(|(f, _, init)| quote!(#f: #init));
     let steps = plan.steps.iter().map(forward_step);

@@ -30,10 +30,9 @@ pub fn cnn(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
 fn expand(input: TokenStream) -> TokenStream {
     match syn::parse2::<Invocation>(input) {
         Err(error) => error.to_compile_error(),
-        Ok(Invocation::Items(items)) => items
-            .iter()
-            .map(|item| network(&item.attrs, &item.vis, &item.name, &item.body))
-            .collect(),
+        Ok(Invocation::Items(items)) => {
+            items.iter().map(|item| network(&item.attrs, &item.vis, &item.name, &item.body)).collect()
+        }
         Ok(Invocation::Expr(body)) => {
             let name = Ident::new("__CnnNetwork", Span::call_site());
             let network = network(&[], &Visibility::Inherited, &name, &body);
@@ -43,22 +42,17 @@ fn expand(input: TokenStream) -> TokenStream {
 }
 
 fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, body: &Body) -> TokenStream {
-    let layers: Vec<Option<LayerInput>> = body
-        .layers
-        .iter()
-        .map(|layer| layer.as_ref().map(layer_input))
-        .collect();
+    let layers: Vec<Option<LayerInput>> =
+        body.layers.iter().map(|layer| layer.as_ref().map(layer_input)).collect();
     let plan = check::check(&layers);
     let parse_errors = body.errors.iter().map(syn::Error::to_compile_error);
     let check_errors = plan.errors.iter().map(|d| {
         let tokens = match d.site {
             Site::Body => body.tokens.clone(),
-            Site::Layer(i) => body.layers[i]
-                .as_ref()
-                .map_or_else(TokenStream::new, |l| l.tokens.clone()),
-            Site::Option(i, j) => body.layers[i]
-                .as_ref()
-                .map_or_else(TokenStream::new, |l| l.options[j].tokens.clone()),
+            Site::Layer(i) => body.layers[i].as_ref().map_or_else(TokenStream::new, |l| l.tokens.clone()),
+            Site::Option(i, j) => {
+                body.layers[i].as_ref().map_or_else(TokenStream::new, |l| l.options[j].tokens.clone())
+            }
         };
         syn::Error::new_spanned(tokens, &d.message).to_compile_error()
     });
@@ -73,11 +67,11 @@ fn layer_input(layer: &Layer) -> LayerInput {
         options: layer
             .options
             .iter()
-            .map(|o| OptInput {
-                value: o.value.clone(),
-                text: o.text.clone(),
-            })
+            .map(|o| OptInput { value: o.value.clone(), text: o.text.clone() })
             .collect(),
         source: layer.source.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests;

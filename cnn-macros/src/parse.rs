@@ -13,8 +13,7 @@ impl Parse for Invocation {
     fn parse(input: ParseStream) -> syn::Result<Self> {
         // `#[attr]`, `pub` or `struct` starts the item form; anything else is
         // the layer list of the expression form.
-        let item_form =
-            input.peek(Token![#]) || input.peek(Token![pub]) || input.peek(Token![struct]);
+        let item_form = input.peek(Token![#]) || input.peek(Token![pub]) || input.peek(Token![struct]);
         if item_form {
             let mut items = Vec::new();
             while !input.is_empty() {
@@ -36,29 +35,19 @@ impl Parse for NetworkItem {
         let name = input.parse()?;
         let content;
         braced!(content in input);
-        Ok(NetworkItem {
-            attrs,
-            vis,
-            name,
-            body: parse_body(content.parse()?),
-        })
+        Ok(NetworkItem { attrs, vis, name, body: parse_body(content.parse()?) })
     }
 }
 
 /// Splits the layers at `;` and parses each, gathering errors.
 pub fn parse_body(tokens: TokenStream) -> Body {
-    let mut body = Body {
-        layers: Vec::new(),
-        errors: Vec::new(),
-        tokens: tokens.clone(),
-    };
+    let mut body = Body { layers: Vec::new(), errors: Vec::new(), tokens: tokens.clone() };
     let mut current = Vec::new();
     for token in tokens {
         match &token {
             TokenTree::Punct(p) if p.as_char() == ';' => {
                 if current.is_empty() {
-                    body.errors
-                        .push(syn::Error::new(p.span(), "empty layer: remove this `;`"));
+                    body.errors.push(syn::Error::new(p.span(), "empty layer: remove this `;`"));
                 } else {
                     push_layer(&mut body, std::mem::take(&mut current));
                 }
@@ -86,6 +75,10 @@ fn error_at(token: &TokenTree, message: impl std::fmt::Display) -> syn::Error {
     syn::Error::new(token.span(), message)
 }
 
+fn error_spanning(tokens: &[TokenTree], message: impl std::fmt::Display) -> syn::Error {
+    syn::Error::new_spanned(tokens.iter().cloned().collect::<TokenStream>(), message)
+}
+
 fn is_punct(token: Option<&TokenTree>, ch: char) -> bool {
     matches!(token, Some(TokenTree::Punct(p)) if p.as_char() == ch)
 }
@@ -104,10 +97,7 @@ fn parse_layer(tokens: &[TokenTree]) -> Result<Layer, Vec<syn::Error>> {
         Some(other) => {
             return Err(vec![error_at(
                 other,
-                format!(
-                    "expected a layer keyword, found `{other}`\n{}",
-                    diagnose::layer_list()
-                ),
+                format!("expected a layer keyword, found `{other}`\n{}", diagnose::layer_list()),
             )]);
         }
         None => {
@@ -118,39 +108,19 @@ fn parse_layer(tokens: &[TokenTree]) -> Result<Layer, Vec<syn::Error>> {
         }
     };
     let word = keyword.to_string();
-    let kind = Kind::from_keyword(&word).ok_or_else(|| {
-        vec![syn::Error::new(
-            keyword.span(),
-            diagnose::unknown_layer(&word),
-        )]
-    })?;
+    let kind = Kind::from_keyword(&word)
+        .ok_or_else(|| vec![syn::Error::new(keyword.span(), diagnose::unknown_layer(&word))])?;
 
-    let (mut options, mut errors) = (Vec::new(), Vec::new());
+    // A layer's parse stops at its first error; the other layers go on.
+    let mut options = Vec::new();
     let mut pos = 1;
     while pos < rest.len() {
         let start = pos;
-        match parse_option(kind, rest, &mut pos) {
-            Ok(value) => {
-                let consumed = &rest[start..pos];
-                options.push(Opt {
-                    value,
-                    tokens: consumed.iter().cloned().collect(),
-                    text: join_text(consumed),
-                });
-            }
-            Err(error) => errors.push(error),
-        }
+        let value = parse_option(kind, rest, &mut pos).map_err(|error| vec![error])?;
+        let consumed = &rest[start..pos];
+        options.push(Opt { value, tokens: consumed.iter().cloned().collect(), text: join_text(consumed) });
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(Layer {
-        label,
-        kind,
-        options,
-        tokens: rest.iter().cloned().collect(),
-        source: join_text(rest),
-    })
+    Ok(Layer { label, kind, options, tokens: rest.iter().cloned().collect(), source: join_text(rest) })
 }
 
 /// The tokens as the user would write them: `dense 64*4*4 -> 10`.
@@ -181,30 +151,18 @@ fn parse_option(kind: Kind, tokens: &[TokenTree], pos: &mut usize) -> syn::Resul
         {
             let number = &tokens[*pos];
             *pos += 1;
-            Err(error_at(
-                first,
-                format!("sizes cannot be negative: `-{number}`"),
-            ))
+            Err(error_spanning(&tokens[*pos - 2..*pos], format!("sizes cannot be negative: `-{number}`")))
         }
         TokenTree::Punct(p) if p.as_char() == ',' => {
             Err(error_at(first, "layers are separated by `;`, not `,`"))
         }
-        other => Err(error_at(
-            other,
-            format!("unexpected `{other}` in a `{}` layer", kind.keyword()),
-        )),
+        other => Err(error_at(other, format!("unexpected `{other}` in a `{}` layer", kind.keyword()))),
     }
 }
 
 /// `32`, `28x28x1`, `3 ->`, `64*4*4 ->`, `0.5`, `1e-3`
-fn literal_option(
-    token: &TokenTree,
-    tokens: &[TokenTree],
-    pos: &mut usize,
-) -> syn::Result<OptValue> {
-    let TokenTree::Literal(literal) = token else {
-        unreachable!("called on literals")
-    };
+fn literal_option(token: &TokenTree, tokens: &[TokenTree], pos: &mut usize) -> syn::Result<OptValue> {
+    let TokenTree::Literal(literal) = token else { unreachable!("called on literals") };
     let text = literal.to_string();
     match Lit::new(literal.clone()) {
         Lit::Int(_) => {
@@ -218,8 +176,8 @@ fn literal_option(
                 match tokens.get(*pos) {
                     Some(next @ TokenTree::Literal(l)) => {
                         *pos += 1;
-                        let sizes = decimal_sizes(&l.to_string())
-                            .map_err(|message| error_at(next, message))?;
+                        let sizes =
+                            decimal_sizes(&l.to_string()).map_err(|message| error_at(next, message))?;
                         match sizes[..] {
                             [factor] => factors.push(factor),
                             _ => {
@@ -237,10 +195,12 @@ fn literal_option(
                 *pos += 2;
                 Ok(OptValue::Arrow(factors))
             } else if factors.len() > 1 {
-                Err(error_at(
-                    token,
-                    "a product such as `64*4*4` states the input size: follow it with `->`",
-                ))
+                let product = &tokens[*pos - (2 * factors.len() - 1)..*pos];
+                let message = format!(
+                    "a product such as `{}` states the input size: follow it with `->`",
+                    join_text(product)
+                );
+                Err(error_spanning(product, message))
             } else {
                 Ok(OptValue::Number(factors[0]))
             }
@@ -249,60 +209,39 @@ fn literal_option(
             let value: f64 = float.base10_parse()?;
             Ok(OptValue::Float(value))
         }
-        Lit::Float(_) => Err(error_at(
-            token,
-            format!("`{text}` is not a plain decimal number"),
-        )),
+        Lit::Float(_) => Err(error_at(token, format!("`{text}` is not a plain decimal number"))),
         _ => Err(error_at(
             token,
-            format!(
-                "unexpected literal `{text}`: layers take numbers such as `32`, `28x28x1` or `0.5`"
-            ),
+            format!("unexpected literal `{text}`: layers take numbers such as `32`, `28x28x1` or `0.5`"),
         )),
     }
 }
 
 /// `28` or `28x28x1` as numbers; an error for `0x1c`, `32u8`, `3_2`.
 fn decimal_sizes(text: &str) -> Result<Vec<usize>, String> {
-    let radix = ["0x", "0o", "0b"]
-        .iter()
-        .any(|prefix| text.starts_with(prefix));
+    let radix = ["0x", "0o", "0b"].iter().any(|prefix| text.starts_with(prefix));
     if radix {
         return Err(format!(
             "`{text}` is not a plain decimal number: write sizes in decimal, e.g. `28x28x1`"
         ));
     }
     let parts: Vec<&str> = text.split('x').collect();
-    if parts
-        .iter()
-        .any(|part| part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()))
-    {
+    if parts.iter().any(|part| part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit())) {
         let digits = text.bytes().take_while(u8::is_ascii_digit).count();
         return Err(if parts.len() == 1 && digits > 0 {
-            format!(
-                "`{text}`: write sizes as plain numbers, without a suffix: `{}`",
-                &text[..digits]
-            )
+            format!("`{text}`: write sizes as plain numbers, without a suffix: `{}`", &text[..digits])
         } else {
             format!("`{text}` is not a number or a size such as `28x28x1`")
         });
     }
     parts
         .iter()
-        .map(|part| {
-            part.parse::<usize>()
-                .map_err(|_| format!("`{part}` in `{text}` is too large"))
-        })
+        .map(|part| part.parse::<usize>().map_err(|_| format!("`{part}` in `{text}` is too large")))
         .collect()
 }
 
 /// `k3`, `s2x1`, `p0`, `d2`, `g4`, `same`, `nobias`, `relu`, `leakyrelu 0.2`, ...
-fn ident_option(
-    kind: Kind,
-    id: &Ident,
-    tokens: &[TokenTree],
-    pos: &mut usize,
-) -> syn::Result<OptValue> {
+fn ident_option(kind: Kind, id: &Ident, tokens: &[TokenTree], pos: &mut usize) -> syn::Result<OptValue> {
     let word = id.to_string();
     let act = |kind| Ok(OptValue::Act(Act { kind, alpha: None }));
     match word.as_str() {
@@ -325,10 +264,7 @@ fn ident_option(
                 _ => None,
             };
             *pos += alpha.is_some() as usize;
-            return Ok(OptValue::Act(Act {
-                kind: ActKind::LeakyRelu,
-                alpha,
-            }));
+            return Ok(OptValue::Act(Act { kind: ActKind::LeakyRelu, alpha }));
         }
         _ => {}
     }
@@ -337,10 +273,7 @@ fn ident_option(
     let rest = chars.as_str();
     if "kspdg".contains(prefix) && rest.starts_with(|c: char| c.is_ascii_digit()) {
         let sizes = decimal_sizes(rest).map_err(|message| {
-            syn::Error::new(
-                id.span(),
-                message.replace(&format!("`{rest}`"), &format!("`{word}`")),
-            )
+            syn::Error::new(id.span(), message.replace(&format!("`{rest}`"), &format!("`{word}`")))
         })?;
         let pair: Pair = match sizes[..] {
             [n] => (n, n),
@@ -362,10 +295,7 @@ fn ident_option(
             _ => OptValue::Groups(pair.0),
         });
     }
-    Err(syn::Error::new(
-        id.span(),
-        diagnose::unknown_option(kind, &word),
-    ))
+    Err(syn::Error::new(id.span(), diagnose::unknown_option(kind, &word)))
 }
 
 #[cfg(test)]
@@ -381,11 +311,7 @@ mod tests {
         let b = body(
             "input 28x28x1; c1: conv 3 -> 32 k3x5 s2 p1 d2 g1 nobias floor leakyrelu 0.2; dense 64*4*4 -> 10; dropout 0.5",
         );
-        assert!(
-            b.errors.is_empty(),
-            "{:?}",
-            b.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()
-        );
+        assert!(b.errors.is_empty(), "{:?}", b.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>());
         let layers: Vec<&Layer> = b.layers.iter().map(|l| l.as_ref().unwrap()).collect();
         assert_eq!(layers[0].options[0].value, OptValue::Sizes(vec![28, 28, 1]));
         assert_eq!(layers[1].label.as_ref().unwrap().to_string(), "c1");
@@ -402,10 +328,7 @@ mod tests {
                 OptValue::Groups(1),
                 OptValue::NoBias,
                 OptValue::Floor,
-                OptValue::Act(Act {
-                    kind: ActKind::LeakyRelu,
-                    alpha: Some(0.2)
-                }),
+                OptValue::Act(Act { kind: ActKind::LeakyRelu, alpha: Some(0.2) }),
             ]
         );
         assert_eq!(layers[2].options[0].value, OptValue::Arrow(vec![64, 4, 4]));
@@ -415,8 +338,9 @@ mod tests {
 
     #[test]
     fn gathers_errors_from_every_layer() {
-        let b = body("input 0x1c; convv 3; conv 32u8 k3; maxpool 2 q3;; dense 10, relu");
+        let b = body("input 0x1c; convv 3; conv 32u8 k3; maxpool 2 q3 q4;; dense 10, relu, tanh");
         let messages: Vec<String> = b.errors.iter().map(|e| e.to_string()).collect();
+        // One per layer at most: a layer's parse stops at its first error.
         assert_eq!(messages.len(), 6, "{messages:#?}");
         assert!(messages[0].contains("not a plain decimal"));
         assert!(messages[1].contains("did you mean `conv`"));

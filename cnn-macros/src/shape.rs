@@ -46,9 +46,7 @@ pub enum SizeError {
 impl Window {
     /// The dilated extent of the kernel, `d(k - 1) + 1`.
     pub fn reach(&self) -> Option<i128> {
-        (self.dilation as i128)
-            .checked_mul(self.kernel as i128 - 1)?
-            .checked_add(1)
+        (self.dilation as i128).checked_mul(self.kernel as i128 - 1)?.checked_add(1)
     }
 
     /// `n + pb + pa - d(k - 1) - 1`; negative when the kernel does not fit.
@@ -60,10 +58,7 @@ impl Window {
     /// The exact quotient `span / s + 1`, for messages: `11.5`.
     pub fn exact_output(&self) -> Option<Ratio> {
         let span = self.span()?;
-        Some(Ratio {
-            num: span + self.stride as i128,
-            den: self.stride as i128,
-        })
+        Some(Ratio { num: span + self.stride as i128, den: self.stride as i128 })
     }
 }
 
@@ -82,11 +77,7 @@ pub fn out_size(w: &Window, rounding: Rounding) -> Result<usize, SizeError> {
         Rounding::Exact | Rounding::Floor => span / s + 1,
         Rounding::Ceil => {
             let out = (span + s - 1) / s + 1;
-            if (out - 1) * s >= w.input as i128 + w.pad_before as i128 {
-                out - 1
-            } else {
-                out
-            }
+            if (out - 1) * s >= w.input as i128 + w.pad_before as i128 { out - 1 } else { out }
         }
     };
     usize::try_from(out).map_err(|_| SizeError::Overflow)
@@ -111,9 +102,7 @@ impl fmt::Display for Ratio {
 
 /// `a * b * ...`, or `None` on overflow.
 pub fn product(factors: &[usize]) -> Option<usize> {
-    factors
-        .iter()
-        .try_fold(1usize, |acc, &f| acc.checked_mul(f))
+    factors.iter().try_fold(1usize, |acc, &f| acc.checked_mul(f))
 }
 
 #[cfg(test)]
@@ -122,23 +111,13 @@ mod tests {
     use proptest::prelude::*;
 
     fn window(input: usize, kernel: usize, stride: usize, pad: usize, dilation: usize) -> Window {
-        Window {
-            input,
-            kernel,
-            stride,
-            pad_before: pad,
-            pad_after: pad,
-            dilation,
-        }
+        Window { input, kernel, stride, pad_before: pad, pad_after: pad, dilation }
     }
 
     #[test]
     fn the_classic_cases() {
         let w = window(28, 7, 2, 0, 1);
-        assert_eq!(
-            out_size(&w, Rounding::Exact),
-            Err(SizeError::Fractional { span: 21 })
-        );
+        assert_eq!(out_size(&w, Rounding::Exact), Err(SizeError::Fractional { span: 21 }));
         assert_eq!(w.exact_output().unwrap().to_string(), "11.5");
         assert_eq!(out_size(&w, Rounding::Floor), Ok(11));
         assert_eq!(out_size(&window(32, 7, 2, 0, 1), Rounding::Floor), Ok(13));
@@ -164,9 +143,7 @@ mod tests {
         match rounding {
             Rounding::Floor => (full > 0).then_some(full),
             // Exact when the last full window ends exactly at the padded end.
-            Rounding::Exact => {
-                (full > 0 && (full - 1) * w.stride + reach == padded).then_some(full)
-            }
+            Rounding::Exact => (full > 0 && (full - 1) * w.stride + reach == padded).then_some(full),
             // Windows may overhang the padded end by less than a stride, if
             // they start inside the input or its left padding.
             Rounding::Ceil => {

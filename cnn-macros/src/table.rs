@@ -4,12 +4,7 @@ use crate::check::{Plan, Shape};
 
 /// A table like Keras's `model.summary()`, with the arithmetic of each shape.
 pub fn summary(name: &str, plan: &Plan) -> String {
-    let mut rows = vec![[
-        "layer".to_string(),
-        "output".into(),
-        "params".into(),
-        "arithmetic".into(),
-    ]];
+    let mut rows = vec![["layer".to_string(), "output".into(), "params".into(), "arithmetic".into()]];
     if let Some(input) = plan.input {
         rows.push(["input".into(), input.to_string(), "0".into(), String::new()]);
     }
@@ -19,21 +14,10 @@ pub fn summary(name: &str, plan: &Plan) -> String {
         } else {
             format!("{} ({})", step.name, step.source)
         };
-        rows.push([
-            layer,
-            step.output.to_string(),
-            group_digits(step.params),
-            step.arithmetic.clone(),
-        ]);
+        rows.push([layer, step.output.to_string(), group_digits(step.params), step.arithmetic.clone()]);
     }
-    let widths: Vec<usize> = (0..4)
-        .map(|col| {
-            rows.iter()
-                .map(|r| r[col].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
+    let widths: Vec<usize> =
+        (0..4).map(|col| rows.iter().map(|r| r[col].chars().count()).max().unwrap_or(0)).collect();
     let line = |r: &[String; 4]| {
         let text = format!(
             "{:<a$}  {:<b$}  {:>c$}  {}",
@@ -66,15 +50,9 @@ pub fn summary(name: &str, plan: &Plan) -> String {
 
 /// Trainable parameters and the values of all activations of one image.
 pub fn totals(plan: &Plan) -> (usize, usize) {
-    let params = plan
-        .steps
-        .iter()
-        .fold(0usize, |sum, s| sum.saturating_add(s.params));
+    let params = plan.steps.iter().fold(0usize, |sum, s| sum.saturating_add(s.params));
     let input = plan.input.map_or(0, Shape::len);
-    let activations = plan
-        .steps
-        .iter()
-        .fold(input, |sum, s| sum.saturating_add(s.output.len()));
+    let activations = plan.steps.iter().fold(input, |sum, s| sum.saturating_add(s.output.len()));
     (params, activations)
 }
 

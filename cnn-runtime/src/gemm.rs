@@ -25,36 +25,22 @@ pub struct MatMut<'a> {
 impl<'a> MatRef<'a> {
     /// A dense row-major `rows x cols` matrix.
     pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        MatRef {
-            data,
-            rows,
-            cols,
-            row_stride: cols,
-            col_stride: 1,
-        }
+        MatRef { data, rows, cols, row_stride: cols, col_stride: 1 }
     }
 }
 
 impl<'a> MatMut<'a> {
     /// A dense row-major `rows x cols` matrix.
     pub fn row_major(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
-        MatMut {
-            data,
-            rows,
-            cols,
-            row_stride: cols,
-            col_stride: 1,
-        }
+        MatMut { data, rows, cols, row_stride: cols, col_stride: 1 }
     }
 }
 
 /// Whether every element `(i, j)` with `i < rows`, `j < cols` lies inside `len`.
 fn fits(len: usize, rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> bool {
-    let last = (rows - 1).checked_mul(row_stride).and_then(|r| {
-        (cols - 1)
-            .checked_mul(col_stride)
-            .and_then(|c| r.checked_add(c))
-    });
+    let last = (rows - 1)
+        .checked_mul(row_stride)
+        .and_then(|r| (cols - 1).checked_mul(col_stride).and_then(|c| r.checked_add(c)));
     matches!(last, Some(last) if last < len)
         && row_stride <= isize::MAX as usize
         && col_stride <= isize::MAX as usize
@@ -66,17 +52,11 @@ fn fits(len: usize, rows: usize, cols: usize, row_stride: usize, col_stride: usi
 /// those are bugs of the caller, never of user input.
 pub fn sgemm(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert!(
-        b.rows == k && c.rows == m && c.cols == n,
-        "sgemm: mismatched dimensions"
-    );
+    assert!(b.rows == k && c.rows == m && c.cols == n, "sgemm: mismatched dimensions");
     if m == 0 || n == 0 {
         return;
     }
-    assert!(
-        fits(c.data.len(), m, n, c.row_stride, c.col_stride),
-        "sgemm: c out of bounds"
-    );
+    assert!(fits(c.data.len(), m, n, c.row_stride, c.col_stride), "sgemm: c out of bounds");
     if k == 0 {
         for i in 0..m {
             for j in 0..n {
@@ -86,14 +66,8 @@ pub fn sgemm(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>)
         }
         return;
     }
-    assert!(
-        fits(a.data.len(), m, k, a.row_stride, a.col_stride),
-        "sgemm: a out of bounds"
-    );
-    assert!(
-        fits(b.data.len(), k, n, b.row_stride, b.col_stride),
-        "sgemm: b out of bounds"
-    );
+    assert!(fits(a.data.len(), m, k, a.row_stride, a.col_stride), "sgemm: a out of bounds");
+    assert!(fits(b.data.len(), k, n, b.row_stride, b.col_stride), "sgemm: b out of bounds");
     // SAFETY: the asserts above guarantee that every element matrixmultiply
     // reads, a[i*rsa + l*csa] for i < m, l < k and b[l*rsb + j*csb] for
     // l < k, j < n, and every element it writes, c[i*rsc + j*csc], lies

@@ -25,14 +25,7 @@ pub fn check_input(x: &ndarray::ArrayView4<'_, f32>, expected: Shape) -> Result<
         Shape::Hwc(h, w, c) => x.shape()[1..] == [h, w, c],
         Shape::Flat(_) => false,
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InputShape {
-            expected,
-            found: x.shape().to_vec(),
-        })
-    }
+    if ok { Ok(()) } else { Err(Error::InputShape { expected, found: x.shape().to_vec() }) }
 }
 
 /// One image of `h*w*c` values as a batch of one.

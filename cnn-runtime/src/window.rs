@@ -39,9 +39,7 @@ impl Axis {
         dilation: usize,
         ceil: bool,
     ) -> Axis {
-        let reach = dilation
-            .saturating_mul(kernel.saturating_sub(1))
-            .saturating_add(1);
+        let reach = dilation.saturating_mul(kernel.saturating_sub(1)).saturating_add(1);
         let padded = input.saturating_add(pad_before).saturating_add(pad_after);
         let stride = if stride == 0 { 1 } else { stride };
         let output = if padded < reach || kernel == 0 {
@@ -51,24 +49,12 @@ impl Axis {
             if ceil {
                 let out = span.div_ceil(stride) + 1;
                 // The last window must start inside the input or its left padding.
-                if (out - 1) * stride >= input + pad_before {
-                    out - 1
-                } else {
-                    out
-                }
+                if (out - 1) * stride >= input + pad_before { out - 1 } else { out }
             } else {
                 span / stride + 1
             }
         };
-        Axis {
-            input,
-            kernel,
-            stride,
-            pad_before,
-            pad_after,
-            dilation,
-            output,
-        }
+        Axis { input, kernel, stride, pad_before, pad_after, dilation, output }
     }
 
     /// Where window `o` starts, in input coordinates (negative inside the padding).

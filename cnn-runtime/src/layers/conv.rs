@@ -28,8 +28,7 @@ impl ConvGeometry {
 
     /// A 1x1, stride 1, unpadded, ungrouped convolution: a plain GEMM on the input.
     fn is_pointwise(&self) -> bool {
-        let plain =
-            |a: &Axis| a.kernel == 1 && a.stride == 1 && a.pad_before == 0 && a.pad_after == 0;
+        let plain = |a: &Axis| a.kernel == 1 && a.stride == 1 && a.pad_before == 0 && a.pad_after == 0;
         plain(&self.height) && plain(&self.width) && self.groups == 1
     }
 }
@@ -49,20 +48,11 @@ impl Conv2d {
     /// A convolution initialised as PyTorch does.
     pub fn new(geometry: ConvGeometry, bias: bool, rng: &mut InitRng) -> Conv2d {
         let g = geometry;
-        let shape = Ix4(
-            g.height.kernel,
-            g.width.kernel,
-            g.in_channels / g.groups,
-            g.out_channels,
-        );
+        let shape = Ix4(g.height.kernel, g.width.kernel, g.in_channels / g.groups, g.out_channels);
         let fan_in = g.patch_len();
         let weight = init::uniform(shape, fan_in, rng);
         let bias = bias.then(|| init::uniform(Ix1(g.out_channels), fan_in, rng));
-        Conv2d {
-            weight,
-            bias,
-            geometry,
-        }
+        Conv2d { weight, bias, geometry }
     }
 
     pub fn geometry(&self) -> &ConvGeometry {
@@ -77,11 +67,7 @@ impl Conv2d {
     pub fn forward(&self, x: ArrayView4<'_, f32>) -> Array4<f32> {
         let g = &self.geometry;
         let (h, w) = (g.height, g.width);
-        assert_eq!(
-            &x.shape()[1..],
-            &[h.input, w.input, g.in_channels],
-            "conv input shape"
-        );
+        assert_eq!(&x.shape()[1..], &[h.input, w.input, g.in_channels], "conv input shape");
         assert_eq!(
             self.weight.shape(),
             &[h.kernel, w.kernel, g.in_channels / g.groups, g.out_channels],
@@ -133,8 +119,7 @@ impl Conv2d {
                 self.add_bias(out_tile);
             }
         }
-        Array4::from_shape_vec((n, h.output, w.output, cout), out)
-            .expect("output length is n*oh*ow*cout")
+        Array4::from_shape_vec((n, h.output, w.output, cout), out).expect("output length is n*oh*ow*cout")
     }
 
     fn add_bias(&self, out: &mut [f32]) {

@@ -50,11 +50,6 @@ impl Dense {
 /// `nn.Flatten()`: `(N, H, W, C)` into `(N, H*W*C)`, in H, W, C order.
 pub fn flatten(x: Array4<f32>) -> Array2<f32> {
     let (n, h, w, c) = x.dim();
-    let x = if x.is_standard_layout() {
-        x
-    } else {
-        x.as_standard_layout().into_owned()
-    };
-    x.into_shape_with_order((n, h * w * c))
-        .expect("standard layout reshapes")
+    let x = if x.is_standard_layout() { x } else { x.as_standard_layout().into_owned() };
+    x.into_shape_with_order((n, h * w * c)).expect("standard layout reshapes")
 }

@@ -33,15 +33,9 @@ impl BatchNorm {
         let c = self.weight.len();
         assert_eq!(x.shape().last(), Some(&c), "batchnorm channels");
         // y = x * scale + shift, with scale = gamma / sqrt(var + eps).
-        let scale: Vec<f32> = self
-            .weight
-            .iter()
-            .zip(&self.running_var)
-            .map(|(g, v)| g / (v + self.eps).sqrt())
-            .collect();
-        let shift: Vec<f32> = (0..c)
-            .map(|i| self.bias[i] - self.running_mean[i] * scale[i])
-            .collect();
+        let scale: Vec<f32> =
+            self.weight.iter().zip(&self.running_var).map(|(g, v)| g / (v + self.eps).sqrt()).collect();
+        let shift: Vec<f32> = (0..c).map(|i| self.bias[i] - self.running_mean[i] * scale[i]).collect();
         for mut lane in x.rows_mut() {
             for (i, v) in lane.iter_mut().enumerate() {
                 *v = *v * scale[i] + shift[i];

@@ -79,11 +79,7 @@ fn pool(
     width: Axis,
     reduce: impl Fn(&mut dyn Iterator<Item = &[f32]>, usize, &mut [f32]),
 ) -> Array4<f32> {
-    assert_eq!(
-        &x.shape()[1..3],
-        &[height.input, width.input],
-        "pool input shape"
-    );
+    assert_eq!(&x.shape()[1..3], &[height.input, width.input], "pool input shape");
     let (n, c) = (x.shape()[0], x.shape()[3]);
     let x = x.as_standard_layout();
     let x = x.as_slice().expect("standard layout is contiguous");
@@ -106,8 +102,7 @@ fn pool(
             }
         }
     }
-    Array4::from_shape_vec((n, height.output, width.output, c), out)
-        .expect("output length is n*oh*ow*c")
+    Array4::from_shape_vec((n, height.output, width.output, c), out).expect("output length is n*oh*ow*c")
 }
 
 /// `AdaptiveAvgPool2d(1)` then flatten: `(N, H, W, C)` into `(N, C)`.
@@ -118,10 +113,11 @@ pub fn global_avg_pool(x: ArrayView4<'_, f32>) -> Array2<f32> {
 
 /// `AdaptiveMaxPool2d(1)` then flatten: `(N, H, W, C)` into `(N, C)`.
 pub fn global_max_pool(x: ArrayView4<'_, f32>) -> Array2<f32> {
-    x.fold_axis(NdAxis(1), f32::NEG_INFINITY, |&m, &v| {
-        if v > m || v.is_nan() { v } else { m }
-    })
-    .fold_axis(NdAxis(1), f32::NEG_INFINITY, |&m, &v| {
-        if v > m || v.is_nan() { v } else { m }
-    })
+    x.fold_axis(NdAxis(1), f32::NEG_INFINITY, |&m, &v| if v > m || v.is_nan() { v } else { m }).fold_axis(
+        NdAxis(1),
+        f32::NEG_INFINITY,
+        |&m, &v| {
+            if v > m || v.is_nan() { v } else { m }
+        },
+    )
 }

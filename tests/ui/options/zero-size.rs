@@ -1,0 +1,7 @@
+cnn::cnn! {
+    pub struct Net {
+        input 28x0x1;
+    }
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+cnn::cnn! {
+    pub struct Net {
+
+    }
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+cnn::cnn! {
+    pub struct Net {
+        conv 8 k3;
+        flatten;
+        dense 10;
+    }
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+cnn::cnn! {
+    pub struct Net {
+        input 28x28x1;;
+        flatten;
+    }
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+cnn::cnn! {
+    pub struct Net {
+        input 28x28x1;
+        conv -8 k3;
+    }
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+cnn::cnn! {
+    pub struct Net {
+        input 0x1cx28x1;
+    }
+}
+
+fn main() {}

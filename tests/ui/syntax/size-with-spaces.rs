@@ -1,0 +1,7 @@
+cnn::cnn! {
+    pub struct Net {
+        input 28 x 28 x 1;
+    }
+}
+
+fn main() {}
