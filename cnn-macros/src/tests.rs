@@ -17,10 +17,56 @@ const SEEDS: &[&str] = &[
 /// Words of the grammar, numbers of every size, and junk.
 fn token() -> impl Strategy<Value = String> {
     let words = prop::sample::select(vec![
-        "input", "conv", "maxpool", "avgpool", "globalavgpool", "globalmaxpool", "flatten", "dense", "batchnorm",
-        "dropout", "relu", "tanh", "sigmoid", "softmax", "leakyrelu", "same", "valid", "nobias", "floor", "ceil",
-        "->", "*", ";", ";", ";", "x", "0x1c", "32u8", "1e5x1", "0.5", "1e-3", "2.0", "-", ",", ":", "lbl:", "#",
-        "{}", "( k3 )", "[ 3 ]", "{ conv 8 k3 }", "pub", "struct", "Net", "\"s\"", "'c'", "::", "=>", "k", "s",
+        "input",
+        "conv",
+        "maxpool",
+        "avgpool",
+        "globalavgpool",
+        "globalmaxpool",
+        "flatten",
+        "dense",
+        "batchnorm",
+        "dropout",
+        "relu",
+        "tanh",
+        "sigmoid",
+        "softmax",
+        "leakyrelu",
+        "same",
+        "valid",
+        "nobias",
+        "floor",
+        "ceil",
+        "->",
+        "*",
+        ";",
+        ";",
+        ";",
+        "x",
+        "0x1c",
+        "32u8",
+        "1e5x1",
+        "0.5",
+        "1e-3",
+        "2.0",
+        "-",
+        ",",
+        ":",
+        "lbl:",
+        "#",
+        "{}",
+        "( k3 )",
+        "[ 3 ]",
+        "{ conv 8 k3 }",
+        "pub",
+        "struct",
+        "Net",
+        "\"s\"",
+        "'c'",
+        "::",
+        "=>",
+        "k",
+        "s",
     ]);
     let prefix = prop::sample::select(vec!["k", "s", "p", "d", "g"]);
     prop_oneof![
@@ -136,6 +182,9 @@ fn expansion_time_of_vgg16() {
         size += expand(tokens.clone()).into_iter().count();
     }
     let per_run = start.elapsed() / runs;
-    println!("VGG16 parse + check + expand: {per_run:?} per invocation ({} top-level tokens)", size / runs as usize);
+    println!(
+        "VGG16 parse + check + expand: {per_run:?} per invocation ({} top-level tokens)",
+        size / runs as usize
+    );
     assert!(!expand(tokens).to_string().contains("compile_error"));
 }
