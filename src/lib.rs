@@ -21,7 +21,7 @@
 #![doc = include_str!("grammar.md")]
 
 pub use cnn_macros::cnn;
-pub use cnn_runtime::{Error, LayerInfo, Network, Shape, init, layers};
+pub use cnn_runtime::{Error, LayerInfo, Network, Output, Shape, init, layers};
 pub use ndarray;
 
 /// What the generated code names; not a public API.

@@ -163,7 +163,8 @@ fn batchnorm_and_activations_match_reference() {
     let actual = bn.forward(x.clone());
     assert_close(&actual, &x.shape_owned(expected), 1e-5, "batchnorm");
 
-    let cases: [(Activation, fn(f32) -> f32); 4] = [
+    type Reference = fn(f32) -> f32;
+    let cases: [(Activation, Reference); 4] = [
         (Activation::Relu, |v| v.max(0.0)),
         (Activation::Tanh, common::tanh),
         (Activation::Sigmoid, common::sigmoid),

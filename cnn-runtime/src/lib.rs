@@ -16,7 +16,7 @@ mod shape;
 mod window;
 
 pub use error::Error;
-pub use network::Network;
+pub use network::{Network, Output};
 pub use shape::{LayerInfo, Shape};
 
 /// Checks that `x` is a batch of images of shape `expected`.

@@ -1,4 +1,4 @@
-use ndarray::ArrayView4;
+use ndarray::{Array2, Array4, ArrayBase, ArrayD, ArrayView4};
 
 use crate::{Error, LayerInfo, Shape};
 
@@ -14,7 +14,7 @@ pub trait Network: Sized {
     const LAYERS: &'static [LayerInfo];
 
     /// `Array2<f32>` `(N, features)` for a flat output, else `Array4<f32>` NHWC.
-    type Output;
+    type Output: Output;
 
     /// Runs a batch in NHWC `(N, H, W, C)` layout, in inference mode.
     fn forward(&self, x: ArrayView4<'_, f32>) -> Result<Self::Output, Error>;
@@ -26,4 +26,22 @@ pub trait Network: Sized {
 
     /// A network initialised as PyTorch does by default, from the given seed.
     fn with_seed(seed: u64) -> Self;
+}
+
+/// What a network gives: `Array2<f32>` `(N, F)` or `Array4<f32>` NHWC.
+pub trait Output: Clone + std::fmt::Debug {
+    /// The same values with a dynamic number of axes, for generic code.
+    fn into_dyn(self) -> ArrayD<f32>;
+}
+
+impl Output for Array2<f32> {
+    fn into_dyn(self) -> ArrayD<f32> {
+        ArrayBase::into_dyn(self)
+    }
+}
+
+impl Output for Array4<f32> {
+    fn into_dyn(self) -> ArrayD<f32> {
+        ArrayBase::into_dyn(self)
+    }
 }
