@@ -1,0 +1,7 @@
+cnn::cnn! {
+    pub struct Net {
+        input 1e5x1;
+    }
+}
+
+fn main() {}
