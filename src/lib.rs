@@ -27,6 +27,6 @@ pub use ndarray;
 /// What the generated code names; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use cnn_runtime::{Error, LayerInfo, Network, Shape, check_input, image_view, init, layers};
+    pub use cnn_runtime::{Error, LayerInfo, Network, Shape, check_input, image_view, init, io, layers};
     pub use ndarray;
 }

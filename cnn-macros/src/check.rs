@@ -930,3 +930,21 @@ fn pool_step(p: &PoolSpec, cur: &Current, i: usize) -> Result<Outcome, StepError
     let arithmetic = diagnose::arithmetic(&height, &width, p.rounding);
     Ok(Outcome { op, output: Shape::Hwc(oh, ow, c), params: 0, arithmetic })
 }
+
+/// For each step, the HxWxC its flat input was flattened from, if it was:
+/// PyTorch orders those features C, H, W, this crate H, W, C.
+pub fn flat_origins(plan: &Plan) -> Vec<Option<(usize, usize, usize)>> {
+    let mut shape = plan.input;
+    let mut origin = None;
+    let mut origins = Vec::with_capacity(plan.steps.len());
+    for step in &plan.steps {
+        origins.push(origin);
+        origin = match (&step.op, shape) {
+            (Op::Flatten { from_spatial: true }, Some(Shape::Hwc(h, w, c))) => Some((h, w, c)),
+            (Op::Flatten { .. } | Op::Act(..) | Op::Dropout(_) | Op::BatchNorm { .. }, _) => origin,
+            _ => None,
+        };
+        shape = Some(step.output);
+    }
+    origins
+}

@@ -6,7 +6,7 @@ use quote::quote;
 use syn::{Attribute, Visibility};
 
 use crate::ast::ActKind;
-use crate::check::{AxisOp, Op, Plan, Shape, Step};
+use crate::check::{self, AxisOp, Op, Plan, Shape, Step};
 use crate::table;
 
 fn lit(n: usize) -> Literal {
@@ -38,26 +38,62 @@ fn field(step: &Step) -> Ident {
     Ident::new(&step.name, Span::call_site())
 }
 
-/// The field's type and its initialiser, for a layer with parameters.
-fn field_parts(step: &Step) -> Option<(TokenStream, TokenStream)> {
+/// The code of one layer with parameters: its field, type, and how it is
+/// initialised, loaded and saved.
+struct FieldCode {
+    field: Ident,
+    ty: TokenStream,
+    init: TokenStream,
+    load: TokenStream,
+    save: TokenStream,
+}
+
+/// `index` is the layer's position in PyTorch's `nn.Sequential`.
+fn field_code(step: &Step, index: usize, flat_from: Option<(usize, usize, usize)>) -> Option<FieldCode> {
     let p = quote!(::cnn::__private::layers);
-    match &step.op {
+    let field = field(step);
+    let name = &step.name;
+    let prefix = quote!(::cnn::__private::io::Prefix { field: #name, module: #index });
+    let flat_from = match flat_from {
+        Some((h, w, c)) => {
+            let (h, w, c) = (lit(h), lit(w), lit(c));
+            quote!(::core::option::Option::Some((#h, #w, #c)))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let (ty, init, load, save) = match &step.op {
         Op::Conv(c) => {
             let (height, width) = (axis_tokens(&c.height), axis_tokens(&c.width));
             let (cin, cout, groups, bias) = (lit(c.in_channels), lit(c.out_channels), lit(c.groups), c.bias);
             let geometry = quote!(#p::ConvGeometry { height: #height, width: #width, in_channels: #cin, out_channels: #cout, groups: #groups });
-            Some((quote!(#p::Conv2d), quote!(#p::Conv2d::new(#geometry, #bias, &mut rng))))
+            (
+                quote!(#p::Conv2d),
+                quote!(#p::Conv2d::new(#geometry, #bias, &mut rng)),
+                quote!(tensors.conv(#prefix, #geometry, #bias)?),
+                quote!(writer.conv(#name, &self.#field);),
+            )
         }
         Op::Dense { inputs, outputs, bias } => {
             let (inputs, outputs) = (lit(*inputs), lit(*outputs));
-            Some((quote!(#p::Dense), quote!(#p::Dense::new(#inputs, #outputs, #bias, &mut rng))))
+            (
+                quote!(#p::Dense),
+                quote!(#p::Dense::new(#inputs, #outputs, #bias, &mut rng)),
+                quote!(tensors.dense(#prefix, (#inputs, #outputs), #bias, #flat_from)?),
+                quote!(writer.dense(#name, &self.#field);),
+            )
         }
         Op::BatchNorm { channels, eps } => {
             let (channels, eps) = (lit(*channels), Literal::f32_unsuffixed(*eps as f32));
-            Some((quote!(#p::BatchNorm), quote!(#p::BatchNorm::new(#channels, #eps))))
+            (
+                quote!(#p::BatchNorm),
+                quote!(#p::BatchNorm::new(#channels, #eps)),
+                quote!(tensors.batchnorm(#prefix, #channels, #eps, #flat_from)?),
+                quote!(writer.batchnorm(#name, &self.#field);),
+            )
         }
-        _ => None,
-    }
+        _ => return None,
+    };
+    Some(FieldCode { field, ty, init, load, save })
 }
 
 /// One statement of the inference pass, from `t` to the next `t`.
@@ -116,10 +152,13 @@ pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, plan: &Plan)
     let params = lit(table::totals(plan).0);
     let doc = table::markdown(plan);
     let summary = table::summary(&name.to_string(), plan);
-    let fields: Vec<(Ident, TokenStream, TokenStream)> =
-        plan.steps.iter().filter_map(|s| field_parts(s).map(|(ty, init)| (field(s), ty, init))).collect();
-    let field_decls = fields.iter().map(|(f, ty, _)| quote!(pub #f: #ty));
-    let field_inits = fields.iter().map(|(f, _, init)| quote!(#f: #init));
+    let origins = check::flat_origins(plan);
+    let fields: Vec<FieldCode> =
+        plan.steps.iter().zip(origins).enumerate().filter_map(|(i, (s, o))| field_code(s, i, o)).collect();
+    let field_decls = fields.iter().map(|FieldCode { field, ty, .. }| quote!(pub #field: #ty));
+    let field_inits = fields.iter().map(|FieldCode { field, init, .. }| quote!(#field: #init));
+    let field_loads = fields.iter().map(|FieldCode { field, load, .. }| quote!(#field: #load));
+    let field_saves = fields.iter().map(|FieldCode { save, .. }| save);
     let steps = plan.steps.iter().map(forward_step);
     let infos = plan.steps.iter().map(layer_info);
 
@@ -172,6 +211,38 @@ pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, plan: &Plan)
                     *o = *v;
                 }
                 out
+            }
+
+            /// Saves the weights as safetensors: keys `{field}.weight`, `{field}.bias`,
+            /// `{field}.running_mean`, `{field}.running_var`; conv weights
+            /// `[KH, KW, CIN/G, COUT]`, dense weights `[IN, OUT]` with the rows of a
+            /// dense after `flatten` in H, W, C order, vectors `[C]`; all `F32`.
+            pub fn save(&self, path: impl ::core::convert::AsRef<::std::path::Path>) -> ::core::result::Result<(), #p::Error> {
+                let mut writer = #p::io::TensorWriter::new();
+                #(#field_saves)*
+                writer.write(path.as_ref())
+            }
+
+            /// Loads weights written by [`save`](Self::save).
+            pub fn load(path: impl ::core::convert::AsRef<::std::path::Path>) -> ::core::result::Result<Self, #p::Error> {
+                Self::__cnn_load(path.as_ref(), #p::io::Layout::Cnn)
+            }
+
+            /// Loads `safetensors.torch.save_file(model.state_dict(), path)` of the
+            /// equivalent `nn.Sequential`: keys by module index, conv weights OIHW,
+            /// dense weights `[OUT, IN]` with C, H, W columns after `flatten`;
+            /// F32, F64, F16 or BF16.
+            pub fn load_pytorch(path: impl ::core::convert::AsRef<::std::path::Path>) -> ::core::result::Result<Self, #p::Error> {
+                Self::__cnn_load(path.as_ref(), #p::io::Layout::PyTorch)
+            }
+
+            fn __cnn_load(path: &::std::path::Path, layout: #p::io::Layout) -> ::core::result::Result<Self, #p::Error> {
+                let file = #p::io::WeightFile::read(path)?;
+                #[allow(unused_mut)]
+                let mut tensors = file.tensors(layout)?;
+                let network = Self { #(#field_loads,)* };
+                tensors.finish()?;
+                ::core::result::Result::Ok(network)
             }
 
             /// The layer table, like Keras's `model.summary()`.

@@ -1,3 +1,5 @@
+use std::path::PathBuf;
+
 use crate::Shape;
 
 /// Everything that can go wrong at run time.
@@ -14,4 +16,28 @@ pub enum Error {
         /// The dimensions of the array that was given.
         found: Vec<usize>,
     },
+    /// A weights file could not be read or written.
+    #[error("cannot access weights file {}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    /// A weights file is empty.
+    #[error("weights file {} is empty", path.display())]
+    EmptyFile { path: PathBuf },
+    /// A weights file ends before its header says it does.
+    #[error("weights file {} is truncated: {reason}", path.display())]
+    TruncatedFile { path: PathBuf, reason: String },
+    /// A weights file is not safetensors.
+    #[error("weights file {} is not a valid safetensors file: {reason}", path.display())]
+    CorruptFile { path: PathBuf, reason: String },
+    /// A tensor the network needs is not in the file.
+    #[error("weights file {} has no tensor `{name}` (expected shape {expected:?})", path.display())]
+    MissingTensor { path: PathBuf, name: String, expected: Vec<usize> },
+    /// The file has a tensor the network does not.
+    #[error("weights file {} has a tensor `{name}` that the network does not have", path.display())]
+    UnexpectedTensor { path: PathBuf, name: String },
+    /// A tensor has another shape than the layer (in the file's layout).
+    #[error("tensor `{name}` in {} has shape {found:?}, but the network expects {expected:?}", path.display())]
+    TensorShape { path: PathBuf, name: String, expected: Vec<usize>, found: Vec<usize> },
+    /// A tensor is not F32, F64, F16 or BF16.
+    #[error("tensor `{name}` in {} is {dtype}, not a float type (F32, F64, F16 or BF16)", path.display())]
+    TensorDtype { path: PathBuf, name: String, dtype: String },
 }

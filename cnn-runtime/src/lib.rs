@@ -10,6 +10,7 @@ mod error;
 pub mod gemm;
 mod im2col;
 pub mod init;
+pub mod io;
 pub mod layers;
 mod network;
 mod shape;

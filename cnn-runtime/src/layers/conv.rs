@@ -55,6 +55,19 @@ impl Conv2d {
         Conv2d { weight, bias, geometry }
     }
 
+    /// A convolution with the given weights, `[KH, KW, CIN/G, COUT]` and `[COUT]`.
+    ///
+    /// # Panics
+    ///
+    /// If their shapes do not fit the geometry.
+    pub fn from_parts(geometry: ConvGeometry, weight: Array4<f32>, bias: Option<Array1<f32>>) -> Conv2d {
+        let g = geometry;
+        let expected = [g.height.kernel, g.width.kernel, g.in_channels / g.groups, g.out_channels];
+        assert_eq!(weight.shape(), expected, "conv weight shape");
+        assert!(bias.as_ref().is_none_or(|b| b.len() == g.out_channels), "conv bias length");
+        Conv2d { weight, bias, geometry }
+    }
+
     pub fn geometry(&self) -> &ConvGeometry {
         &self.geometry
     }

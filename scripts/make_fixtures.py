@@ -1,0 +1,74 @@
+"""Write the PyTorch fixtures of tests/pytorch_fixtures.rs: for each model, its
+state_dict (`NAME.safetensors`, as `safetensors.torch.save_file` writes it)
+and an input batch with PyTorch's own output (`NAME.io.safetensors`, input
+in NHWC). Prints each model's `cnn!` definition.
+
+    python3 scripts/make_fixtures.py tests/fixtures
+"""
+
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from safetensors.torch import save_file
+
+from cnn_from_torch import cnn_definition
+
+
+def models():
+    yield "lenet5", (1, 32, 32), nn.Sequential(
+        nn.Conv2d(1, 6, 5), nn.Tanh(), nn.AvgPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2), nn.Flatten(),
+        nn.Linear(400, 120), nn.Tanh(), nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, 10),
+    )
+    # Every option PyTorch rounds or pads in its own way.
+    yield "options", (3, 15, 11), nn.Sequential(
+        nn.Conv2d(3, 8, (3, 5), stride=(2, 1), padding=(1, 2), groups=1),  # 8x11
+        nn.BatchNorm2d(8), nn.LeakyReLU(0.2),
+        nn.Conv2d(8, 8, 4, padding="same", dilation=1, groups=4, bias=False), nn.Sigmoid(),
+        nn.Conv2d(8, 12, 3, padding="same", dilation=2), nn.ReLU(),
+        nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True),
+        nn.AvgPool2d(2, stride=2, padding=1, ceil_mode=True),
+        nn.Conv2d(12, 6, 2, stride=2),  # floor
+        nn.Flatten(), nn.BatchNorm1d(1 * 2 * 6), nn.Dropout(0.3), nn.Linear(12, 5), nn.Softmax(dim=1),
+    )
+    yield "globalpool", (2, 13, 13), nn.Sequential(
+        nn.Conv2d(2, 6, 3, padding=1), nn.BatchNorm2d(6, eps=1e-3), nn.ReLU(),
+        nn.MaxPool2d(2, ceil_mode=True),
+        nn.Conv2d(6, 10, 3, stride=2), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(10, 4),
+    )
+    yield "flatbn", (3, 6, 5), nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(),
+        nn.BatchNorm1d(4 * 4 * 3), nn.Linear(48, 7), nn.Tanh(),
+    )
+
+
+def main(out):
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    for name, chw, model in models():
+        # Give batchnorm statistics worth testing.
+        for m in model.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                with torch.no_grad():
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.uniform_(-0.5, 0.5)
+                    m.running_mean.uniform_(-0.3, 0.3)
+                    m.running_var.uniform_(0.5, 2.0)
+        model.eval()
+        x = torch.rand(4, *chw) * 2 - 1
+        with torch.no_grad():
+            y = model(x)
+        save_file(model.state_dict(), str(out / f"{name}.safetensors"))
+        nhwc = x.permute(0, 2, 3, 1).contiguous()
+        expected = y.permute(0, 2, 3, 1).contiguous() if y.dim() == 4 else y.contiguous()
+        save_file({"input": nhwc, "output": expected}, str(out / f"{name}.io.safetensors"))
+        print(f"// {name}: torch {torch.__version__}")
+        print(cnn_definition(model, chw, name=name.capitalize()))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures")

@@ -1,0 +1,119 @@
+//! Networks exported by real PyTorch (`scripts/make_fixtures.py`, which also
+//! printed the definitions below with `scripts/cnn_from_torch.py`): their
+//! `state_dict`s load with `load_pytorch` and give PyTorch's own outputs.
+
+mod common;
+
+use cnn::Network;
+use cnn::ndarray::{Array4, ArrayD, IxDyn};
+use common::assert_close;
+use safetensors::SafeTensors;
+
+// `lenet5`, PyTorch 2.15.0+cu132
+cnn::cnn! {
+    pub struct Lenet5 {
+        input 32x32x1;
+        conv 1 -> 6 k5;                         // 0: 28x28x6
+        tanh;                                   // 1: 28x28x6
+        avgpool k2;                             // 2: 14x14x6
+        conv 6 -> 16 k5;                        // 3: 10x10x16
+        tanh;                                   // 4: 10x10x16
+        avgpool k2;                             // 5: 5x5x16
+        flatten;                                // 6: 400
+        dense 400 -> 120;                       // 7: 120
+        tanh;                                   // 8: 120
+        dense 120 -> 84;                        // 9: 84
+        tanh;                                   // 10: 84
+        dense 84 -> 10;                         // 11: 10
+    }
+}
+// `options`, PyTorch 2.15.0+cu132
+cnn::cnn! {
+    pub struct Options {
+        input 15x11x3;
+        conv 3 -> 8 k3x5 s2x1 p1x2;             // 0: 8x11x8
+        batchnorm;                              // 1: 8x11x8
+        leakyrelu 0.2;                          // 2: 8x11x8
+        conv 8 -> 8 k4 same g4 nobias;          // 3: 8x11x8
+        sigmoid;                                // 4: 8x11x8
+        conv 8 -> 12 k3 same d2;                // 5: 8x11x12
+        relu;                                   // 6: 8x11x12
+        maxpool k3 s2 p1 ceil;                  // 7: 5x6x12
+        avgpool k2 p1 ceil;                     // 8: 3x4x12
+        conv 12 -> 6 k2 s2 floor;               // 9: 1x2x6
+        flatten;                                // 10: 12
+        batchnorm;                              // 11: 12
+        dropout 0.3;                            // 12: 12
+        dense 12 -> 5;                          // 13: 5
+        softmax;                                // 14: 5
+    }
+}
+// `globalpool`, PyTorch 2.15.0+cu132
+cnn::cnn! {
+    pub struct Globalpool {
+        input 13x13x2;
+        conv 2 -> 6 k3 p1;                      // 0: 13x13x6
+        batchnorm 0.001;                        // 1: 13x13x6
+        relu;                                   // 2: 13x13x6
+        maxpool k2 ceil;                        // 3: 7x7x6
+        conv 6 -> 10 k3 s2;                     // 4: 3x3x10
+        relu;                                   // 5: 3x3x10
+        globalavgpool;                          // 6: 1x1x10
+        flatten;                                // 7: 10
+        dense 10 -> 4;                          // 8: 4
+    }
+}
+// `flatbn`, PyTorch 2.15.0+cu132
+cnn::cnn! {
+    pub struct Flatbn {
+        input 6x5x3;
+        conv 3 -> 4 k3;                         // 0: 4x3x4
+        relu;                                   // 1: 4x3x4
+        flatten;                                // 2: 48
+        batchnorm;                              // 3: 48
+        dense 48 -> 7;                          // 4: 7
+        tanh;                                   // 5: 7
+    }
+}
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+/// The input batch (NHWC) and PyTorch's output of fixture `name`.
+fn io(name: &str) -> (Array4<f32>, ArrayD<f32>) {
+    let bytes = std::fs::read(format!("{FIXTURES}/{name}.io.safetensors")).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let read = |key: &str| {
+        let t = file.tensor(key).unwrap();
+        let values: Vec<f32> =
+            t.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+        ArrayD::from_shape_vec(IxDyn(t.shape()), values).unwrap()
+    };
+    (read("input").into_dimensionality().unwrap(), read("output"))
+}
+
+fn check<N: Network>(name: &str, load: fn(&str) -> Result<N, cnn::Error>) {
+    let net = load(&format!("{FIXTURES}/{name}.safetensors")).unwrap();
+    let (input, expected) = io(name);
+    let actual = cnn::Output::into_dyn(net.forward(input.view()).unwrap());
+    assert_close(&actual, &expected, 1e-4, name);
+}
+
+#[test]
+fn lenet5_gives_pytorchs_output() {
+    check("lenet5", |p| Lenet5::load_pytorch(p));
+}
+
+#[test]
+fn strides_dilation_groups_same_ceil_and_flat_batchnorm_give_pytorchs_output() {
+    check("options", |p| Options::load_pytorch(p));
+}
+
+#[test]
+fn global_pool_gives_pytorchs_output() {
+    check("globalpool", |p| Globalpool::load_pytorch(p));
+}
+
+#[test]
+fn batchnorm_after_flatten_gives_pytorchs_output() {
+    check("flatbn", |p| Flatbn::load_pytorch(p));
+}
