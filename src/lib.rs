@@ -27,6 +27,9 @@ pub use ndarray;
 /// What the generated code names; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use cnn_runtime::{Error, LayerInfo, Network, Shape, check_input, image_view, init, io, layers};
+    pub use cnn_runtime::{
+        Error, LayerInfo, Network, Shape, Step, Workspace, check_input, image_view, infer, init, into_array2,
+        into_array4, io, layers,
+    };
     pub use ndarray;
 }

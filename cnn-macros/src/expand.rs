@@ -96,23 +96,26 @@ fn field_code(step: &Step, index: usize, flat_from: Option<(usize, usize, usize)
     Some(FieldCode { field, ty, init, load, save })
 }
 
-/// One statement of the inference pass, from `t` to the next `t`.
-fn forward_step(step: &Step) -> TokenStream {
-    let p = quote!(::cnn::__private::layers);
+/// The step of the runtime's inference pass for this layer.
+fn infer_step(step: &Step) -> TokenStream {
+    let p = quote!(::cnn::__private);
     let f = field(step);
     match &step.op {
-        Op::Conv(_) | Op::Dense { .. } => quote!(let t = self.#f.forward(t.view());),
-        Op::BatchNorm { .. } => quote!(let t = self.#f.forward(t.into_owned());),
-        Op::MaxPool(h, w) | Op::AvgPool(h, w) => {
-            let kind = if matches!(step.op, Op::MaxPool(..)) { quote!(MaxPool2d) } else { quote!(AvgPool2d) };
+        Op::Conv(_) => quote!(#p::Step::Conv(&self.#f)),
+        Op::Dense { .. } => quote!(#p::Step::Dense(&self.#f)),
+        Op::BatchNorm { .. } => quote!(#p::Step::BatchNorm(&self.#f)),
+        Op::MaxPool(h, w) => {
             let (h, w) = (axis_tokens(h), axis_tokens(w));
-            quote!(let t = #p::#kind::new(#h, #w).forward(t.view());)
+            quote!(#p::Step::MaxPool(#p::layers::MaxPool2d::new(#h, #w)))
         }
-        Op::GlobalAvgPool => quote!(let t = #p::global_avg_pool(t.view());),
-        Op::GlobalMaxPool => quote!(let t = #p::global_max_pool(t.view());),
-        Op::Flatten { from_spatial: true } => quote!(let t = #p::flatten(t.into_owned());),
-        // Identity at inference; nothing to run.
-        Op::Flatten { from_spatial: false } | Op::Dropout(_) => quote!(),
+        Op::AvgPool(h, w) => {
+            let (h, w) = (axis_tokens(h), axis_tokens(w));
+            quote!(#p::Step::AvgPool(#p::layers::AvgPool2d::new(#h, #w)))
+        }
+        Op::GlobalAvgPool => quote!(#p::Step::GlobalAvgPool),
+        Op::GlobalMaxPool => quote!(#p::Step::GlobalMaxPool),
+        Op::Flatten { .. } => quote!(#p::Step::Flatten),
+        Op::Dropout(_) => quote!(#p::Step::Dropout),
         Op::Act(kind, alpha) => {
             let act = match kind {
                 ActKind::Relu => quote!(Relu),
@@ -124,7 +127,7 @@ fn forward_step(step: &Step) -> TokenStream {
                     quote!(LeakyRelu(#alpha))
                 }
             };
-            quote!(let t = #p::Activation::#act.forward(t.into_owned());)
+            quote!(#p::Step::Act(#p::layers::Activation::#act))
         }
     }
 }
@@ -145,9 +148,15 @@ pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, plan: &Plan)
     let (h, w, c) = (lit(h), lit(w), lit(c));
     let (input_len, output_len) = (lit(input.len()), lit(output.len()));
     let (input_shape, output_shape) = (shape_tokens(input), shape_tokens(output));
-    let output_type = match output {
-        Shape::Hwc(..) => quote!(#p::ndarray::Array4<f32>),
-        Shape::Flat(_) => quote!(#p::ndarray::Array2<f32>),
+    let (output_type, into_output) = match output {
+        Shape::Hwc(h, w, c) => {
+            let (h, w, c) = (lit(h), lit(w), lit(c));
+            (quote!(#p::ndarray::Array4<f32>), quote!(#p::into_array4(values, (n, #h, #w, #c))))
+        }
+        Shape::Flat(f) => {
+            let f = lit(f);
+            (quote!(#p::ndarray::Array2<f32>), quote!(#p::into_array2(values, (n, #f))))
+        }
     };
     let params = lit(table::totals(plan).0);
     let doc = table::markdown(plan);
@@ -159,7 +168,7 @@ pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, plan: &Plan)
     let field_inits = fields.iter().map(|FieldCode { field, init, .. }| quote!(#field: #init));
     let field_loads = fields.iter().map(|FieldCode { field, load, .. }| quote!(#field: #load));
     let field_saves = fields.iter().map(|FieldCode { save, .. }| save);
-    let steps = plan.steps.iter().map(forward_step);
+    let steps = plan.steps.iter().map(infer_step);
     let infos = plan.steps.iter().map(layer_info);
 
     quote! {
@@ -167,6 +176,8 @@ pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, plan: &Plan)
         #[doc = #doc]
         #vis struct #name {
             #(#field_decls,)*
+            #[doc(hidden)]
+            __cnn_workspace: #p::Workspace,
         }
 
         impl #name {
@@ -188,7 +199,7 @@ pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, plan: &Plan)
             #[allow(unused_mut, unused_variables)]
             pub fn with_seed(seed: u64) -> Self {
                 let mut rng = #p::init::rng(seed);
-                Self { #(#field_inits,)* }
+                Self { #(#field_inits,)* __cnn_workspace: ::core::default::Default::default() }
             }
 
             /// Runs a batch `(N, H, W, C)` in inference mode.
@@ -198,9 +209,10 @@ pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, plan: &Plan)
             }
 
             fn __cnn_infer(&self, x: #p::ndarray::ArrayView4<'_, f32>) -> #output_type {
-                let t = x;
-                #(#steps)*
-                t.into_owned()
+                let n = x.dim().0;
+                let steps = [#(#steps),*];
+                let values = #p::infer(&steps, x, &self.__cnn_workspace);
+                #into_output
             }
 
             /// Runs one image, `H*W*C` values in H, W, C order.
@@ -240,7 +252,7 @@ pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, plan: &Plan)
                 let file = #p::io::WeightFile::read(path)?;
                 #[allow(unused_mut)]
                 let mut tensors = file.tensors(layout)?;
-                let network = Self { #(#field_loads,)* };
+                let network = Self { #(#field_loads,)* __cnn_workspace: ::core::default::Default::default() };
                 tensors.finish()?;
                 ::core::result::Result::Ok(network)
             }

@@ -17,24 +17,39 @@ pub fn im2col_tile(x: &[f32], g: &ConvGeometry, group: usize, rows: Range<usize>
     let cin = g.in_channels;
     let cin_g = cin / g.groups;
     let patch = h.kernel * w.kernel * cin_g;
+    let image_len = h.input * w.input * cin;
     debug_assert_eq!(col.len(), rows.len() * patch);
+    // Without groups or horizontal dilation, a kernel row's cells are one
+    // contiguous run of the input: one copy instead of one per cell.
+    let contiguous = g.groups == 1 && w.dilation == 1;
     for (r, col_row) in rows.zip(col.chunks_exact_mut(patch)) {
         let ox = r % w.output;
         let oy = (r / w.output) % h.output;
         let b = r / (w.output * h.output);
-        let image = &x[b * h.input * w.input * cin..][..h.input * w.input * cin];
+        let image = &x[b * image_len..][..image_len];
         for (ky, kernel_row) in col_row.chunks_exact_mut(w.kernel * cin_g).enumerate() {
             let Some(iy) = h.tap(oy, ky) else {
                 kernel_row.fill(0.0);
                 continue;
             };
-            for (kx, cell) in kernel_row.chunks_exact_mut(cin_g).enumerate() {
-                match w.tap(ox, kx) {
-                    Some(ix) => {
-                        let at = (iy * w.input + ix) * cin + group * cin_g;
-                        cell.copy_from_slice(&image[at..at + cin_g]);
+            let input_row = &image[iy * w.input * cin..][..w.input * cin];
+            if contiguous {
+                // Taps kx in lo..hi fall inside the input.
+                let start = w.start(ox);
+                let lo = (-start).clamp(0, w.kernel as isize) as usize;
+                let hi = (w.input as isize - start).clamp(lo as isize, w.kernel as isize) as usize;
+                kernel_row[..lo * cin].fill(0.0);
+                kernel_row[hi * cin..].fill(0.0);
+                if lo < hi {
+                    let at = (start + lo as isize) as usize * cin;
+                    kernel_row[lo * cin..hi * cin].copy_from_slice(&input_row[at..at + (hi - lo) * cin]);
+                }
+            } else {
+                for (kx, cell) in kernel_row.chunks_exact_mut(cin_g).enumerate() {
+                    match w.tap(ox, kx) {
+                        Some(ix) => cell.copy_from_slice(&input_row[ix * cin + group * cin_g..][..cin_g]),
+                        None => cell.fill(0.0),
                     }
-                    None => cell.fill(0.0),
                 }
             }
         }

@@ -9,16 +9,21 @@
 mod error;
 pub mod gemm;
 mod im2col;
+mod infer;
 pub mod init;
 pub mod io;
 pub mod layers;
+mod math;
 mod network;
 mod shape;
 mod window;
+mod workspace;
 
 pub use error::Error;
+pub use infer::{Step, infer, into_array2, into_array4};
 pub use network::{Network, Output};
 pub use shape::{LayerInfo, Shape};
+pub use workspace::Workspace;
 
 /// Checks that `x` is a batch of images of shape `expected`.
 pub fn check_input(x: &ndarray::ArrayView4<'_, f32>, expected: Shape) -> Result<(), Error> {

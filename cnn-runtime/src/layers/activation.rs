@@ -2,11 +2,15 @@
 
 use ndarray::{Array, Dimension};
 
+use crate::math;
+
 /// An activation function.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Activation {
     Relu,
+    /// Within 1e-6 of the exact value (see [`crate::math`]).
     Tanh,
+    /// Within 1e-6 of the exact value (see [`crate::math`]).
     Sigmoid,
     /// Over channels (NHWC) or features (flat).
     Softmax,
@@ -17,20 +21,36 @@ pub enum Activation {
 impl Activation {
     /// Applies the activation to every value, in place.
     pub fn forward<D: Dimension>(self, mut x: Array<f32, D>) -> Array<f32, D> {
-        match self {
-            Activation::Relu => x.mapv_inplace(|v| if v < 0.0 { 0.0 } else { v }),
-            Activation::Tanh => x.mapv_inplace(f32::tanh),
-            Activation::Sigmoid => x.mapv_inplace(|v| 1.0 / (1.0 + (-v).exp())),
-            Activation::LeakyRelu(alpha) => x.mapv_inplace(|v| if v < 0.0 { alpha * v } else { v }),
-            Activation::Softmax => {
-                for mut lane in x.rows_mut() {
-                    let max = lane.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                    lane.mapv_inplace(|v| (v - max).exp());
-                    let sum = lane.sum();
-                    lane.mapv_inplace(|v| v / sum);
-                }
+        let channels = x.shape().last().copied().unwrap_or(1);
+        match x.as_slice_mut() {
+            Some(values) => self.apply(values, channels),
+            None => {
+                let mut standard = x.as_standard_layout().into_owned();
+                self.apply(standard.as_slice_mut().expect("standard layout is contiguous"), channels);
+                x.assign(&standard);
             }
         }
         x
+    }
+
+    /// Applies the activation to rows of `channels` values, in place.
+    pub fn apply(self, values: &mut [f32], channels: usize) {
+        match self {
+            // `v < 0` keeps NaN, as PyTorch does.
+            Activation::Relu => values.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v }),
+            Activation::LeakyRelu(alpha) => {
+                values.iter_mut().for_each(|v| *v = if *v < 0.0 { alpha * *v } else { *v })
+            }
+            Activation::Tanh => math::tanh_slice(values),
+            Activation::Sigmoid => math::sigmoid_slice(values),
+            Activation::Softmax => {
+                for row in values.chunks_exact_mut(channels.max(1)) {
+                    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                    row.iter_mut().for_each(|v| *v = math::exp(*v - max));
+                    let scale = 1.0 / row.iter().sum::<f32>();
+                    row.iter_mut().for_each(|v| *v *= scale);
+                }
+            }
+        }
     }
 }

@@ -1,7 +1,13 @@
-//! 2-D convolution: im2col tile by tile, each tile one GEMM per group.
+//! 2-D convolution: im2col tile by tile, each tile one GEMM per group, its
+//! epilogue (bias, batchnorm, activation) applied while it is in cache.
+//! The tiles of a batch are shared between rayon's threads; each output row
+//! is computed the same way whatever the thread count, so results are
+//! bit-identical.
 
 use ndarray::{Array1, Array4, ArrayView4, Ix1, Ix4};
+use rayon::prelude::*;
 
+use super::Epilogue;
 use crate::gemm::{self, MatMut, MatRef};
 use crate::im2col::im2col_tile;
 use crate::init::{self, InitRng};
@@ -26,10 +32,27 @@ impl ConvGeometry {
         self.height.kernel * self.width.kernel * (self.in_channels / self.groups)
     }
 
+    /// Output values of one image.
+    pub fn output_len(&self) -> usize {
+        self.height.output * self.width.output * self.out_channels
+    }
+
+    /// Input values of one image.
+    pub fn input_len(&self) -> usize {
+        self.height.input * self.width.input * self.in_channels
+    }
+
     /// A 1x1, stride 1, unpadded, ungrouped convolution: a plain GEMM on the input.
     fn is_pointwise(&self) -> bool {
         let plain = |a: &Axis| a.kernel == 1 && a.stride == 1 && a.pad_before == 0 && a.pad_after == 0;
         plain(&self.height) && plain(&self.width) && self.groups == 1
+    }
+
+    /// Output rows (pixels) per tile, so that a tile's im2col panel fits `TILE_BYTES`.
+    /// A multiple of 16, the height of matrixmultiply's widest kernel, so
+    /// that no tile ends in a mostly empty kernel call.
+    fn tile_rows(&self) -> usize {
+        (TILE_BYTES / (4 * self.patch_len()) / 16 * 16).max(16)
     }
 }
 
@@ -72,76 +95,119 @@ impl Conv2d {
         &self.geometry
     }
 
-    /// Convolves a batch `(N, H, W, CIN)` into `(N, OH, OW, COUT)`.
+    /// Convolves a batch `(N, H, W, CIN)` into `(N, OH, OW, COUT)`, bias added.
     ///
     /// # Panics
     ///
     /// If the input or the weights do not have the geometry's shape.
     pub fn forward(&self, x: ArrayView4<'_, f32>) -> Array4<f32> {
         let g = &self.geometry;
-        let (h, w) = (g.height, g.width);
-        assert_eq!(&x.shape()[1..], &[h.input, w.input, g.in_channels], "conv input shape");
-        assert_eq!(
-            self.weight.shape(),
-            &[h.kernel, w.kernel, g.in_channels / g.groups, g.out_channels],
-            "conv weight shape"
-        );
+        assert_eq!(&x.shape()[1..], &[g.height.input, g.width.input, g.in_channels], "conv input shape");
         let n = x.shape()[0];
         let x = x.as_standard_layout();
-        let x = x.as_slice().expect("standard layout is contiguous");
-        let weight = self.weight.as_standard_layout();
-        let weight = weight.as_slice().expect("standard layout is contiguous");
-        let cout = g.out_channels;
-        let rows = n * h.output * w.output;
-        let mut out = vec![0.0f32; rows * cout];
-
-        if g.is_pointwise() {
-            let a = MatRef::row_major(x, rows, g.in_channels);
-            let b = MatRef::row_major(weight, g.in_channels, cout);
-            gemm::sgemm(1.0, a, b, 0.0, MatMut::row_major(&mut out, rows, cout));
-            self.add_bias(&mut out);
-        } else {
-            let patch = g.patch_len();
-            let cout_g = cout / g.groups;
-            let tile_rows = (TILE_BYTES / (4 * patch)).clamp(1, rows.max(1));
-            let mut col = vec![0.0f32; tile_rows * patch];
-            for start in (0..rows).step_by(tile_rows) {
-                let end = (start + tile_rows).min(rows);
-                let tile_len = end - start;
-                let col = &mut col[..tile_len * patch];
-                let out_tile = &mut out[start * cout..end * cout];
-                for group in 0..g.groups {
-                    im2col_tile(x, g, group, start..end, col);
-                    let a = MatRef::row_major(col, tile_len, patch);
-                    let b = MatRef {
-                        data: &weight[group * cout_g..],
-                        rows: patch,
-                        cols: cout_g,
-                        row_stride: cout,
-                        col_stride: 1,
-                    };
-                    let c = MatMut {
-                        data: &mut out_tile[group * cout_g..],
-                        rows: tile_len,
-                        cols: cout_g,
-                        row_stride: cout,
-                        col_stride: 1,
-                    };
-                    gemm::sgemm(1.0, a, b, 0.0, c);
-                }
-                self.add_bias(out_tile);
-            }
-        }
-        Array4::from_shape_vec((n, h.output, w.output, cout), out).expect("output length is n*oh*ow*cout")
+        let mut out = vec![0.0f32; n * g.output_len()];
+        let epilogue = Epilogue::new(self.bias.as_ref().and_then(|b| b.as_slice()), None, None);
+        self.run(x.as_slice().expect("standard layout is contiguous"), &mut out, &mut Vec::new(), &epilogue);
+        Array4::from_shape_vec((n, g.height.output, g.width.output, g.out_channels), out)
+            .expect("output length is n*oh*ow*cout")
     }
 
-    fn add_bias(&self, out: &mut [f32]) {
-        if let Some(bias) = &self.bias {
-            for pixel in out.chunks_exact_mut(bias.len()) {
-                for (v, b) in pixel.iter_mut().zip(bias) {
-                    *v += b;
-                }
+    /// Convolves the images in `x` (NHWC, contiguous) into `out`, applying
+    /// `epilogue` (which should hold the bias) to each tile. `scratch` holds
+    /// one im2col buffer per thread, grown as needed and kept for next time.
+    ///
+    /// # Panics
+    ///
+    /// If the lengths of `x` and `out` are not whole images of the geometry,
+    /// or the weights do not have its shape.
+    pub fn run(&self, x: &[f32], out: &mut [f32], scratch: &mut Vec<Vec<f32>>, epilogue: &Epilogue) {
+        let g = &self.geometry;
+        let n = x.len() / g.input_len().max(1);
+        assert!(
+            x.len() == n * g.input_len() && out.len() == n * g.output_len(),
+            "conv input or output length"
+        );
+        let weight = self.weight.as_standard_layout();
+        let weight = weight.as_slice().expect("standard layout is contiguous");
+        assert_eq!(weight.len(), g.patch_len() * g.out_channels, "conv weight shape");
+        let (rows, cout) = (n * g.height.output * g.width.output, g.out_channels);
+        if rows == 0 {
+            return;
+        }
+        // Whole tiles, split evenly between the threads.
+        let tile_rows = g.tile_rows().min(rows);
+        let tiles = rows.div_ceil(tile_rows);
+        let threads = rayon::current_num_threads().min(tiles).max(1);
+        let chunk_rows = tiles.div_ceil(threads) * tile_rows;
+        let panel_len = if g.is_pointwise() { 0 } else { tile_rows * g.patch_len() };
+        if scratch.len() < threads {
+            scratch.resize_with(threads, Vec::new);
+        }
+        let work = |(chunk, (out, col)): (usize, (&mut [f32], &mut Vec<f32>))| {
+            if col.len() < panel_len {
+                col.resize(panel_len, 0.0);
             }
+            let first = chunk * chunk_rows;
+            for (t, out_tile) in out.chunks_mut(tile_rows * cout).enumerate() {
+                let start = first + t * tile_rows;
+                self.tile(x, weight, start..start + out_tile.len() / cout, out_tile, col);
+                epilogue.apply(out_tile, cout);
+            }
+        };
+        if threads == 1 {
+            work((0, (out, &mut scratch[0])));
+        } else {
+            out.par_chunks_mut(chunk_rows * cout).zip(scratch.par_iter_mut()).enumerate().for_each(work);
+        }
+    }
+
+    /// Output rows `rows` into `out` (`rows.len() * COUT` values).
+    fn tile(
+        &self,
+        x: &[f32],
+        weight: &[f32],
+        rows: std::ops::Range<usize>,
+        out: &mut [f32],
+        col: &mut [f32],
+    ) {
+        let g = &self.geometry;
+        let (cout, len) = (g.out_channels, rows.len());
+        if g.is_pointwise() {
+            let a = MatRef::row_major(
+                &x[rows.start * g.in_channels..rows.end * g.in_channels],
+                len,
+                g.in_channels,
+            );
+            gemm::sgemm(
+                1.0,
+                a,
+                MatRef::row_major(weight, g.in_channels, cout),
+                0.0,
+                MatMut::row_major(out, len, cout),
+            );
+            return;
+        }
+        let patch = g.patch_len();
+        let cout_g = cout / g.groups;
+        let col = &mut col[..len * patch];
+        for group in 0..g.groups {
+            im2col_tile(x, g, group, rows.clone(), col);
+            let a = MatRef::row_major(col, len, patch);
+            let b = MatRef {
+                data: &weight[group * cout_g..],
+                rows: patch,
+                cols: cout_g,
+                row_stride: cout,
+                col_stride: 1,
+            };
+            let c = MatMut {
+                data: &mut out[group * cout_g..],
+                rows: len,
+                cols: cout_g,
+                row_stride: cout,
+                col_stride: 1,
+            };
+            gemm::sgemm(1.0, a, b, 0.0, c);
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use ndarray::{Array1, Array2, Array4, ArrayView2, Ix1, Ix2};
 
+use super::Epilogue;
 use crate::gemm::{self, MatMut, MatRef};
 use crate::init::{self, InitRng};
 
@@ -33,17 +34,27 @@ impl Dense {
         assert_eq!(x.shape()[1], inputs, "dense input features");
         let n = x.shape()[0];
         let x = x.as_standard_layout();
-        let weight = self.weight.as_standard_layout();
         let mut out = vec![0.0f32; n * outputs];
-        let a = MatRef::row_major(x.as_slice().expect("contiguous"), n, inputs);
-        let b = MatRef::row_major(weight.as_slice().expect("contiguous"), inputs, outputs);
-        gemm::sgemm(1.0, a, b, 0.0, MatMut::row_major(&mut out, n, outputs));
-        if let Some(bias) = &self.bias {
-            for row in out.chunks_exact_mut(outputs.max(1)) {
-                row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
-            }
-        }
+        let epilogue = Epilogue::new(self.bias.as_ref().and_then(|b| b.as_slice()), None, None);
+        self.run(x.as_slice().expect("contiguous"), &mut out, &epilogue);
         Array2::from_shape_vec((n, outputs), out).expect("output length is n*out")
+    }
+
+    /// The rows of `x` (`IN` values each) into the rows of `out` (`OUT`
+    /// each): one GEMM for the batch, then `epilogue` (with the bias).
+    ///
+    /// # Panics
+    ///
+    /// If the lengths are not whole rows of the same batch.
+    pub fn run(&self, x: &[f32], out: &mut [f32], epilogue: &Epilogue) {
+        let (inputs, outputs) = self.weight.dim();
+        let n = out.len() / outputs.max(1);
+        assert!(x.len() == n * inputs && out.len() == n * outputs, "dense input or output length");
+        let weight = self.weight.as_standard_layout();
+        let a = MatRef::row_major(x, n, inputs);
+        let b = MatRef::row_major(weight.as_slice().expect("contiguous"), inputs, outputs);
+        gemm::sgemm(1.0, a, b, 0.0, MatMut::row_major(out, n, outputs));
+        epilogue.apply(out, outputs);
     }
 }
 

@@ -5,6 +5,7 @@
 mod activation;
 mod conv;
 mod dense;
+mod epilogue;
 mod norm;
 mod pool;
 
@@ -12,5 +13,6 @@ pub use crate::window::Axis;
 pub use activation::Activation;
 pub use conv::{Conv2d, ConvGeometry};
 pub use dense::{Dense, flatten};
+pub use epilogue::Epilogue;
 pub use norm::BatchNorm;
-pub use pool::{AvgPool2d, MaxPool2d, global_avg_pool, global_max_pool};
+pub use pool::{AvgPool2d, MaxPool2d, global_avg_pool, global_max_pool, global_pool};

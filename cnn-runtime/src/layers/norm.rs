@@ -2,6 +2,8 @@
 
 use ndarray::{Array, Array1, Dimension};
 
+use super::epilogue::refill;
+
 /// `nn.BatchNorm2d` on NHWC, `nn.BatchNorm1d` on flat features.
 #[derive(Clone, Debug)]
 pub struct BatchNorm {
@@ -28,18 +30,21 @@ impl BatchNorm {
         }
     }
 
+    /// Per channel, `scale = gamma / sqrt(var + eps)` and `shift = beta - mean * scale`,
+    /// written into the given vectors.
+    pub fn scale_shift_into(&self, scale: &mut Vec<f32>, shift: &mut Vec<f32>) {
+        refill(scale, self.weight.iter().zip(&self.running_var).map(|(g, v)| g / (v + self.eps).sqrt()));
+        refill(shift, scale.iter().zip(&self.bias).zip(&self.running_mean).map(|((s, b), m)| b - m * s));
+    }
+
     /// Normalises with the running statistics (inference mode), in place.
     pub fn forward<D: Dimension>(&self, mut x: Array<f32, D>) -> Array<f32, D> {
-        let c = self.weight.len();
-        assert_eq!(x.shape().last(), Some(&c), "batchnorm channels");
-        // y = x * scale + shift, with scale = gamma / sqrt(var + eps).
-        let scale: Vec<f32> =
-            self.weight.iter().zip(&self.running_var).map(|(g, v)| g / (v + self.eps).sqrt()).collect();
-        let shift: Vec<f32> = (0..c).map(|i| self.bias[i] - self.running_mean[i] * scale[i]).collect();
+        let channels = self.weight.len();
+        assert_eq!(x.shape().last(), Some(&channels), "batchnorm channels");
+        let (mut scale, mut shift) = (Vec::new(), Vec::new());
+        self.scale_shift_into(&mut scale, &mut shift);
         for mut lane in x.rows_mut() {
-            for (i, v) in lane.iter_mut().enumerate() {
-                *v = *v * scale[i] + shift[i];
-            }
+            lane.iter_mut().zip(&scale).zip(&shift).for_each(|((v, s), t)| *v = *v * s + t);
         }
         x
     }

@@ -1,7 +1,8 @@
 //! Max and average pooling over NHWC, with PyTorch's padding rules, and the
-//! global pools.
+//! global pools. Each image is one task for rayon's threads.
 
-use ndarray::{Array2, Array4, ArrayView4, Axis as NdAxis};
+use ndarray::{Array2, Array4, ArrayView4};
+use rayon::prelude::*;
 
 use crate::window::Axis;
 
@@ -27,17 +28,20 @@ impl MaxPool2d {
 
     /// Pools `(N, H, W, C)` into `(N, OH, OW, C)`.
     pub fn forward(&self, x: ArrayView4<'_, f32>) -> Array4<f32> {
-        pool(x, self.height, self.width, |window, _, out| {
-            out.fill(f32::NEG_INFINITY);
-            for cell in window {
-                for (o, &v) in out.iter_mut().zip(cell) {
-                    // `v > o` would drop NaN; PyTorch propagates it.
-                    if v > *o || v.is_nan() {
-                        *o = v;
-                    }
+        forward(x, self.height, self.width, |x, c, out| self.run(x, c, out))
+    }
+
+    /// Pools the NHWC images of `x`, `channels` deep, into `out`.
+    pub fn run(&self, x: &[f32], channels: usize, out: &mut [f32]) {
+        pool(x, channels, out, self.height, self.width, |cells, _, pixel| {
+            pixel.fill(f32::NEG_INFINITY);
+            for cell in cells {
+                for (o, &v) in pixel.iter_mut().zip(cell) {
+                    // `v > o` alone would drop NaN; PyTorch propagates it.
+                    *o = if v > *o || v.is_nan() { v } else { *o };
                 }
             }
-        })
+        });
     }
 }
 
@@ -48,46 +52,59 @@ impl AvgPool2d {
 
     /// Pools `(N, H, W, C)` into `(N, OH, OW, C)`.
     pub fn forward(&self, x: ArrayView4<'_, f32>) -> Array4<f32> {
-        pool(x, self.height, self.width, |window, divisor, out| {
-            out.fill(0.0);
-            for cell in window {
-                for (o, &v) in out.iter_mut().zip(cell) {
-                    *o += v;
-                }
+        forward(x, self.height, self.width, |x, c, out| self.run(x, c, out))
+    }
+
+    /// Pools the NHWC images of `x`, `channels` deep, into `out`.
+    pub fn run(&self, x: &[f32], channels: usize, out: &mut [f32]) {
+        pool(x, channels, out, self.height, self.width, |cells, divisor, pixel| {
+            pixel.fill(0.0);
+            for cell in cells {
+                pixel.iter_mut().zip(cell).for_each(|(o, &v)| *o += v);
             }
             let scale = 1.0 / divisor as f32;
-            out.iter_mut().for_each(|o| *o *= scale);
-        })
+            pixel.iter_mut().for_each(|o| *o *= scale);
+        });
     }
 }
 
-/// Cells of the window `o` along `axis` that lie inside the input, and how
-/// many cells the window has inside input plus padding (PyTorch's divisor).
-fn window_range(axis: Axis, o: usize) -> (std::ops::Range<usize>, usize) {
-    let start = axis.start(o);
-    let end = (start + axis.kernel as isize).min((axis.input + axis.pad_after) as isize);
-    let padded_len = (end - start) as usize;
-    let inside = start.max(0) as usize..end.min(axis.input as isize).max(0) as usize;
-    (inside, padded_len)
-}
-
-/// Runs `reduce(cells, divisor, out)` for every output pixel, `cells` being
-/// the channel slices of the input cells under the window.
-fn pool(
+fn forward(
     x: ArrayView4<'_, f32>,
     height: Axis,
     width: Axis,
-    reduce: impl Fn(&mut dyn Iterator<Item = &[f32]>, usize, &mut [f32]),
+    run: impl Fn(&[f32], usize, &mut [f32]),
 ) -> Array4<f32> {
     assert_eq!(&x.shape()[1..3], &[height.input, width.input], "pool input shape");
     let (n, c) = (x.shape()[0], x.shape()[3]);
     let x = x.as_standard_layout();
-    let x = x.as_slice().expect("standard layout is contiguous");
     let mut out = vec![0.0f32; n * height.output * width.output * c];
-    let image_len = height.input * width.input * c;
-    let mut pixels = out.chunks_exact_mut(c.max(1));
-    for b in 0..n {
-        let image = &x[b * image_len..][..image_len];
+    run(x.as_slice().expect("standard layout is contiguous"), c, &mut out);
+    Array4::from_shape_vec((n, height.output, width.output, c), out).expect("output length is n*oh*ow*c")
+}
+
+/// Input cells of window `o` along `axis`, and how many cells it has inside
+/// input plus padding (PyTorch's divisor).
+fn window_range(axis: Axis, o: usize) -> (std::ops::Range<usize>, usize) {
+    let start = axis.start(o);
+    let end = (start + axis.kernel as isize).min((axis.input + axis.pad_after) as isize);
+    let padded_len = (end - start) as usize;
+    let inside = start.max(0) as usize..end.clamp(0, axis.input as isize) as usize;
+    (inside, padded_len)
+}
+
+/// Runs `reduce(cells, divisor, pixel)` for every output pixel of every
+/// image, `cells` being the channel slices of the input under the window.
+fn pool<R>(x: &[f32], c: usize, out: &mut [f32], height: Axis, width: Axis, reduce: R)
+where
+    R: Fn(&mut dyn Iterator<Item = &[f32]>, usize, &mut [f32]) + Sync,
+{
+    let (image_len, out_len) = (height.input * width.input * c, height.output * width.output * c);
+    assert!(x.len() / image_len.max(1) * out_len == out.len(), "pool input or output length");
+    if out.is_empty() {
+        return;
+    }
+    let one_image = |(image, out): (&[f32], &mut [f32])| {
+        let mut pixels = out.chunks_exact_mut(c);
         for oy in 0..height.output {
             let (rows, h_len) = window_range(height, oy);
             for ox in 0..width.output {
@@ -101,23 +118,44 @@ fn pool(
                 }
             }
         }
-    }
-    Array4::from_shape_vec((n, height.output, width.output, c), out).expect("output length is n*oh*ow*c")
+    };
+    x.par_chunks(image_len).zip(out.par_chunks_mut(out_len)).for_each(one_image);
 }
 
 /// `AdaptiveAvgPool2d(1)` then flatten: `(N, H, W, C)` into `(N, C)`.
 pub fn global_avg_pool(x: ArrayView4<'_, f32>) -> Array2<f32> {
-    let cells = (x.shape()[1] * x.shape()[2]).max(1) as f32;
-    x.sum_axis(NdAxis(1)).sum_axis(NdAxis(1)) / cells
+    let (n, h, w, c) = x.dim();
+    let mut out = vec![0.0; n * c];
+    global_pool(x.as_standard_layout().as_slice().expect("contiguous"), h * w, c, &mut out, false);
+    Array2::from_shape_vec((n, c), out).expect("n*c values")
 }
 
 /// `AdaptiveMaxPool2d(1)` then flatten: `(N, H, W, C)` into `(N, C)`.
 pub fn global_max_pool(x: ArrayView4<'_, f32>) -> Array2<f32> {
-    x.fold_axis(NdAxis(1), f32::NEG_INFINITY, |&m, &v| if v > m || v.is_nan() { v } else { m }).fold_axis(
-        NdAxis(1),
-        f32::NEG_INFINITY,
-        |&m, &v| {
-            if v > m || v.is_nan() { v } else { m }
-        },
-    )
+    let (n, h, w, c) = x.dim();
+    let mut out = vec![0.0; n * c];
+    global_pool(x.as_standard_layout().as_slice().expect("contiguous"), h * w, c, &mut out, true);
+    Array2::from_shape_vec((n, c), out).expect("n*c values")
+}
+
+/// The mean or max of each channel over the `cells` pixels of each image.
+pub fn global_pool(x: &[f32], cells: usize, c: usize, out: &mut [f32], max: bool) {
+    for (image, pixel) in x.chunks_exact((cells * c).max(1)).zip(out.chunks_exact_mut(c.max(1))) {
+        pixel.fill(if max { f32::NEG_INFINITY } else { 0.0 });
+        for cell in image.chunks_exact(c) {
+            for (o, &v) in pixel.iter_mut().zip(cell) {
+                *o = if !max {
+                    *o + v
+                } else if v > *o || v.is_nan() {
+                    v
+                } else {
+                    *o
+                };
+            }
+        }
+        if !max {
+            let scale = 1.0 / cells.max(1) as f32;
+            pixel.iter_mut().for_each(|o| *o *= scale);
+        }
+    }
 }

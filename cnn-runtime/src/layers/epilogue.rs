@@ -1,0 +1,85 @@
+//! What a conv or dense layer does to its output while it is still in cache:
+//! bias, a following batchnorm, a following activation.
+
+use super::{Activation, BatchNorm};
+
+/// `y = act(x * scale + shift)` per output channel.
+#[derive(Clone, Debug, Default)]
+pub struct Epilogue {
+    /// `None` means 1: no batchnorm.
+    pub scale: Option<Vec<f32>>,
+    /// Bias, or bias and batchnorm shift together; `None` means 0.
+    pub shift: Option<Vec<f32>>,
+    pub activation: Option<Activation>,
+}
+
+impl Epilogue {
+    /// The bias of a layer, then optionally a batchnorm (inference mode)
+    /// and an activation: `bn(x + b) = x * s + (b * s + beta - mean * s)`.
+    pub fn new(
+        bias: Option<&[f32]>,
+        batchnorm: Option<&BatchNorm>,
+        activation: Option<Activation>,
+    ) -> Epilogue {
+        let mut epilogue = Epilogue::default();
+        epilogue.set(bias, batchnorm, activation);
+        epilogue
+    }
+
+    /// As [`new`](Self::new), reusing this epilogue's vectors.
+    pub fn set(
+        &mut self,
+        bias: Option<&[f32]>,
+        batchnorm: Option<&BatchNorm>,
+        activation: Option<Activation>,
+    ) {
+        self.activation = activation;
+        let Some(bn) = batchnorm else {
+            self.scale = None;
+            match (bias, &mut self.shift) {
+                (Some(bias), Some(shift)) => refill(shift, bias.iter().copied()),
+                (bias, shift) => *shift = bias.map(<[f32]>::to_vec),
+            }
+            return;
+        };
+        let (scale, shift) =
+            (self.scale.get_or_insert_with(Vec::new), self.shift.get_or_insert_with(Vec::new));
+        bn.scale_shift_into(scale, shift);
+        if let Some(bias) = bias {
+            shift.iter_mut().zip(bias).zip(scale.iter()).for_each(|((t, b), s)| *t += b * s);
+        }
+    }
+
+    /// Applies to rows of `channels` values.
+    pub fn apply(&self, values: &mut [f32], channels: usize) {
+        match (&self.scale, &self.shift) {
+            (Some(scale), Some(shift)) => {
+                for row in values.chunks_exact_mut(channels) {
+                    for ((v, s), t) in row.iter_mut().zip(scale).zip(shift) {
+                        *v = *v * s + t;
+                    }
+                }
+            }
+            (None, Some(shift)) => {
+                for row in values.chunks_exact_mut(channels) {
+                    row.iter_mut().zip(shift).for_each(|(v, t)| *v += t);
+                }
+            }
+            (Some(scale), None) => {
+                for row in values.chunks_exact_mut(channels) {
+                    row.iter_mut().zip(scale).for_each(|(v, s)| *v *= s);
+                }
+            }
+            (None, None) => {}
+        }
+        if let Some(activation) = self.activation {
+            activation.apply(values, channels);
+        }
+    }
+}
+
+/// Replaces the contents of `vec`, keeping its allocation.
+pub(crate) fn refill(vec: &mut Vec<f32>, values: impl IntoIterator<Item = f32>) {
+    vec.clear();
+    vec.extend(values);
+}

@@ -1,0 +1,105 @@
+//! Vectorisable `exp`, `tanh` and `sigmoid` over slices.
+//!
+//! `f32::tanh` costs about 20 ns an element and does not vectorise. These
+//! are branch-free (selects only) so that the compiler vectorises the loops:
+//! `exp` reduces `x = n ln2 + r` with `|r| <= ln2 / 2`, takes Cephes'
+//! degree-6 polynomial for `e^r` (relative error about 1e-7) and builds `2^n`
+//! from bits. Over the whole f32 range (tested): `tanh` and `sigmoid` are
+//! within 1e-6 absolute of the exact values, NaN stays NaN.
+
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+/// `1.5 * 2^23`: adding it rounds a float of magnitude below 2^22 to an integer.
+const ROUND: f32 = 12_582_912.0;
+
+/// `e^x` for finite `x`, clamped to the range where `e^x` is a normal float.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.336_55, 88.0);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let z = r * r;
+    let mut y = 1.987_569_1e-4;
+    y = y * r + 1.398_2e-3;
+    y = y * r + 8.333_452e-3;
+    y = y * r + 4.166_579_6e-2;
+    y = y * r + 1.666_666_5e-1;
+    y = y * r + 5.000_000_1e-1;
+    let e_r = y * z + r + 1.0;
+    // 2^n from bits: n + 127 + 2^23 has n + 127 in its low mantissa bits.
+    let biased = (n + (127.0 + 8_388_608.0)).to_bits() & 0xff;
+    e_r * f32::from_bits(biased << 23)
+}
+
+#[inline(always)]
+pub fn tanh(x: f32) -> f32 {
+    // tanh|x| = (1 - e^-2|x|) / (1 + e^-2|x|), then the sign back.
+    let t = exp(-2.0 * x.abs());
+    let y = ((1.0 - t) / (1.0 + t)).copysign(x);
+    if x.is_nan() { x } else { y }
+}
+
+#[inline(always)]
+pub fn sigmoid(x: f32) -> f32 {
+    let y = 1.0 / (1.0 + exp(-x));
+    if x.is_nan() { x } else { y }
+}
+
+pub fn tanh_slice(values: &mut [f32]) {
+    values.iter_mut().for_each(|v| *v = tanh(*v));
+}
+
+pub fn sigmoid_slice(values: &mut [f32]) {
+    values.iter_mut().for_each(|v| *v = sigmoid(*v));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every 97th bit pattern of f32, and the edges.
+    fn sample() -> impl Iterator<Item = f32> {
+        (0..=u32::MAX).step_by(97).map(f32::from_bits).chain([
+            0.0,
+            -0.0,
+            1e-30,
+            -1e-30,
+            88.0,
+            -88.0,
+            9.0,
+            -9.0,
+            f32::MAX,
+            f32::MIN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+        ])
+    }
+
+    #[test]
+    fn tanh_and_sigmoid_are_within_1e6_over_all_f32() {
+        let (mut worst_tanh, mut worst_sigmoid) = (0.0f64, 0.0f64);
+        for x in sample() {
+            if x.is_nan() {
+                assert!(tanh(x).is_nan() && sigmoid(x).is_nan());
+                continue;
+            }
+            let exact_tanh = (x as f64).tanh();
+            let exact_sigmoid = 1.0 / (1.0 + (-(x as f64)).exp());
+            worst_tanh = worst_tanh.max((tanh(x) as f64 - exact_tanh).abs());
+            worst_sigmoid = worst_sigmoid.max((sigmoid(x) as f64 - exact_sigmoid).abs());
+        }
+        assert!(worst_tanh < 1e-6, "tanh: {worst_tanh:e}");
+        assert!(worst_sigmoid < 1e-6, "sigmoid: {worst_sigmoid:e}");
+    }
+
+    #[test]
+    fn exp_is_within_2e7_relative_where_it_is_normal() {
+        let mut worst = 0.0f64;
+        for x in sample().filter(|x| (-87.0..88.0).contains(x)) {
+            let exact = (x as f64).exp();
+            worst = worst.max(((exp(x) as f64 - exact) / exact).abs());
+        }
+        assert!(worst < 2e-7, "{worst:e}");
+    }
+}

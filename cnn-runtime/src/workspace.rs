@@ -1,0 +1,49 @@
+//! Buffers a network keeps between forward passes, so that after the first
+//! call a pass allocates only its output.
+
+use std::sync::{Mutex, TryLockError};
+
+use crate::layers::Epilogue;
+
+/// The reusable memory of one network. Concurrent passes do not wait for
+/// each other: a pass that finds the workspace busy uses a fresh one.
+#[derive(Default)]
+pub struct Workspace {
+    buffers: Mutex<Buffers>,
+}
+
+/// What one forward pass works in.
+#[derive(Default)]
+pub struct Buffers {
+    /// Two activation buffers used in turn: one read, one written.
+    pub activations: [Vec<f32>; 2],
+    /// One im2col panel per thread.
+    pub scratch: Vec<Vec<f32>>,
+    /// One epilogue per layer, its vectors refilled each pass.
+    pub epilogues: Vec<Epilogue>,
+}
+
+impl Workspace {
+    /// Runs `f` with this workspace's buffers, or fresh ones if they are in use.
+    pub fn with<T>(&self, f: impl FnOnce(&mut Buffers) -> T) -> T {
+        match self.buffers.try_lock() {
+            Ok(mut buffers) => f(&mut buffers),
+            // Poisoned by a panic in another pass: its buffers may be half
+            // written, which does not matter, but start clean all the same.
+            Err(TryLockError::Poisoned(_)) | Err(TryLockError::WouldBlock) => f(&mut Buffers::default()),
+        }
+    }
+}
+
+impl Clone for Workspace {
+    /// A clone starts with empty buffers of its own.
+    fn clone(&self) -> Workspace {
+        Workspace::default()
+    }
+}
+
+impl std::fmt::Debug for Workspace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Workspace")
+    }
+}
