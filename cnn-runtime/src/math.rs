@@ -25,7 +25,7 @@ pub fn exp(x: f32) -> f32 {
     y = y * r + 8.333_452e-3;
     y = y * r + 4.166_579_6e-2;
     y = y * r + 1.666_666_5e-1;
-    y = y * r + 5.000_000_1e-1;
+    y = y * r + 0.5;
     let e_r = y * z + r + 1.0;
     // 2^n from bits: n + 127 + 2^23 has n + 127 in its low mantissa bits.
     let biased = (n + (127.0 + 8_388_608.0)).to_bits() & 0xff;
