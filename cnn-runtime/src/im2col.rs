@@ -8,50 +8,110 @@
 
 use std::ops::Range;
 
-use crate::layers::ConvGeometry;
+use crate::layers::{Axis, ConvGeometry};
 
-/// Writes rows `rows` of group `group`'s im2col matrix into `col`,
-/// `rows.len() * kh * kw * cin_g` values.
+/// Values `col` must hold past the panel: interior kernel rows are copied
+/// in whole blocks of 8, the last one spilling past the row, into the next
+/// one (written after it) or into this slack.
+pub const SLACK: usize = 8;
+
+/// Writes rows `rows` of group `group`'s im2col matrix into the start of
+/// `col`, `rows.len() * kh * kw * cin_g` values; `col` holds `SLACK` more.
 pub fn im2col_tile(x: &[f32], g: &ConvGeometry, group: usize, rows: Range<usize>, col: &mut [f32]) {
     let (h, w) = (g.height, g.width);
-    let cin = g.in_channels;
-    let cin_g = cin / g.groups;
-    let patch = h.kernel * w.kernel * cin_g;
-    let image_len = h.input * w.input * cin;
-    debug_assert_eq!(col.len(), rows.len() * patch);
-    // Without groups or horizontal dilation, a kernel row's cells are one
-    // contiguous run of the input: one copy instead of one per cell.
+    let patch = g.patch_len();
+    assert!(col.len() >= rows.len() * patch + SLACK, "im2col panel too short");
+    let image_len = g.input_len();
+    // Without groups or horizontal dilation a kernel row is one contiguous
+    // run of the input, and inside the input it needs no padding.
     let contiguous = g.groups == 1 && w.dilation == 1;
-    for (r, col_row) in rows.zip(col.chunks_exact_mut(patch)) {
-        let ox = r % w.output;
-        let oy = (r / w.output) % h.output;
-        let b = r / (w.output * h.output);
+    let (full_y, full_x) = (full_range(h), full_range(w));
+    let mut r = rows.start;
+    while r < rows.end {
+        // One output row of one image at a time: (b, oy, ox..ox + len).
+        let (b, oy, ox) = (r / (h.output * w.output), (r / w.output) % h.output, r % w.output);
+        let len = (w.output - ox).min(rows.end - r);
         let image = &x[b * image_len..][..image_len];
-        for (ky, kernel_row) in col_row.chunks_exact_mut(w.kernel * cin_g).enumerate() {
-            let Some(iy) = h.tap(oy, ky) else {
-                kernel_row.fill(0.0);
-                continue;
-            };
-            let input_row = &image[iy * w.input * cin..][..w.input * cin];
-            if contiguous {
-                // Taps kx in lo..hi fall inside the input.
-                let start = w.start(ox);
-                let lo = (-start).clamp(0, w.kernel as isize) as usize;
-                let hi = (w.input as isize - start).clamp(lo as isize, w.kernel as isize) as usize;
-                kernel_row[..lo * cin].fill(0.0);
-                kernel_row[hi * cin..].fill(0.0);
-                if lo < hi {
-                    let at = (start + lo as isize) as usize * cin;
-                    kernel_row[lo * cin..hi * cin].copy_from_slice(&input_row[at..at + (hi - lo) * cin]);
+        let tile_row = r - rows.start;
+        let interior = if contiguous && full_y.contains(&oy) {
+            ox.max(full_x.start)..(ox + len).min(full_x.end).max(ox.max(full_x.start))
+        } else {
+            ox..ox
+        };
+        // Left to right: an interior copy may spill into the patch after it.
+        let edge = |x_pos: usize, col: &mut [f32]| {
+            let at = (tile_row + x_pos - ox) * patch;
+            patch_with_padding(image, g, group, oy, x_pos, &mut col[at..at + patch]);
+        };
+        (ox..interior.start).for_each(|x_pos| edge(x_pos, col));
+        if !interior.is_empty() {
+            let at = (tile_row + interior.start - ox) * patch;
+            interior_run(image, g, oy, interior.clone(), &mut col[at..]);
+        }
+        (interior.end..ox + len).for_each(|x_pos| edge(x_pos, col));
+        r += len;
+    }
+}
+
+/// The patches of output pixels `oy, xs` whose taps all fall inside the
+/// input (no groups, no horizontal dilation), one after another in `col`.
+fn interior_run(image: &[f32], g: &ConvGeometry, oy: usize, xs: Range<usize>, col: &mut [f32]) {
+    let (h, w, cin) = (g.height, g.width, g.in_channels);
+    let (patch, row_len) = (g.patch_len(), w.kernel * cin);
+    let blocks = row_len.div_ceil(8) * 8;
+    let (row_step, x_step) = (h.dilation * w.input * cin, w.stride * cin);
+    let base = (h.start(oy) as usize * w.input + w.start(xs.start) as usize) * cin;
+    // Pixel by pixel, kernel row by kernel row: each block's spill lands
+    // where the next copy writes.
+    for i in 0..xs.len() {
+        for ky in 0..h.kernel {
+            let (from, to) = (base + ky * row_step + i * x_step, i * patch + ky * row_len);
+            if from + blocks <= image.len() && to + blocks <= col.len() {
+                let (source, target) = (&image[from..from + blocks], &mut col[to..to + blocks]);
+                for (t, s) in target.chunks_exact_mut(8).zip(source.chunks_exact(8)) {
+                    t.copy_from_slice(s);
                 }
             } else {
-                for (kx, cell) in kernel_row.chunks_exact_mut(cin_g).enumerate() {
-                    match w.tap(ox, kx) {
-                        Some(ix) => cell.copy_from_slice(&input_row[ix * cin + group * cin_g..][..cin_g]),
-                        None => cell.fill(0.0),
-                    }
-                }
+                col[to..to + row_len].copy_from_slice(&image[from..from + row_len]);
             }
         }
     }
+}
+
+/// The patch of output pixel `(oy, ox)`, padding as zeros.
+fn patch_with_padding(
+    image: &[f32],
+    g: &ConvGeometry,
+    group: usize,
+    oy: usize,
+    ox: usize,
+    patch: &mut [f32],
+) {
+    let (h, w, cin) = (g.height, g.width, g.in_channels);
+    let cin_g = cin / g.groups;
+    for (ky, kernel_row) in patch.chunks_exact_mut(w.kernel * cin_g).enumerate() {
+        let Some(iy) = h.tap(oy, ky) else {
+            kernel_row.fill(0.0);
+            continue;
+        };
+        let input_row = &image[iy * w.input * cin..][..w.input * cin];
+        for (kx, cell) in kernel_row.chunks_exact_mut(cin_g).enumerate() {
+            match w.tap(ox, kx) {
+                Some(ix) => cell.copy_from_slice(&input_row[ix * cin + group * cin_g..][..cin_g]),
+                None => cell.fill(0.0),
+            }
+        }
+    }
+}
+
+/// The output positions along `axis` whose taps all fall inside the input.
+fn full_range(axis: Axis) -> Range<usize> {
+    let reach = axis.dilation * (axis.kernel - 1);
+    let first = axis.pad_before.div_ceil(axis.stride);
+    // The last window start `o * s - pb` with `o * s - pb + reach < n`.
+    let past = match (axis.input + axis.pad_before).checked_sub(reach + 1) {
+        Some(last) => (last / axis.stride + 1).min(axis.output),
+        None => 0,
+    };
+    first.min(past)..past
 }

@@ -46,6 +46,7 @@ pub fn sigmoid(x: f32) -> f32 {
     if x.is_nan() { x } else { y }
 }
 
+#[inline(never)]
 pub fn tanh_slice(values: &mut [f32]) {
     values.iter_mut().for_each(|v| *v = tanh(*v));
 }

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::Epilogue;
 use crate::gemm::{self, MatMut, MatRef};
-use crate::im2col::im2col_tile;
+use crate::im2col::{SLACK, im2col_tile};
 use crate::init::{self, InitRng};
 use crate::window::Axis;
 
@@ -139,7 +139,7 @@ impl Conv2d {
         let tiles = rows.div_ceil(tile_rows);
         let threads = rayon::current_num_threads().min(tiles).max(1);
         let chunk_rows = tiles.div_ceil(threads) * tile_rows;
-        let panel_len = if g.is_pointwise() { 0 } else { tile_rows * g.patch_len() };
+        let panel_len = if g.is_pointwise() { 0 } else { tile_rows * g.patch_len() + SLACK };
         if scratch.len() < threads {
             scratch.resize_with(threads, Vec::new);
         }
@@ -189,7 +189,7 @@ impl Conv2d {
         }
         let patch = g.patch_len();
         let cout_g = cout / g.groups;
-        let col = &mut col[..len * patch];
+        let col = &mut col[..len * patch + SLACK];
         for group in 0..g.groups {
             im2col_tile(x, g, group, rows.clone(), col);
             let a = MatRef::row_major(col, len, patch);
