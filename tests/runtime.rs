@@ -1,0 +1,109 @@
+//! Properties of the runtime as a whole: results bit-identical whatever
+//! the thread count, and no buffer that grows with use.
+
+mod common;
+
+#[path = "../examples/seeds/nets.rs"]
+mod nets;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+
+use cnn::ndarray::Array4;
+use common::{random4, rng};
+use nets::{Cifar3Block, FastaiMnist, LeNet5};
+
+/// Counts allocations and tracks the peak of live bytes while `ON`.
+struct Counting;
+
+static ON: AtomicBool = AtomicBool::new(false);
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if ON.load(SeqCst) {
+            COUNT.fetch_add(1, SeqCst);
+            let live = LIVE.fetch_add(layout.size(), SeqCst) + layout.size();
+            PEAK.fetch_max(live, SeqCst);
+        }
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if ON.load(SeqCst) {
+            LIVE.fetch_sub(layout.size().min(LIVE.load(SeqCst)), SeqCst);
+        }
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// The tests of this file run one at a time: the counters are global.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Allocations and peak live bytes of `f`.
+fn measure<T>(f: impl FnOnce() -> T) -> (usize, usize, T) {
+    COUNT.store(0, SeqCst);
+    LIVE.store(0, SeqCst);
+    PEAK.store(0, SeqCst);
+    ON.store(true, SeqCst);
+    let out = f();
+    ON.store(false, SeqCst);
+    (COUNT.load(SeqCst), PEAK.load(SeqCst), out)
+}
+
+#[test]
+fn results_are_bit_identical_whatever_the_thread_count() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let net = Cifar3Block::with_seed(3);
+    let x = random4(&mut rng(40), (37, 32, 32, 3));
+    let run = |threads| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| net.forward(x.view()).unwrap())
+    };
+    let one = run(1);
+    assert_eq!(one, run(2));
+    assert_eq!(one, run(3));
+    let mnist = FastaiMnist::with_seed(4);
+    let x = random4(&mut rng(41), (50, 28, 28, 1));
+    let pool = |threads| rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    assert_eq!(
+        pool(1).install(|| mnist.forward(x.view()).unwrap()),
+        pool(2).install(|| mnist.forward(x.view()).unwrap())
+    );
+}
+
+#[test]
+fn buffers_do_not_grow_with_batch_size_or_repeats() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // One thread, so that work is not split differently between calls.
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    pool.install(|| {
+        let net = LeNet5::with_seed(1);
+        let batch = |n| Array4::<f32>::from_elem((n, 32, 32, 1), 0.25);
+        let (largest, small) = (batch(64), batch(4));
+        net.forward(largest.view()).unwrap(); // the workspace grows once
+        let (count, _, _) = measure(|| net.forward(largest.view()).unwrap());
+        for _ in 0..3 {
+            assert_eq!(measure(|| net.forward(largest.view()).unwrap()).0, count, "allocations per repeat");
+        }
+        // The count is the output and one packing buffer per sgemm call
+        // (matrixmultiply allocates it each call; its API takes none), so it
+        // follows the number of tiles. The peak of live memory beyond the output: no buffer of the
+        // network grows; matrixmultiply's packing buffer is per call and
+        // bounded.
+        let output_bytes = |n: usize| n * 10 * 4;
+        let (_, peak_large, _) = measure(|| net.forward(largest.view()).unwrap());
+        let (_, peak_small, _) = measure(|| net.forward(small.view()).unwrap());
+        let extra_large = peak_large - output_bytes(64);
+        let extra_small = peak_small - output_bytes(4);
+        assert!(extra_small <= extra_large, "{extra_small} > {extra_large}");
+        // LeNet-5's largest activation for 64 images is 64*28*28*6 floats; a
+        // pass that allocated its activations would hold at least that.
+        assert!(extra_large < 64 * 28 * 28 * 6 * 4, "{extra_large} bytes live beyond the output");
+    });
+}
