@@ -21,15 +21,15 @@
 #![doc = include_str!("grammar.md")]
 
 pub use cnn_macros::cnn;
-pub use cnn_runtime::{Error, LayerInfo, Network, Output, Shape, init, layers};
+pub use cnn_runtime::{Error, LayerInfo, Network, Output, Shape, data, init, layers, optim};
 pub use ndarray;
 
 /// What the generated code names; not a public API.
 #[doc(hidden)]
 pub mod __private {
     pub use cnn_runtime::{
-        Error, LayerInfo, Network, Shape, Step, Workspace, check_input, image_view, infer, init, into_array2,
-        into_array4, io, layers,
+        DropoutRng, Error, LayerInfo, Network, Shape, Step, TrainStep, Workspace, accuracy, check_input,
+        image_view, infer, init, into_array2, into_array4, io, layers, optim, train_step,
     };
     pub use ndarray;
 }

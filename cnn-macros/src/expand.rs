@@ -132,6 +132,26 @@ fn infer_step(step: &Step) -> TokenStream {
     }
 }
 
+/// The step of the runtime's training step for this layer.
+fn train_step(step: &Step) -> TokenStream {
+    let p = quote!(::cnn::__private);
+    let f = field(step);
+    match &step.op {
+        Op::Conv(_) => quote!(#p::TrainStep::Conv(&mut self.#f)),
+        Op::Dense { .. } => quote!(#p::TrainStep::Dense(&mut self.#f)),
+        Op::BatchNorm { .. } => quote!(#p::TrainStep::BatchNorm(&mut self.#f)),
+        Op::Dropout(probability) => {
+            let probability = Literal::f32_unsuffixed(*probability as f32);
+            quote!(#p::TrainStep::Dropout(#probability))
+        }
+        // The rest are the inference steps under the same names.
+        _ => {
+            let tokens = infer_step(step).to_string().replace(":: Step ::", ":: TrainStep ::");
+            tokens.parse().expect("the inference step with another enum name")
+        }
+    }
+}
+
 fn layer_info(step: &Step) -> TokenStream {
     let (name, source, output, params) =
         (&step.name, &step.source, shape_tokens(step.output), lit(step.params));
@@ -148,6 +168,13 @@ pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, plan: &Plan)
     let (h, w, c) = (lit(h), lit(w), lit(c));
     let (input_len, output_len) = (lit(input.len()), lit(output.len()));
     let (input_shape, output_shape) = (shape_tokens(input), shape_tokens(output));
+    let accuracy = match output {
+        Shape::Flat(_) => quote!(#p::accuracy(scores.view(), labels)),
+        Shape::Hwc(..) => quote! {
+            let _ = (scores, labels);
+            ::core::result::Result::Err(#p::Error::OutputNotFlat { output: Self::OUTPUT })
+        },
+    };
     let (output_type, into_output) = match output {
         Shape::Hwc(h, w, c) => {
             let (h, w, c) = (lit(h), lit(w), lit(c));
@@ -169,6 +196,7 @@ pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, plan: &Plan)
     let field_loads = fields.iter().map(|FieldCode { field, load, .. }| quote!(#field: #load));
     let field_saves = fields.iter().map(|FieldCode { save, .. }| save);
     let steps = plan.steps.iter().map(infer_step);
+    let train_steps = plan.steps.iter().map(train_step);
     let infos = plan.steps.iter().map(layer_info);
 
     quote! {
@@ -178,6 +206,8 @@ pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, plan: &Plan)
             #(#field_decls,)*
             #[doc(hidden)]
             __cnn_workspace: #p::Workspace,
+            #[doc(hidden)]
+            __cnn_dropout: #p::DropoutRng,
         }
 
         impl #name {
@@ -199,7 +229,11 @@ pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, plan: &Plan)
             #[allow(unused_mut, unused_variables)]
             pub fn with_seed(seed: u64) -> Self {
                 let mut rng = #p::init::rng(seed);
-                Self { #(#field_inits,)* __cnn_workspace: ::core::default::Default::default() }
+                Self {
+                    #(#field_inits,)*
+                    __cnn_workspace: ::core::default::Default::default(),
+                    __cnn_dropout: #p::DropoutRng::new(seed),
+                }
             }
 
             /// Runs a batch `(N, H, W, C)` in inference mode.
@@ -252,9 +286,34 @@ pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, plan: &Plan)
                 let file = #p::io::WeightFile::read(path)?;
                 #[allow(unused_mut)]
                 let mut tensors = file.tensors(layout)?;
-                let network = Self { #(#field_loads,)* __cnn_workspace: ::core::default::Default::default() };
+                let network = Self {
+                    #(#field_loads,)*
+                    __cnn_workspace: ::core::default::Default::default(),
+                    __cnn_dropout: ::core::default::Default::default(),
+                };
                 tensors.finish()?;
                 ::core::result::Result::Ok(network)
+            }
+
+            /// One step of mini-batch gradient descent on the mean cross-entropy
+            /// between the output and `labels`; returns that mean loss. A final
+            /// `softmax` is taken with the loss; otherwise the output is logits.
+            pub fn train_step(
+                &mut self,
+                x: #p::ndarray::ArrayView4<'_, f32>,
+                labels: &[usize],
+                optimizer: &mut (impl #p::optim::Optimizer + ?Sized),
+            ) -> ::core::result::Result<f32, #p::Error> {
+                #p::check_input(&x, Self::INPUT)?;
+                let mut steps = [#(#train_steps),*];
+                #p::train_step(&mut steps, x, labels, optimizer, &mut self.__cnn_dropout)
+            }
+
+            /// The fraction of images whose largest output is at their label,
+            /// in inference mode.
+            pub fn accuracy(&self, x: #p::ndarray::ArrayView4<'_, f32>, labels: &[usize]) -> ::core::result::Result<f32, #p::Error> {
+                let scores = self.forward(x)?;
+                #accuracy
             }
 
             /// The layer table, like Keras's `model.summary()`.

@@ -40,4 +40,16 @@ pub enum Error {
     /// A tensor is not F32, F64, F16 or BF16.
     #[error("tensor `{name}` in {} is {dtype}, not a float type (F32, F64, F16 or BF16)", path.display())]
     TensorDtype { path: PathBuf, name: String, dtype: String },
+    /// `train_step` or `accuracy` got another number of labels than images.
+    #[error("{labels} labels for a batch of {batch} images")]
+    LabelCount { labels: usize, batch: usize },
+    /// A label is not one of the network's classes.
+    #[error("label {label} of image {index} is out of range: the network has {classes} outputs")]
+    LabelOutOfRange { index: usize, label: usize, classes: usize },
+    /// Classification needs a flat output, one score per class.
+    #[error("the network's output is {output}, not flat: classification needs one score per class")]
+    OutputNotFlat { output: Shape },
+    /// A data file is not what it claims to be.
+    #[error("bad data file {}: {reason}", path.display())]
+    DataFile { path: PathBuf, reason: String },
 }

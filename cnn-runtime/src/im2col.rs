@@ -115,3 +115,24 @@ fn full_range(axis: Axis) -> Range<usize> {
     };
     first.min(past)..past
 }
+
+/// The adjoint of [`im2col_tile`]: adds each value of the panel `col`
+/// (rows `rows` of group `group`) to the input cell it was copied from.
+pub fn col2im_tile(col: &[f32], g: &ConvGeometry, group: usize, rows: Range<usize>, dx: &mut [f32]) {
+    let (h, w) = (g.height, g.width);
+    let (cin, cin_g, patch, image_len) =
+        (g.in_channels, g.in_channels / g.groups, g.patch_len(), g.input_len());
+    for (r, col_row) in rows.zip(col.chunks_exact(patch)) {
+        let (b, oy, ox) = (r / (h.output * w.output), (r / w.output) % h.output, r % w.output);
+        let image = &mut dx[b * image_len..][..image_len];
+        for (ky, kernel_row) in col_row.chunks_exact(w.kernel * cin_g).enumerate() {
+            let Some(iy) = h.tap(oy, ky) else { continue };
+            for (kx, cell) in kernel_row.chunks_exact(cin_g).enumerate() {
+                if let Some(ix) = w.tap(ox, kx) {
+                    let at = (iy * w.input + ix) * cin + group * cin_g;
+                    image[at..at + cin_g].iter_mut().zip(cell).for_each(|(d, v)| *d += v);
+                }
+            }
+        }
+    }
+}

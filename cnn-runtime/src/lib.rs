@@ -6,6 +6,7 @@
 //! in [`layers::Axis`].
 #![deny(unsafe_code)]
 
+pub mod data;
 mod error;
 pub mod gemm;
 mod im2col;
@@ -15,7 +16,9 @@ pub mod io;
 pub mod layers;
 mod math;
 mod network;
+pub mod optim;
 mod shape;
+mod train;
 mod window;
 mod workspace;
 
@@ -23,6 +26,7 @@ pub use error::Error;
 pub use infer::{Step, infer, into_array2, into_array4};
 pub use network::{Network, Output};
 pub use shape::{LayerInfo, Shape};
+pub use train::{DropoutRng, TrainStep, accuracy, train_step};
 pub use workspace::Workspace;
 
 /// Checks that `x` is a batch of images of shape `expected`.

@@ -53,4 +53,23 @@ impl Activation {
             }
         }
     }
+
+    /// Turns `dy`, the gradient of the output `y` of input `x`, into the
+    /// gradient of the input, in place.
+    pub fn backward(self, x: &[f32], y: &[f32], dy: &mut [f32], channels: usize) {
+        match self {
+            Activation::Relu => dy.iter_mut().zip(x).for_each(|(g, &x)| *g = if x > 0.0 { *g } else { 0.0 }),
+            Activation::LeakyRelu(alpha) => {
+                dy.iter_mut().zip(x).for_each(|(g, &x)| *g = if x > 0.0 { *g } else { alpha * *g })
+            }
+            Activation::Tanh => dy.iter_mut().zip(y).for_each(|(g, &y)| *g *= 1.0 - y * y),
+            Activation::Sigmoid => dy.iter_mut().zip(y).for_each(|(g, &y)| *g *= y * (1.0 - y)),
+            Activation::Softmax => {
+                for (g, y) in dy.chunks_exact_mut(channels.max(1)).zip(y.chunks_exact(channels.max(1))) {
+                    let dot: f32 = g.iter().zip(y).map(|(g, y)| g * y).sum();
+                    g.iter_mut().zip(y).for_each(|(g, &y)| *g = y * (*g - dot));
+                }
+            }
+        }
+    }
 }

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::Epilogue;
 use crate::gemm::{self, MatMut, MatRef};
-use crate::im2col::{SLACK, im2col_tile};
+use crate::im2col::{SLACK, col2im_tile, im2col_tile};
 use crate::init::{self, InitRng};
 use crate::window::Axis;
 
@@ -208,6 +208,111 @@ impl Conv2d {
                 col_stride: 1,
             };
             gemm::sgemm(1.0, a, b, 0.0, c);
+        }
+    }
+
+    /// The gradients of a batch, given its input `x` and the gradient `dy`
+    /// of the output: `dw` (weight layout) and `db` are overwritten, `dx`
+    /// (if wanted) too. Images are taken in fixed parts whose sums are added
+    /// in order, so the result does not depend on the thread count.
+    pub fn backward(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        dx: Option<&mut [f32]>,
+        dw: &mut [f32],
+        db: Option<&mut [f32]>,
+    ) {
+        const IMAGES_PER_PART: usize = 4;
+        let g = self.geometry;
+        let n = x.len() / g.input_len().max(1);
+        let (patch, cout) = (g.patch_len(), g.out_channels);
+        assert!(dy.len() == n * g.output_len() && dw.len() == patch * cout, "conv backward lengths");
+        let weight = self.weight.as_standard_layout();
+        let weight = weight.as_slice().expect("standard layout is contiguous");
+        let parts = n.div_ceil(IMAGES_PER_PART);
+        let mut partial_dw = vec![0.0f32; parts * patch * cout];
+        let mut dx_parts: Vec<&mut [f32]> = match dx {
+            Some(dx) => {
+                dx.fill(0.0);
+                dx.chunks_mut(IMAGES_PER_PART * g.input_len()).collect()
+            }
+            None => Vec::new(),
+        };
+        let part = |p: usize, dw: &mut [f32], dx: Option<&mut [f32]>| {
+            let images = p * IMAGES_PER_PART..((p + 1) * IMAGES_PER_PART).min(n);
+            let x = &x[images.start * g.input_len()..images.end * g.input_len()];
+            let dy = &dy[images.start * g.output_len()..images.end * g.output_len()];
+            self.backward_part(x, dy, weight, dx, dw);
+        };
+        let work = partial_dw.par_chunks_mut(patch * cout).enumerate();
+        if dx_parts.is_empty() {
+            work.for_each(|(p, dw)| part(p, dw, None));
+        } else {
+            work.zip(dx_parts.par_iter_mut()).for_each(|((p, dw), dx)| part(p, dw, Some(dx)));
+        }
+        dw.fill(0.0);
+        for partial in partial_dw.chunks_exact(patch * cout) {
+            dw.iter_mut().zip(partial).for_each(|(d, p)| *d += p);
+        }
+        if let Some(db) = db {
+            db.fill(0.0);
+            for pixel in dy.chunks_exact(cout) {
+                db.iter_mut().zip(pixel).for_each(|(d, v)| *d += v);
+            }
+        }
+    }
+
+    /// `dw += col^T dy` and `dx = col2im(dy W^T)` over some images, tile by tile.
+    fn backward_part(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        weight: &[f32],
+        mut dx: Option<&mut [f32]>,
+        dw: &mut [f32],
+    ) {
+        let g = &self.geometry;
+        let (patch, cout) = (g.patch_len(), g.out_channels);
+        let cout_g = cout / g.groups;
+        let rows = dy.len() / cout;
+        let tile_rows = g.tile_rows().min(rows.max(1));
+        let mut col = vec![0.0f32; tile_rows * patch + SLACK];
+        let mut dcol = vec![0.0f32; tile_rows * patch];
+        for start in (0..rows).step_by(tile_rows) {
+            let end = (start + tile_rows).min(rows);
+            let len = end - start;
+            let dy_tile = &dy[start * cout..end * cout];
+            for group in 0..g.groups {
+                im2col_tile(x, g, group, start..end, &mut col[..len * patch + SLACK]);
+                let col_t = MatRef { data: &col, rows: patch, cols: len, row_stride: 1, col_stride: patch };
+                let dy_g = MatRef {
+                    data: &dy_tile[group * cout_g..],
+                    rows: len,
+                    cols: cout_g,
+                    row_stride: cout,
+                    col_stride: 1,
+                };
+                let dw_g = MatMut {
+                    data: &mut dw[group * cout_g..],
+                    rows: patch,
+                    cols: cout_g,
+                    row_stride: cout,
+                    col_stride: 1,
+                };
+                gemm::sgemm(1.0, col_t, dy_g, 1.0, dw_g);
+                if let Some(dx) = dx.as_deref_mut() {
+                    let w_t = MatRef {
+                        data: &weight[group * cout_g..],
+                        rows: cout_g,
+                        cols: patch,
+                        row_stride: 1,
+                        col_stride: cout,
+                    };
+                    gemm::sgemm(1.0, dy_g, w_t, 0.0, MatMut::row_major(&mut dcol[..len * patch], len, patch));
+                    col2im_tile(&dcol[..len * patch], g, group, start..end, dx);
+                }
+            }
         }
     }
 }

@@ -56,6 +56,37 @@ impl Dense {
         gemm::sgemm(1.0, a, b, 0.0, MatMut::row_major(out, n, outputs));
         epilogue.apply(out, outputs);
     }
+
+    /// The gradients of a batch, given its input `x` and the gradient `dy`
+    /// of the output: `dw = x^T dy`, `db` the sum of `dy`'s rows, and
+    /// `dx = dy W^T` if wanted; all overwritten.
+    pub fn backward(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        dx: Option<&mut [f32]>,
+        dw: &mut [f32],
+        db: Option<&mut [f32]>,
+    ) {
+        let (inputs, outputs) = self.weight.dim();
+        let n = dy.len() / outputs.max(1);
+        assert!(x.len() == n * inputs && dw.len() == inputs * outputs, "dense backward lengths");
+        let x_t = MatRef { data: x, rows: inputs, cols: n, row_stride: 1, col_stride: inputs };
+        let dy = MatRef::row_major(dy, n, outputs);
+        gemm::sgemm(1.0, x_t, dy, 0.0, MatMut::row_major(dw, inputs, outputs));
+        if let Some(db) = db {
+            db.fill(0.0);
+            for row in dy.data.chunks_exact(outputs.max(1)) {
+                db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
+            }
+        }
+        if let Some(dx) = dx {
+            let weight = self.weight.as_standard_layout();
+            let w = weight.as_slice().expect("contiguous");
+            let w_t = MatRef { data: w, rows: outputs, cols: inputs, row_stride: 1, col_stride: outputs };
+            gemm::sgemm(1.0, dy, w_t, 0.0, MatMut::row_major(dx, n, inputs));
+        }
+    }
 }
 
 /// `nn.Flatten()`: `(N, H, W, C)` into `(N, H*W*C)`, in H, W, C order.

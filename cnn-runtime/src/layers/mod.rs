@@ -14,5 +14,5 @@ pub use activation::Activation;
 pub use conv::{Conv2d, ConvGeometry};
 pub use dense::{Dense, flatten};
 pub use epilogue::Epilogue;
-pub use norm::BatchNorm;
-pub use pool::{AvgPool2d, MaxPool2d, global_avg_pool, global_max_pool, global_pool};
+pub use norm::{BatchNorm, BatchStats};
+pub use pool::{AvgPool2d, MaxPool2d, global_avg_pool, global_max_pool, global_pool, global_pool_backward};

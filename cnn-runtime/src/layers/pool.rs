@@ -159,3 +159,98 @@ pub fn global_pool(x: &[f32], cells: usize, c: usize, out: &mut [f32], max: bool
         }
     }
 }
+
+impl MaxPool2d {
+    /// Routes each output gradient to the input cell that won its window
+    /// (the first maximum, as in the forward pass); `dx` is overwritten.
+    pub fn backward(&self, x: &[f32], channels: usize, dy: &[f32], dx: &mut [f32]) {
+        let (h, w, c) = (self.height, self.width, channels);
+        let (image_len, out_len) = (h.input * w.input * c, h.output * w.output * c);
+        dx.fill(0.0);
+        if out_len == 0 {
+            return;
+        }
+        let one_image = |((image, dy), dx): ((&[f32], &[f32]), &mut [f32])| {
+            let mut best = vec![(f32::NEG_INFINITY, usize::MAX); c];
+            for (pixel, dy) in dy.chunks_exact(c).enumerate() {
+                let (oy, ox) = (pixel / w.output, pixel % w.output);
+                best.fill((f32::NEG_INFINITY, usize::MAX));
+                for iy in window_range(h, oy).0 {
+                    for ix in window_range(w, ox).0 {
+                        let at = (iy * w.input + ix) * c;
+                        for (ch, b) in best.iter_mut().enumerate() {
+                            let v = image[at + ch];
+                            if b.1 == usize::MAX || v > b.0 || v.is_nan() && !b.0.is_nan() {
+                                *b = (v, at + ch);
+                            }
+                        }
+                    }
+                }
+                for (&(_, at), g) in best.iter().zip(dy) {
+                    if at != usize::MAX {
+                        dx[at] += g;
+                    }
+                }
+            }
+        };
+        x.par_chunks(image_len)
+            .zip(dy.par_chunks(out_len))
+            .zip(dx.par_chunks_mut(image_len))
+            .for_each(one_image);
+    }
+}
+
+impl AvgPool2d {
+    /// Spreads each output gradient over its window, divided as in the
+    /// forward pass; `dx` is overwritten.
+    pub fn backward(&self, channels: usize, dy: &[f32], dx: &mut [f32]) {
+        let (h, w, c) = (self.height, self.width, channels);
+        let (image_len, out_len) = (h.input * w.input * c, h.output * w.output * c);
+        dx.fill(0.0);
+        if out_len == 0 {
+            return;
+        }
+        let one_image = |(dy, dx): (&[f32], &mut [f32])| {
+            for (pixel, dy) in dy.chunks_exact(c).enumerate() {
+                let (rows, h_len) = window_range(h, pixel / w.output);
+                let (cols, w_len) = window_range(w, pixel % w.output);
+                let scale = 1.0 / (h_len * w_len) as f32;
+                for iy in rows {
+                    for ix in cols.clone() {
+                        let at = (iy * w.input + ix) * c;
+                        dx[at..at + c].iter_mut().zip(dy).for_each(|(d, g)| *d += g * scale);
+                    }
+                }
+            }
+        };
+        dy.par_chunks(out_len).zip(dx.par_chunks_mut(image_len)).for_each(one_image);
+    }
+}
+
+/// The gradient of [`global_pool`]: spread over the cells (mean) or routed
+/// to the first maximum (max); `dx` is overwritten.
+pub fn global_pool_backward(x: &[f32], cells: usize, c: usize, dy: &[f32], dx: &mut [f32], max: bool) {
+    let image_len = (cells * c).max(1);
+    for ((image, dy), dx) in
+        x.chunks_exact(image_len).zip(dy.chunks_exact(c.max(1))).zip(dx.chunks_exact_mut(image_len))
+    {
+        if !max {
+            let scale = 1.0 / cells.max(1) as f32;
+            for cell in dx.chunks_exact_mut(c) {
+                cell.iter_mut().zip(dy).for_each(|(d, g)| *d = g * scale);
+            }
+            continue;
+        }
+        dx.fill(0.0);
+        for ch in 0..c {
+            let mut best = (f32::NEG_INFINITY, usize::MAX);
+            for cell in 0..cells {
+                let v = image[cell * c + ch];
+                if best.1 == usize::MAX || v > best.0 || v.is_nan() && !best.0.is_nan() {
+                    best = (v, cell * c + ch);
+                }
+            }
+            dx[best.1] += dy[ch];
+        }
+    }
+}

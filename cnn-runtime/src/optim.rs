@@ -1,0 +1,149 @@
+//! Optimizers, as PyTorch defines them.
+//!
+//! A network hands its parameter tensors to the optimizer in a fixed order
+//! (layer by layer, weight then bias), each with its gradient, so that an
+//! optimizer keeps its state per tensor by index.
+
+/// Updates parameters from their gradients.
+pub trait Optimizer {
+    /// Called once at the start of every training step.
+    fn begin_step(&mut self) {}
+
+    /// Updates parameter tensor `index` from its gradient (same length).
+    fn update(&mut self, index: usize, param: &mut [f32], grad: &[f32]);
+}
+
+/// Stochastic gradient descent, `torch.optim.SGD` (no dampening, no Nesterov).
+///
+/// ```
+/// let opt = cnn::optim::Sgd::new(0.01).momentum(0.9).weight_decay(5e-4);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Sgd {
+    lr: f32,
+    momentum: f32,
+    weight_decay: f32,
+    velocity: Vec<Vec<f32>>,
+}
+
+impl Sgd {
+    pub fn new(lr: f32) -> Sgd {
+        Sgd { lr, momentum: 0.0, weight_decay: 0.0, velocity: Vec::new() }
+    }
+
+    /// `buf = momentum * buf + grad`, `param -= lr * buf`; the first step's buffer is the gradient.
+    pub fn momentum(self, momentum: f32) -> Sgd {
+        Sgd { momentum, ..self }
+    }
+
+    /// Adds `weight_decay * param` to every gradient (L2).
+    pub fn weight_decay(self, weight_decay: f32) -> Sgd {
+        Sgd { weight_decay, ..self }
+    }
+}
+
+impl Optimizer for Sgd {
+    fn update(&mut self, index: usize, param: &mut [f32], grad: &[f32]) {
+        let (lr, wd) = (self.lr, self.weight_decay);
+        if self.momentum == 0.0 {
+            param.iter_mut().zip(grad).for_each(|(p, g)| *p -= lr * (g + wd * *p));
+            return;
+        }
+        if self.velocity.len() <= index {
+            self.velocity.resize_with(index + 1, Vec::new);
+        }
+        let velocity = &mut self.velocity[index];
+        let first = velocity.is_empty();
+        velocity.resize(param.len(), 0.0);
+        for ((p, g), v) in param.iter_mut().zip(grad).zip(velocity.iter_mut()) {
+            let g = g + wd * *p;
+            *v = if first { g } else { self.momentum * *v + g };
+            *p -= lr * *v;
+        }
+    }
+}
+
+/// Adam, `torch.optim.Adam` with its defaults: betas 0.9 and 0.999, eps 1e-8.
+#[derive(Clone, Debug)]
+pub struct Adam {
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    weight_decay: f32,
+    step: i32,
+    moments: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+impl Adam {
+    pub fn new(lr: f32) -> Adam {
+        Adam { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, step: 0, moments: Vec::new() }
+    }
+
+    pub fn betas(self, beta1: f32, beta2: f32) -> Adam {
+        Adam { beta1, beta2, ..self }
+    }
+
+    pub fn eps(self, eps: f32) -> Adam {
+        Adam { eps, ..self }
+    }
+
+    /// Adds `weight_decay * param` to every gradient (L2, as `Adam`, not `AdamW`).
+    pub fn weight_decay(self, weight_decay: f32) -> Adam {
+        Adam { weight_decay, ..self }
+    }
+}
+
+impl Optimizer for Adam {
+    fn begin_step(&mut self) {
+        self.step += 1;
+    }
+
+    fn update(&mut self, index: usize, param: &mut [f32], grad: &[f32]) {
+        if self.moments.len() <= index {
+            self.moments.resize_with(index + 1, Default::default);
+        }
+        let (m, v) = &mut self.moments[index];
+        m.resize(param.len(), 0.0);
+        v.resize(param.len(), 0.0);
+        let step = self.step.max(1);
+        let (c1, c2) = (1.0 - self.beta1.powi(step), 1.0 - self.beta2.powi(step));
+        for (((p, g), m), v) in param.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let g = g + self.weight_decay * *p;
+            *m = self.beta1 * *m + (1.0 - self.beta1) * g;
+            *v = self.beta2 * *v + (1.0 - self.beta2) * g * g;
+            *p -= self.lr * (*m / c1) / ((*v / c2).sqrt() + self.eps);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sgd_with_momentum_follows_pytorch() {
+        // torch.optim.SGD([p], lr=0.1, momentum=0.9, weight_decay=0.01), p = 1, grad 0.5 twice:
+        // g = 0.51, buf = 0.51, p = 0.949; g = 0.50949, buf = 0.96849, p = 0.852151.
+        let mut opt = Sgd::new(0.1).momentum(0.9).weight_decay(0.01);
+        let mut p = [1.0f32];
+        opt.update(0, &mut p, &[0.5]);
+        assert!((p[0] - 0.949).abs() < 1e-6);
+        opt.update(0, &mut p, &[0.5]);
+        assert!((p[0] - 0.852_151).abs() < 1e-6, "{}", p[0]);
+    }
+
+    #[test]
+    fn adam_first_steps_move_by_lr() {
+        // With bias correction the first step is lr * g / (|g| + eps) = lr * sign(g).
+        let mut opt = Adam::new(0.01);
+        let mut p = [1.0f32, -1.0];
+        opt.begin_step();
+        opt.update(0, &mut p, &[3.0, -0.001]);
+        assert!((p[0] - 0.99).abs() < 1e-6 && (p[1] + 0.99).abs() < 1e-5, "{p:?}");
+        // Second step, same gradient: m/c1 = g, v/c2 = g^2, again lr * sign(g).
+        opt.begin_step();
+        opt.update(0, &mut p, &[3.0, -0.001]);
+        assert!((p[0] - 0.98).abs() < 1e-6, "{p:?}");
+    }
+}

@@ -1,0 +1,202 @@
+//! Every layer's gradient against central finite differences of the loss.
+//!
+//! An optimizer that only records the gradients reads them out of
+//! `train_step`; the loss at perturbed weights comes from clones of the
+//! network, so that dropout draws the same mask for every evaluation.
+
+mod common;
+
+use cnn::ndarray::Array4;
+use cnn::optim::Optimizer;
+use common::{random4, rng};
+use rand::Rng;
+
+/// Keeps the gradients a step hands to the optimizer, changes nothing.
+#[derive(Default)]
+struct Record(Vec<Vec<f32>>);
+
+impl Optimizer for Record {
+    fn update(&mut self, index: usize, _param: &mut [f32], grad: &[f32]) {
+        self.0.resize(index + 1, Vec::new());
+        self.0[index] = grad.to_vec();
+    }
+}
+
+/// A no-op optimizer: evaluates the loss only.
+struct Frozen;
+
+impl Optimizer for Frozen {
+    fn update(&mut self, _: usize, _: &mut [f32], _: &[f32]) {}
+}
+
+/// The parameter tensors of a network, as `train_step` hands them over.
+type Params<N> = fn(&mut N) -> Vec<&mut [f32]>;
+
+/// Compares recorded gradients with `(L(p + e) - L(p - e)) / 2e` on a sample of each tensor.
+fn check<N: Clone>(net: &N, params: Params<N>, step: impl Fn(&mut N, &mut dyn Optimizer) -> f32, what: &str) {
+    let mut recorded = Record::default();
+    step(&mut net.clone(), &mut recorded);
+    let mut r = rng(77);
+    let eps = 1e-3f32;
+    let mut probe = net.clone();
+    let tensors = params(&mut probe).len();
+    assert_eq!(recorded.0.len(), tensors, "{what}: one gradient a tensor");
+    for t in 0..tensors {
+        let len = params(&mut probe.clone())[t].len();
+        for _ in 0..12.min(len) {
+            let i = r.random_range(0..len);
+            let loss_at = |delta: f32| {
+                let mut moved = net.clone();
+                params(&mut moved)[t][i] += delta;
+                step(&mut moved, &mut Frozen) as f64
+            };
+            let numeric = ((loss_at(eps) - loss_at(-eps)) / (2.0 * eps as f64)) as f32;
+            let analytic = recorded.0[t][i];
+            let tolerance = 1e-2 * numeric.abs().max(analytic.abs()) + 2e-4;
+            assert!(
+                (numeric - analytic).abs() <= tolerance,
+                "{what}: tensor {t}[{i}]: numeric {numeric}, backprop {analytic}"
+            );
+        }
+    }
+}
+
+cnn::cnn! {
+    #[derive(Clone)]
+    struct ConvPools {
+        input 9x8x4;
+        conv 4 -> 6 k3x2 s2x1 p1 d1 g2 tanh;
+        avgpool 2 p1 ceil;
+        conv 5 k2 same d2 leakyrelu 0.1;
+        maxpool 2 s1 floor;
+        flatten;
+        dense 3;
+    }
+
+    #[derive(Clone)]
+    struct BatchnormSoftmax {
+        input 6x6x2;
+        conv 4 k3 p1 nobias;
+        batchnorm;
+        relu;
+        maxpool 3 s2 p1 ceil;
+        conv 6 k1 sigmoid;
+        globalavgpool;
+        dense 4 softmax;
+    }
+
+    #[derive(Clone)]
+    struct FlatLayers {
+        input 5x4x3;
+        conv 4 k2 s2 floor relu;
+        globalmaxpool;
+        batchnorm 1e-3;
+        dropout 0.3;
+        dense 7 tanh;
+        flatten;
+        dense 3 nobias;
+    }
+
+    #[derive(Clone)]
+    struct DenseOnly {
+        input 3x3x2;
+        flatten;
+        batchnorm;
+        dense 5 sigmoid;
+        leakyrelu;
+        dense 4;
+        softmax;
+    }
+}
+
+/// Small weights keep activations away from saturation and kinks.
+fn batch<const N: usize>(shape: (usize, usize, usize, usize)) -> (Array4<f32>, Vec<usize>) {
+    let mut r = rng(5);
+    (random4(&mut r, shape), (0..shape.0).map(|i| (i * 7 + 1) % N).collect())
+}
+
+#[test]
+fn conv_groups_dilation_pools_and_dense_gradients() {
+    let (x, labels) = batch::<3>((3, 9, 8, 4));
+    let net = ConvPools::with_seed(1);
+    check(
+        &net,
+        |n| {
+            vec![
+                n.conv1.weight.as_slice_mut().unwrap(),
+                n.conv1.bias.as_mut().unwrap().as_slice_mut().unwrap(),
+                n.conv2.weight.as_slice_mut().unwrap(),
+                n.conv2.bias.as_mut().unwrap().as_slice_mut().unwrap(),
+                n.dense1.weight.as_slice_mut().unwrap(),
+                n.dense1.bias.as_mut().unwrap().as_slice_mut().unwrap(),
+            ]
+        },
+        |n, opt| n.train_step(x.view(), &labels, opt).unwrap(),
+        "conv, pools, dense",
+    );
+}
+
+#[test]
+fn batchnorm_maxpool_global_pool_and_softmax_gradients() {
+    let (x, labels) = batch::<4>((5, 6, 6, 2));
+    let net = BatchnormSoftmax::with_seed(2);
+    check(
+        &net,
+        |n| {
+            vec![
+                n.conv1.weight.as_slice_mut().unwrap(),
+                n.bn1.weight.as_slice_mut().unwrap(),
+                n.bn1.bias.as_slice_mut().unwrap(),
+                n.conv2.weight.as_slice_mut().unwrap(),
+                n.conv2.bias.as_mut().unwrap().as_slice_mut().unwrap(),
+                n.dense1.weight.as_slice_mut().unwrap(),
+                n.dense1.bias.as_mut().unwrap().as_slice_mut().unwrap(),
+            ]
+        },
+        |n, opt| n.train_step(x.view(), &labels, opt).unwrap(),
+        "batchnorm, maxpool, softmax",
+    );
+}
+
+#[test]
+fn global_max_pool_flat_batchnorm_and_dropout_gradients() {
+    let (x, labels) = batch::<3>((6, 5, 4, 3));
+    let net = FlatLayers::with_seed(3);
+    check(
+        &net,
+        |n| {
+            vec![
+                n.conv1.weight.as_slice_mut().unwrap(),
+                n.conv1.bias.as_mut().unwrap().as_slice_mut().unwrap(),
+                n.bn1.weight.as_slice_mut().unwrap(),
+                n.bn1.bias.as_slice_mut().unwrap(),
+                n.dense1.weight.as_slice_mut().unwrap(),
+                n.dense1.bias.as_mut().unwrap().as_slice_mut().unwrap(),
+                n.dense2.weight.as_slice_mut().unwrap(),
+            ]
+        },
+        |n, opt| n.train_step(x.view(), &labels, opt).unwrap(),
+        "global max pool, flat batchnorm, dropout",
+    );
+}
+
+#[test]
+fn dense_activations_and_flat_batchnorm_gradients() {
+    let (x, labels) = batch::<4>((4, 3, 3, 2));
+    let net = DenseOnly::with_seed(4);
+    check(
+        &net,
+        |n| {
+            vec![
+                n.bn1.weight.as_slice_mut().unwrap(),
+                n.bn1.bias.as_slice_mut().unwrap(),
+                n.dense1.weight.as_slice_mut().unwrap(),
+                n.dense1.bias.as_mut().unwrap().as_slice_mut().unwrap(),
+                n.dense2.weight.as_slice_mut().unwrap(),
+                n.dense2.bias.as_mut().unwrap().as_slice_mut().unwrap(),
+            ]
+        },
+        |n, opt| n.train_step(x.view(), &labels, opt).unwrap(),
+        "dense, activations, flat batchnorm",
+    );
+}
