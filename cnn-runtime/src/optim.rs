@@ -40,6 +40,15 @@ impl Sgd {
     pub fn weight_decay(self, weight_decay: f32) -> Sgd {
         Sgd { weight_decay, ..self }
     }
+
+    /// Changes the learning rate, for a schedule.
+    pub fn set_lr(&mut self, lr: f32) {
+        self.lr = lr;
+    }
+
+    pub fn lr(&self) -> f32 {
+        self.lr
+    }
 }
 
 impl Optimizer for Sgd {
@@ -91,6 +100,15 @@ impl Adam {
     /// Adds `weight_decay * param` to every gradient (L2, as `Adam`, not `AdamW`).
     pub fn weight_decay(self, weight_decay: f32) -> Adam {
         Adam { weight_decay, ..self }
+    }
+
+    /// Changes the learning rate, for a schedule.
+    pub fn set_lr(&mut self, lr: f32) {
+        self.lr = lr;
+    }
+
+    pub fn lr(&self) -> f32 {
+        self.lr
     }
 }
 
