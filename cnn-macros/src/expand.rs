@@ -42,6 +42,7 @@ fn field(step: &Step) -> Ident {
 /// initialised, loaded and saved.
 struct FieldCode {
     field: Ident,
+    doc: String,
     ty: TokenStream,
     init: TokenStream,
     load: TokenStream,
@@ -93,7 +94,8 @@ fn field_code(step: &Step, index: usize, flat_from: Option<(usize, usize, usize)
         }
         _ => return None,
     };
-    Some(FieldCode { field, ty, init, load, save })
+    let doc = format!("`{}`: {} parameters, output {}.", step.source, step.params, step.output);
+    Some(FieldCode { field, doc, ty, init, load, save })
 }
 
 /// The step of the runtime's inference pass for this layer.
@@ -191,7 +193,8 @@ pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, plan: &Plan)
     let origins = check::flat_origins(plan);
     let fields: Vec<FieldCode> =
         plan.steps.iter().zip(origins).enumerate().filter_map(|(i, (s, o))| field_code(s, i, o)).collect();
-    let field_decls = fields.iter().map(|FieldCode { field, ty, .. }| quote!(pub #field: #ty));
+    let field_decls =
+        fields.iter().map(|FieldCode { field, doc, ty, .. }| quote!(#[doc = #doc] pub #field: #ty));
     let field_inits = fields.iter().map(|FieldCode { field, init, .. }| quote!(#field: #init));
     let field_loads = fields.iter().map(|FieldCode { field, load, .. }| quote!(#field: #load));
     let field_saves = fields.iter().map(|FieldCode { save, .. }| save);

@@ -89,12 +89,23 @@ fn patch_with_padding(
 ) {
     let (h, w, cin) = (g.height, g.width, g.in_channels);
     let cin_g = cin / g.groups;
+    let (lo, hi) = inside_taps(w, ox);
     for (ky, kernel_row) in patch.chunks_exact_mut(w.kernel * cin_g).enumerate() {
         let Some(iy) = h.tap(oy, ky) else {
             kernel_row.fill(0.0);
             continue;
         };
         let input_row = &image[iy * w.input * cin..][..w.input * cin];
+        if g.groups == 1 && w.dilation == 1 {
+            // Taps lo..hi fall inside the input, one run of it.
+            kernel_row[..lo * cin].fill(0.0);
+            kernel_row[hi * cin..].fill(0.0);
+            if lo < hi {
+                let at = (w.start(ox) + lo as isize) as usize * cin;
+                kernel_row[lo * cin..hi * cin].copy_from_slice(&input_row[at..at + (hi - lo) * cin]);
+            }
+            continue;
+        }
         for (kx, cell) in kernel_row.chunks_exact_mut(cin_g).enumerate() {
             match w.tap(ox, kx) {
                 Some(ix) => cell.copy_from_slice(&input_row[ix * cin + group * cin_g..][..cin_g]),
@@ -102,6 +113,14 @@ fn patch_with_padding(
             }
         }
     }
+}
+
+/// The taps `lo..hi` of window `o` that fall inside the input, without dilation.
+fn inside_taps(axis: Axis, o: usize) -> (usize, usize) {
+    let start = axis.start(o);
+    let lo = (-start).clamp(0, axis.kernel as isize) as usize;
+    let hi = (axis.input as isize - start).clamp(lo as isize, axis.kernel as isize) as usize;
+    (lo, hi)
 }
 
 /// The output positions along `axis` whose taps all fall inside the input.
@@ -122,15 +141,26 @@ pub fn col2im_tile(col: &[f32], g: &ConvGeometry, group: usize, rows: Range<usiz
     let (h, w) = (g.height, g.width);
     let (cin, cin_g, patch, image_len) =
         (g.in_channels, g.in_channels / g.groups, g.patch_len(), g.input_len());
+    let contiguous = g.groups == 1 && w.dilation == 1;
     for (r, col_row) in rows.zip(col.chunks_exact(patch)) {
         let (b, oy, ox) = (r / (h.output * w.output), (r / w.output) % h.output, r % w.output);
         let image = &mut dx[b * image_len..][..image_len];
+        let (lo, hi) = inside_taps(w, ox);
         for (ky, kernel_row) in col_row.chunks_exact(w.kernel * cin_g).enumerate() {
             let Some(iy) = h.tap(oy, ky) else { continue };
+            let input_row = &mut image[iy * w.input * cin..][..w.input * cin];
+            if contiguous {
+                if lo < hi {
+                    let at = (w.start(ox) + lo as isize) as usize * cin;
+                    let run = &mut input_row[at..at + (hi - lo) * cin];
+                    run.iter_mut().zip(&kernel_row[lo * cin..hi * cin]).for_each(|(d, v)| *d += v);
+                }
+                continue;
+            }
             for (kx, cell) in kernel_row.chunks_exact(cin_g).enumerate() {
                 if let Some(ix) = w.tap(ox, kx) {
-                    let at = (iy * w.input + ix) * cin + group * cin_g;
-                    image[at..at + cin_g].iter_mut().zip(cell).for_each(|(d, v)| *d += v);
+                    let at = ix * cin + group * cin_g;
+                    input_row[at..at + cin_g].iter_mut().zip(cell).for_each(|(d, v)| *d += v);
                 }
             }
         }

@@ -16,7 +16,7 @@ pub trait Optimizer {
 /// Stochastic gradient descent, `torch.optim.SGD` (no dampening, no Nesterov).
 ///
 /// ```
-/// let opt = cnn::optim::Sgd::new(0.01).momentum(0.9).weight_decay(5e-4);
+/// let opt = cnn_runtime::optim::Sgd::new(0.01).momentum(0.9).weight_decay(5e-4);
 /// ```
 #[derive(Clone, Debug)]
 pub struct Sgd {

@@ -33,10 +33,10 @@ impl MaxPool2d {
 
     /// Pools the NHWC images of `x`, `channels` deep, into `out`.
     pub fn run(&self, x: &[f32], channels: usize, out: &mut [f32]) {
-        pool(x, channels, out, self.height, self.width, |cells, _, pixel| {
+        pool(x, channels, out, self.height, self.width, |image, cells, _, pixel| {
             pixel.fill(f32::NEG_INFINITY);
-            for cell in cells {
-                for (o, &v) in pixel.iter_mut().zip(cell) {
+            for at in cells.offsets() {
+                for (o, &v) in pixel.iter_mut().zip(&image[at..at + channels]) {
                     // `v > o` alone would drop NaN; PyTorch propagates it.
                     *o = if v > *o || v.is_nan() { v } else { *o };
                 }
@@ -57,10 +57,10 @@ impl AvgPool2d {
 
     /// Pools the NHWC images of `x`, `channels` deep, into `out`.
     pub fn run(&self, x: &[f32], channels: usize, out: &mut [f32]) {
-        pool(x, channels, out, self.height, self.width, |cells, divisor, pixel| {
+        pool(x, channels, out, self.height, self.width, |image, cells, divisor, pixel| {
             pixel.fill(0.0);
-            for cell in cells {
-                pixel.iter_mut().zip(cell).for_each(|(o, &v)| *o += v);
+            for at in cells.offsets() {
+                pixel.iter_mut().zip(&image[at..at + channels]).for_each(|(o, &v)| *o += v);
             }
             let scale = 1.0 / divisor as f32;
             pixel.iter_mut().for_each(|o| *o *= scale);
@@ -92,11 +92,28 @@ fn window_range(axis: Axis, o: usize) -> (std::ops::Range<usize>, usize) {
     (inside, padded_len)
 }
 
-/// Runs `reduce(cells, divisor, pixel)` for every output pixel of every
-/// image, `cells` being the channel slices of the input under the window.
+/// The input cells under one window.
+struct Cells {
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+    row_len: usize,
+    channels: usize,
+}
+
+impl Cells {
+    /// The offset of channel 0 of each cell, row by row.
+    fn offsets(&self) -> impl Iterator<Item = usize> + '_ {
+        self.rows
+            .clone()
+            .flat_map(move |iy| self.cols.clone().map(move |ix| (iy * self.row_len + ix) * self.channels))
+    }
+}
+
+/// Runs `reduce(image, cells, divisor, pixel)` for every output pixel of
+/// every image, `divisor` being PyTorch's count of cells in input and padding.
 fn pool<R>(x: &[f32], c: usize, out: &mut [f32], height: Axis, width: Axis, reduce: R)
 where
-    R: Fn(&mut dyn Iterator<Item = &[f32]>, usize, &mut [f32]) + Sync,
+    R: Fn(&[f32], &Cells, usize, &mut [f32]) + Sync,
 {
     let (image_len, out_len) = (height.input * width.input * c, height.output * width.output * c);
     assert!(x.len() / image_len.max(1) * out_len == out.len(), "pool input or output length");
@@ -109,12 +126,9 @@ where
             let (rows, h_len) = window_range(height, oy);
             for ox in 0..width.output {
                 let (cols, w_len) = window_range(width, ox);
-                let mut cells = rows
-                    .clone()
-                    .flat_map(|iy| cols.clone().map(move |ix| (iy * width.input + ix) * c))
-                    .map(|at| &image[at..at + c]);
+                let cells = Cells { rows: rows.clone(), cols, row_len: width.input, channels: c };
                 if let Some(pixel) = pixels.next() {
-                    reduce(&mut cells, h_len * w_len, pixel);
+                    reduce(image, &cells, h_len * w_len, pixel);
                 }
             }
         }
