@@ -27,12 +27,29 @@ impl<'a> MatRef<'a> {
     pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
         MatRef { data, rows, cols, row_stride: cols, col_stride: 1 }
     }
+
+    /// `rows x cols` from `data[0]`, rows `row_stride` apart: a block of
+    /// columns of a wider row-major matrix.
+    pub fn block(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
+        MatRef { data, rows, cols, row_stride, col_stride: 1 }
+    }
+
+    /// The transpose of the `cols x rows` block at `data[0]` of a row-major
+    /// matrix whose rows are `stride` apart.
+    pub fn transposed(data: &'a [f32], rows: usize, cols: usize, stride: usize) -> Self {
+        MatRef { data, rows, cols, row_stride: 1, col_stride: stride }
+    }
 }
 
 impl<'a> MatMut<'a> {
     /// A dense row-major `rows x cols` matrix.
     pub fn row_major(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
         MatMut { data, rows, cols, row_stride: cols, col_stride: 1 }
+    }
+
+    /// `rows x cols` from `data[0]`, rows `row_stride` apart.
+    pub fn block(data: &'a mut [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
+        MatMut { data, rows, cols, row_stride, col_stride: 1 }
     }
 }
 

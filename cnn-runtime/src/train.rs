@@ -221,28 +221,16 @@ fn backward(
     let c = shape.channels();
     match step {
         TrainStep::Conv(conv) => {
-            let mut dx = vec![0.0f32; if want_input { input.len() } else { 0 }];
-            let mut dw = vec![0.0f32; conv.weight.len()];
-            let mut db = vec![0.0f32; conv.bias.as_ref().map_or(0, |b| b.len())];
-            let db_wanted = conv.bias.is_some().then_some(&mut db[..]);
-            conv.backward(input, &grad, want_input.then_some(&mut dx[..]), &mut dw, db_wanted);
-            grads.push(dw);
-            if conv.bias.is_some() {
-                grads.push(db);
-            }
-            dx
+            let biases = conv.bias.as_ref().map(|b| b.len());
+            weighted(input.len(), conv.weight.len(), biases, want_input, grads, |dx, dw, db| {
+                conv.backward(input, &grad, dx, dw, db)
+            })
         }
         TrainStep::Dense(dense) => {
-            let mut dx = vec![0.0f32; if want_input { input.len() } else { 0 }];
-            let mut dw = vec![0.0f32; dense.weight.len()];
-            let mut db = vec![0.0f32; dense.bias.as_ref().map_or(0, |b| b.len())];
-            let db_wanted = dense.bias.is_some().then_some(&mut db[..]);
-            dense.backward(input, &grad, want_input.then_some(&mut dx[..]), &mut dw, db_wanted);
-            grads.push(dw);
-            if dense.bias.is_some() {
-                grads.push(db);
-            }
-            dx
+            let biases = dense.bias.as_ref().map(|b| b.len());
+            weighted(input.len(), dense.weight.len(), biases, want_input, grads, |dx, dw, db| {
+                dense.backward(input, &grad, dx, dw, db)
+            })
         }
         TrainStep::BatchNorm(bn) => {
             let Kept::Stats(stats) = kept else { unreachable!("batchnorm keeps its statistics") };
@@ -278,6 +266,27 @@ fn backward(
             grad
         }
     }
+}
+
+/// Runs the backward pass of a layer with a weight and maybe a bias: its
+/// gradients go to `grads` (weight, then bias), the input's is returned
+/// (empty unless `want_input`).
+fn weighted(
+    input_len: usize,
+    weights: usize,
+    biases: Option<usize>,
+    want_input: bool,
+    grads: &mut Vec<Vec<f32>>,
+    backward: impl FnOnce(Option<&mut [f32]>, &mut [f32], Option<&mut [f32]>),
+) -> Vec<f32> {
+    let mut dx = vec![0.0f32; if want_input { input_len } else { 0 }];
+    let (mut dw, mut db) = (vec![0.0f32; weights], vec![0.0f32; biases.unwrap_or(0)]);
+    backward(want_input.then_some(&mut dx[..]), &mut dw, biases.map(|_| &mut db[..]));
+    grads.push(dw);
+    if biases.is_some() {
+        grads.push(db);
+    }
+    dx
 }
 
 /// The parameter tensors of a step, in the order their gradients come.

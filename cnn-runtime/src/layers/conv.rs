@@ -193,20 +193,8 @@ impl Conv2d {
         for group in 0..g.groups {
             im2col_tile(x, g, group, rows.clone(), col);
             let a = MatRef::row_major(col, len, patch);
-            let b = MatRef {
-                data: &weight[group * cout_g..],
-                rows: patch,
-                cols: cout_g,
-                row_stride: cout,
-                col_stride: 1,
-            };
-            let c = MatMut {
-                data: &mut out[group * cout_g..],
-                rows: len,
-                cols: cout_g,
-                row_stride: cout,
-                col_stride: 1,
-            };
+            let b = MatRef::block(&weight[group * cout_g..], patch, cout_g, cout);
+            let c = MatMut::block(&mut out[group * cout_g..], len, cout_g, cout);
             gemm::sgemm(1.0, a, b, 0.0, c);
         }
     }
@@ -285,30 +273,12 @@ impl Conv2d {
             let dy_tile = &dy[start * cout..end * cout];
             for group in 0..g.groups {
                 im2col_tile(x, g, group, start..end, &mut col[..len * patch + SLACK]);
-                let col_t = MatRef { data: &col, rows: patch, cols: len, row_stride: 1, col_stride: patch };
-                let dy_g = MatRef {
-                    data: &dy_tile[group * cout_g..],
-                    rows: len,
-                    cols: cout_g,
-                    row_stride: cout,
-                    col_stride: 1,
-                };
-                let dw_g = MatMut {
-                    data: &mut dw[group * cout_g..],
-                    rows: patch,
-                    cols: cout_g,
-                    row_stride: cout,
-                    col_stride: 1,
-                };
+                let col_t = MatRef::transposed(&col, patch, len, patch);
+                let dy_g = MatRef::block(&dy_tile[group * cout_g..], len, cout_g, cout);
+                let dw_g = MatMut::block(&mut dw[group * cout_g..], patch, cout_g, cout);
                 gemm::sgemm(1.0, col_t, dy_g, 1.0, dw_g);
                 if let Some(dx) = dx.as_deref_mut() {
-                    let w_t = MatRef {
-                        data: &weight[group * cout_g..],
-                        rows: cout_g,
-                        cols: patch,
-                        row_stride: 1,
-                        col_stride: cout,
-                    };
+                    let w_t = MatRef::transposed(&weight[group * cout_g..], cout_g, patch, cout);
                     gemm::sgemm(1.0, dy_g, w_t, 0.0, MatMut::row_major(&mut dcol[..len * patch], len, patch));
                     col2im_tile(&dcol[..len * patch], g, group, start..end, dx);
                 }

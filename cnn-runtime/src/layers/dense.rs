@@ -71,7 +71,7 @@ impl Dense {
         let (inputs, outputs) = self.weight.dim();
         let n = dy.len() / outputs.max(1);
         assert!(x.len() == n * inputs && dw.len() == inputs * outputs, "dense backward lengths");
-        let x_t = MatRef { data: x, rows: inputs, cols: n, row_stride: 1, col_stride: inputs };
+        let x_t = MatRef::transposed(x, inputs, n, inputs);
         let dy = MatRef::row_major(dy, n, outputs);
         gemm::sgemm(1.0, x_t, dy, 0.0, MatMut::row_major(dw, inputs, outputs));
         if let Some(db) = db {
@@ -83,7 +83,7 @@ impl Dense {
         if let Some(dx) = dx {
             let weight = self.weight.as_standard_layout();
             let w = weight.as_slice().expect("contiguous");
-            let w_t = MatRef { data: w, rows: outputs, cols: inputs, row_stride: 1, col_stride: outputs };
+            let w_t = MatRef::transposed(w, outputs, inputs, outputs);
             gemm::sgemm(1.0, dy, w_t, 0.0, MatMut::row_major(dx, n, inputs));
         }
     }

@@ -1,0 +1,138 @@
+"""The ONNX half of the peers: `prepare DIR` turns cnn's saved weights into
+PyTorch layout (for candle) and ONNX files (for tract and onnxruntime);
+`ort DIR THREADS` times onnxruntime and checks its outputs against cnn's;
+`table DIR` prints every engine's median ms and its ratio to cnn.
+
+Needs numpy, safetensors, onnx and onnxruntime (pip).
+"""
+
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+from safetensors.numpy import load_file, save_file
+
+
+def workloads(d):
+    for line in (d / "workloads.tsv").read_text().splitlines():
+        name, batch, hwc, spec = line.split("\t")
+        yield name, int(batch), tuple(int(v) for v in hwc.split(",")), [l.split() for l in spec.split(";")]
+
+
+def prepare(d):
+    for name, batch, (h, w, c), spec in workloads(d):
+        cnn = load_file(str(d / f"{name}.cnn.safetensors"))
+        io = load_file(str(d / f"{name}.io.safetensors"))
+        torch, nodes, inits = {}, [], []
+        shape, flat_from, counts, x = (c, h, w), None, defaultdict(int), "input"
+        for i, words in enumerate(spec):
+            kind, out = words[0], f"t{i}"
+            if kind == "conv":
+                counts["conv"] += 1
+                cout, k, s, p, bias = map(int, words[1:])
+                field = f"conv{counts['conv']}"
+                torch[f"{i}.weight"] = cnn[f"{field}.weight"].transpose(3, 2, 0, 1).copy()
+                inputs = [x, f"{i}.weight"] + ([f"{i}.bias"] if bias else [])
+                if bias:
+                    torch[f"{i}.bias"] = cnn[f"{field}.bias"]
+                nodes.append(helper.make_node("Conv", inputs, [out], kernel_shape=[k, k], strides=[s, s], pads=[p] * 4))
+                shape = (cout, (shape[1] + 2 * p - k) // s + 1, (shape[2] + 2 * p - k) // s + 1)
+            elif kind == "linear":
+                counts["dense"] += 1
+                field = f"dense{counts['dense']}"
+                weight = cnn[f"{field}.weight"].T
+                if flat_from is not None:  # rows in H, W, C order; PyTorch's in C, H, W
+                    fc, fh, fw = flat_from
+                    weight = weight.reshape(-1, fh, fw, fc).transpose(0, 3, 1, 2).reshape(weight.shape[0], -1)
+                torch[f"{i}.weight"], torch[f"{i}.bias"] = weight.copy(), cnn[f"{field}.bias"]
+                nodes.append(helper.make_node("Gemm", [x, f"{i}.weight", f"{i}.bias"], [out], transB=1))
+                shape, flat_from = (weight.shape[0],), None
+            elif kind in ("maxpool", "avgpool"):
+                op = "MaxPool" if kind == "maxpool" else "AveragePool"
+                nodes.append(helper.make_node(op, [x], [out], kernel_shape=[2, 2], strides=[2, 2]))
+                shape = (shape[0], shape[1] // 2, shape[2] // 2)
+            elif kind == "gap":
+                nodes.append(helper.make_node("GlobalAveragePool", [x], [out]))
+                shape = (shape[0], 1, 1)
+            elif kind == "flatten":
+                flat_from = shape if shape[1:] != (1, 1) else None
+                nodes.append(helper.make_node("Flatten", [x], [out], axis=1))
+                shape = (int(np.prod(shape)),)
+            else:
+                nodes.append(helper.make_node({"relu": "Relu", "tanh": "Tanh"}[kind], [x], [out]))
+            x = out
+        inits = [numpy_helper.from_array(v.astype(np.float32), k) for k, v in torch.items()]
+        graph = helper.make_graph(
+            nodes, name,
+            [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, c, h, w])],
+            [helper.make_tensor_value_info(x, TensorProto.FLOAT, [batch, *shape])],
+            inits,
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        onnx.save(model, str(d / f"{name}.onnx"))
+        save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in torch.items()}, str(d / f"{name}.torch.safetensors"))
+        output = io["output"]
+        if output.ndim == 4:
+            output = output.transpose(0, 3, 1, 2)
+        nchw = {"input": io["input"].transpose(0, 3, 1, 2), "output": output}
+        save_file({k: np.ascontiguousarray(v) for k, v in nchw.items()}, str(d / f"{name}.nchw.safetensors"))
+        print(f"{name}: {d / (name + '.onnx')}")
+
+
+def ort(d, threads):
+    import onnxruntime as rt
+
+    options = rt.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = rt.GraphOptimizationLevel.ORT_ENABLE_ALL
+    with open(d / "results.tsv", "a") as results:
+        for name, batch, _, _ in workloads(d):
+            session = rt.InferenceSession(str(d / f"{name}.onnx"), options, providers=["CPUExecutionProvider"])
+            io = load_file(str(d / f"{name}.nchw.safetensors"))
+            x = np.ascontiguousarray(io["input"])
+            y = session.run(None, {"input": x})[0]
+            scale = np.maximum(np.abs(io["output"]), np.abs(io["output"]).max())
+            worst = float((np.abs(y - io["output"]) / scale).max())
+            assert worst < 1e-4, f"onnxruntime {name}: outputs differ by {worst:e} relative"
+            for _ in range(3):
+                session.run(None, {"input": x})
+            runs = 15 if x.size > 400_000 else 31
+            times = []
+            for _ in range(runs):
+                start = time.perf_counter()
+                session.run(None, {"input": x})
+                times.append((time.perf_counter() - start) * 1e3)
+            ms = statistics.median(times)
+            print(f"ort    {name} {threads} thread(s): {ms:8.3f} ms")
+            results.write(f"onnxruntime\t{threads}\t{name}\t{ms:.4f}\n")
+
+
+def table(d):
+    times = {}
+    for line in (d / "results.tsv").read_text().splitlines():
+        engine, threads, name, ms = line.split("\t")
+        times[(engine, int(threads), name)] = float(ms)
+    names = sorted({k[2] for k in times})
+    print("| engine | threads | " + " | ".join(names) + " |")
+    print("|---|---|" + "---|" * len(names))
+    for engine in ["cnn", "onnxruntime", "tract", "candle"]:
+        for threads in (1, 2):
+            cells = []
+            for name in names:
+                ms, ours = times.get((engine, threads, name)), times.get(("cnn", threads, name))
+                cells.append("-" if ms is None else f"{ms:.2f}" + ("" if engine == "cnn" or ours is None else f" ({ms / ours:.2f}x)"))
+            if any(cell != "-" for cell in cells):
+                print(f"| {engine} | {threads} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    command, d = sys.argv[1], Path(sys.argv[2])
+    {"prepare": lambda: prepare(d), "ort": lambda: ort(d, int(sys.argv[3])), "table": lambda: table(d)}[command]()
