@@ -18,7 +18,9 @@
 //! assert_eq!(logits.dim(), (2, 10));
 //! assert_eq!(Net::OUTPUT, cnn::Shape::Flat(10));
 //! ```
-#![doc = include_str!("grammar.md")]
+//!
+//! The grammar is on [`cnn!`]; the runtime types are in [`layers`], training in
+//! [`optim`], data sets in [`data`].
 
 pub use cnn_macros::cnn;
 pub use cnn_runtime::{Error, LayerInfo, Network, Output, Shape, data, init, layers, optim};

@@ -20,7 +20,9 @@ use ast::{Body, Invocation, Layer};
 use check::{LayerInput, OptInput, Site};
 
 /// Defines convolutional networks whose every shape is checked while the
-/// code compiles. See the `cnn` crate for the grammar.
+/// code compiles.
+///
+#[doc = include_str!("grammar.md")]
 #[proc_macro]
 pub fn cnn(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
     expand(input.into()).into()
