@@ -56,7 +56,8 @@ pub fn infer(steps: &[Step<'_>], x: ArrayView4<'_, f32>, workspace: &Workspace) 
     let x = x.as_standard_layout();
     let input = x.as_slice().expect("standard layout is contiguous");
     workspace.with(|buffers| {
-        Pass { steps, n, input, buffers, output: Vec::new(), at: At::Input }.run(Shape::Hwc(h, w, c))
+        Pass { steps, n, input, buffers, output: Vec::new(), at: At::Input, len: input.len() }
+            .run(Shape::Hwc(h, w, c))
     })
 }
 
@@ -67,6 +68,9 @@ struct Pass<'s, 'x, 'b> {
     buffers: &'b mut Buffers,
     output: Vec<f32>,
     at: At,
+    /// How many values the current step holds: buffers keep their largest
+    /// length, so that reusing them writes no zeros.
+    len: usize,
 }
 
 impl Pass<'_, '_, '_> {
@@ -140,7 +144,7 @@ impl Pass<'_, '_, '_> {
         match self.at {
             At::Output => self.output,
             At::Input => self.input.to_vec(),
-            At::Buffer(k) => self.buffers.activations[k].clone(),
+            At::Buffer(k) => self.buffers.activations[k][..self.len].to_vec(),
         }
     }
 
@@ -157,9 +161,11 @@ impl Pass<'_, '_, '_> {
             (At::Buffer(_), false) => (second, first, At::Buffer(0)),
             (At::Output, _) => unreachable!("nothing is produced after the last producer"),
         };
-        destination.resize(len, 0.0);
-        write(source, destination);
-        self.at = at;
+        if destination.len() < len {
+            destination.resize(len, 0.0);
+        }
+        write(&source[..self.len], &mut destination[..len]);
+        (self.at, self.len) = (at, len);
     }
 
     /// The current values, writable: copied out of the input first if need be.
@@ -172,8 +178,8 @@ impl Pass<'_, '_, '_> {
             self.at = if later_producer { At::Buffer(0) } else { At::Output };
         }
         match self.at {
-            At::Buffer(k) => &mut self.buffers.activations[k],
-            _ => &mut self.output,
+            At::Buffer(k) => &mut self.buffers.activations[k][..self.len],
+            _ => &mut self.output[..self.len],
         }
     }
 }
