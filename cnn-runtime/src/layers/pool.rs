@@ -35,8 +35,8 @@ impl MaxPool2d {
     pub fn run(&self, x: &[f32], channels: usize, out: &mut [f32]) {
         pool(x, channels, out, self.height, self.width, |image, cells, _, pixel| {
             pixel.fill(f32::NEG_INFINITY);
-            for at in cells.offsets() {
-                for (o, &v) in pixel.iter_mut().zip(&image[at..at + channels]) {
+            for cell in cells.rows(image).flatten() {
+                for (o, &v) in pixel.iter_mut().zip(cell) {
                     // `v > o` alone would drop NaN; PyTorch propagates it.
                     *o = if v > *o || v.is_nan() { v } else { *o };
                 }
@@ -59,8 +59,8 @@ impl AvgPool2d {
     pub fn run(&self, x: &[f32], channels: usize, out: &mut [f32]) {
         pool(x, channels, out, self.height, self.width, |image, cells, divisor, pixel| {
             pixel.fill(0.0);
-            for at in cells.offsets() {
-                pixel.iter_mut().zip(&image[at..at + channels]).for_each(|(o, &v)| *o += v);
+            for cell in cells.rows(image).flatten() {
+                pixel.iter_mut().zip(cell).for_each(|(o, &v)| *o += v);
             }
             let scale = 1.0 / divisor as f32;
             pixel.iter_mut().for_each(|o| *o *= scale);
@@ -101,11 +101,12 @@ struct Cells {
 }
 
 impl Cells {
-    /// The offset of channel 0 of each cell, row by row.
-    fn offsets(&self) -> impl Iterator<Item = usize> + '_ {
-        self.rows
-            .clone()
-            .flat_map(move |iy| self.cols.clone().map(move |ix| (iy * self.row_len + ix) * self.channels))
+    /// The cells of each window row: one contiguous run of the input each.
+    fn rows<'a>(&self, image: &'a [f32]) -> impl Iterator<Item = std::slice::ChunksExact<'a, f32>> {
+        let (cols, row_len, c) = (self.cols.clone(), self.row_len, self.channels);
+        self.rows.clone().map(move |iy| {
+            image[(iy * row_len + cols.start) * c..(iy * row_len + cols.end) * c].chunks_exact(c)
+        })
     }
 }
 
