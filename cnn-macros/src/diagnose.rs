@@ -4,7 +4,8 @@
 use std::fmt;
 
 use crate::ast::{ActKind, Kind};
-use crate::check::{self, ConvSpec, Padding, PoolSpec, Shape};
+use crate::check::{self, Shape};
+use crate::resolve::{ConvSpec, Padding, PoolSpec};
 use crate::shape::{self, Rounding, SizeError, Window};
 
 /// The layer a shape came from: `layer 4 `flatten``.

@@ -9,6 +9,7 @@ mod check;
 mod diagnose;
 mod expand;
 mod parse;
+mod resolve;
 mod shape;
 mod table;
 
