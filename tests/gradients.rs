@@ -61,6 +61,26 @@ fn check<N: Clone>(net: &N, params: Params<N>, step: impl Fn(&mut N, &mut dyn Op
     }
 }
 
+/// The tensors of a conv, dense or batchnorm layer in the order
+/// `train_step` hands them over: weight, then bias.
+fn conv(c: &mut cnn::layers::Conv2d) -> Vec<&mut [f32]> {
+    let cnn::layers::Conv2d { weight, bias, .. } = c;
+    std::iter::once(weight.as_slice_mut().unwrap())
+        .chain(bias.as_mut().map(|b| b.as_slice_mut().unwrap()))
+        .collect()
+}
+
+fn dense(d: &mut cnn::layers::Dense) -> Vec<&mut [f32]> {
+    let cnn::layers::Dense { weight, bias } = d;
+    std::iter::once(weight.as_slice_mut().unwrap())
+        .chain(bias.as_mut().map(|b| b.as_slice_mut().unwrap()))
+        .collect()
+}
+
+fn bn(b: &mut cnn::layers::BatchNorm) -> Vec<&mut [f32]> {
+    vec![b.weight.as_slice_mut().unwrap(), b.bias.as_slice_mut().unwrap()]
+}
+
 cnn::cnn! {
     #[derive(Clone)]
     struct ConvPools {
@@ -121,16 +141,7 @@ fn conv_groups_dilation_pools_and_dense_gradients() {
     let net = ConvPools::with_seed(1);
     check(
         &net,
-        |n| {
-            vec![
-                n.conv1.weight.as_slice_mut().unwrap(),
-                n.conv1.bias.as_mut().unwrap().as_slice_mut().unwrap(),
-                n.conv2.weight.as_slice_mut().unwrap(),
-                n.conv2.bias.as_mut().unwrap().as_slice_mut().unwrap(),
-                n.dense1.weight.as_slice_mut().unwrap(),
-                n.dense1.bias.as_mut().unwrap().as_slice_mut().unwrap(),
-            ]
-        },
+        |n| [conv(&mut n.conv1), conv(&mut n.conv2), dense(&mut n.dense1)].into_iter().flatten().collect(),
         |n, opt| n.train_step(x.view(), &labels, opt).unwrap(),
         "conv, pools, dense",
     );
@@ -143,15 +154,10 @@ fn batchnorm_maxpool_global_pool_and_softmax_gradients() {
     check(
         &net,
         |n| {
-            vec![
-                n.conv1.weight.as_slice_mut().unwrap(),
-                n.bn1.weight.as_slice_mut().unwrap(),
-                n.bn1.bias.as_slice_mut().unwrap(),
-                n.conv2.weight.as_slice_mut().unwrap(),
-                n.conv2.bias.as_mut().unwrap().as_slice_mut().unwrap(),
-                n.dense1.weight.as_slice_mut().unwrap(),
-                n.dense1.bias.as_mut().unwrap().as_slice_mut().unwrap(),
-            ]
+            [conv(&mut n.conv1), bn(&mut n.bn1), conv(&mut n.conv2), dense(&mut n.dense1)]
+                .into_iter()
+                .flatten()
+                .collect()
         },
         |n, opt| n.train_step(x.view(), &labels, opt).unwrap(),
         "batchnorm, maxpool, softmax",
@@ -165,15 +171,10 @@ fn global_max_pool_flat_batchnorm_and_dropout_gradients() {
     check(
         &net,
         |n| {
-            vec![
-                n.conv1.weight.as_slice_mut().unwrap(),
-                n.conv1.bias.as_mut().unwrap().as_slice_mut().unwrap(),
-                n.bn1.weight.as_slice_mut().unwrap(),
-                n.bn1.bias.as_slice_mut().unwrap(),
-                n.dense1.weight.as_slice_mut().unwrap(),
-                n.dense1.bias.as_mut().unwrap().as_slice_mut().unwrap(),
-                n.dense2.weight.as_slice_mut().unwrap(),
-            ]
+            [conv(&mut n.conv1), bn(&mut n.bn1), dense(&mut n.dense1), dense(&mut n.dense2)]
+                .into_iter()
+                .flatten()
+                .collect()
         },
         |n, opt| n.train_step(x.view(), &labels, opt).unwrap(),
         "global max pool, flat batchnorm, dropout",
@@ -186,16 +187,7 @@ fn dense_activations_and_flat_batchnorm_gradients() {
     let net = DenseOnly::with_seed(4);
     check(
         &net,
-        |n| {
-            vec![
-                n.bn1.weight.as_slice_mut().unwrap(),
-                n.bn1.bias.as_slice_mut().unwrap(),
-                n.dense1.weight.as_slice_mut().unwrap(),
-                n.dense1.bias.as_mut().unwrap().as_slice_mut().unwrap(),
-                n.dense2.weight.as_slice_mut().unwrap(),
-                n.dense2.bias.as_mut().unwrap().as_slice_mut().unwrap(),
-            ]
-        },
+        |n| [bn(&mut n.bn1), dense(&mut n.dense1), dense(&mut n.dense2)].into_iter().flatten().collect(),
         |n, opt| n.train_step(x.view(), &labels, opt).unwrap(),
         "dense, activations, flat batchnorm",
     );
