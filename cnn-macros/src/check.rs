@@ -390,7 +390,7 @@ fn conv_step(c: &ConvSpec, cur: &Current, i: usize) -> Result<Outcome, StepError
     {
         return Err((Site::Option(i, j), diagnose::wrong_conv_channels(stated, cur.shape, &cur.from)));
     }
-    if cin % c.groups != 0 || c.cout % c.groups != 0 {
+    if cin % c.groups != 0 || !c.cout.is_multiple_of(c.groups) {
         let site = c.groups_at.map_or(Site::Layer(i), |j| Site::Option(i, j));
         return Err((site, diagnose::bad_groups(c.groups, cin, c.cout)));
     }

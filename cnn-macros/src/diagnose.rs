@@ -221,7 +221,7 @@ pub fn wrong_conv_channels(stated: usize, shape: Shape, from: &From) -> String {
 
 pub fn bad_groups(groups: usize, cin: usize, cout: usize) -> String {
     let both: Vec<String> = (1..=cin.min(cout).min(64))
-        .filter(|g| cin % g == 0 && cout % g == 0)
+        .filter(|g| cin.is_multiple_of(*g) && cout.is_multiple_of(*g))
         .map(|g| format!("`g{g}`"))
         .collect();
     format!(
@@ -345,12 +345,11 @@ pub fn conv_fixes(c: &ConvSpec, h: usize, w: usize) -> Vec<String> {
             Some((p, out)) => fixes.push(format!("`p{p}` gives {out}")),
             None => note = no_padding_note(&check::conv_axes(c, h, w)),
         }
-        if c.stride == (1, 1) {
-            if let Some(out) =
+        if c.stride == (1, 1)
+            && let Some(out) =
                 outcome(&ConvSpec { padding: Padding::Same, ..c.clone() }).filter(|_| pad == (0, 0))
-            {
-                fixes.push(format!("`same` gives {out}"));
-            }
+        {
+            fixes.push(format!("`same` gives {out}"));
         }
     }
     if c.kernel.0 == c.kernel.1 {

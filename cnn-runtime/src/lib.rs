@@ -6,7 +6,9 @@
 //! in [`layers::Axis`].
 #![deny(unsafe_code)]
 
+mod cpu;
 pub mod data;
+mod direct;
 mod error;
 pub mod gemm;
 mod im2col;

@@ -46,11 +46,12 @@ pub fn sigmoid(x: f32) -> f32 {
     if x.is_nan() { x } else { y }
 }
 
-#[inline(never)]
+#[inline(always)]
 pub fn tanh_slice(values: &mut [f32]) {
     values.iter_mut().for_each(|v| *v = tanh(*v));
 }
 
+#[inline(always)]
 pub fn sigmoid_slice(values: &mut [f32]) {
     values.iter_mut().for_each(|v| *v = sigmoid(*v));
 }

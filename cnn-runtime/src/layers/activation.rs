@@ -34,6 +34,7 @@ impl Activation {
     }
 
     /// Applies the activation to rows of `channels` values, in place.
+    #[inline(always)]
     pub fn apply(self, values: &mut [f32], channels: usize) {
         match self {
             // `v < 0` keeps NaN, as PyTorch does.

@@ -8,6 +8,7 @@ use ndarray::{Array1, Array4, ArrayView4, Ix1, Ix4};
 use rayon::prelude::*;
 
 use super::Epilogue;
+use crate::direct;
 use crate::gemm::{self, MatMut, MatRef};
 use crate::im2col::{SLACK, col2im_tile, im2col_tile};
 use crate::init::{self, InitRng};
@@ -139,7 +140,13 @@ impl Conv2d {
         let tiles = rows.div_ceil(tile_rows);
         let threads = rayon::current_num_threads().min(tiles).max(1);
         let chunk_rows = tiles.div_ceil(threads) * tile_rows;
-        let panel_len = if g.is_pointwise() { 0 } else { tile_rows * g.patch_len() + SLACK };
+        let panel_len = if direct::is_direct(g) {
+            direct::scratch_len(g)
+        } else if g.is_pointwise() {
+            0
+        } else {
+            tile_rows * g.patch_len() + SLACK
+        };
         if scratch.len() < threads {
             scratch.resize_with(threads, Vec::new);
         }
@@ -149,9 +156,13 @@ impl Conv2d {
             }
             let first = chunk * chunk_rows;
             for (t, out_tile) in out.chunks_mut(tile_rows * cout).enumerate() {
-                let start = first + t * tile_rows;
-                self.tile(x, weight, start..start + out_tile.len() / cout, out_tile, col);
-                epilogue.apply(out_tile, cout);
+                let rows = first + t * tile_rows..first + t * tile_rows + out_tile.len() / cout;
+                if direct::is_direct(g) {
+                    direct::direct_tile(direct::Conv { g, weight, epilogue }, x, rows, out_tile, col);
+                } else {
+                    self.tile(x, weight, rows, out_tile, col);
+                    epilogue.apply(out_tile, cout);
+                }
             }
         };
         if threads == 1 {

@@ -52,28 +52,59 @@ impl Epilogue {
 
     /// Applies to rows of `channels` values.
     pub fn apply(&self, values: &mut [f32], channels: usize) {
-        match (&self.scale, &self.shift) {
-            (Some(scale), Some(shift)) => {
-                for row in values.chunks_exact_mut(channels) {
-                    for ((v, s), t) in row.iter_mut().zip(scale).zip(shift) {
-                        *v = *v * s + t;
+        crate::cpu::vectorized(
+            #[inline(always)]
+            || {
+                match (&self.scale, &self.shift) {
+                    (Some(scale), Some(shift)) => {
+                        for row in values.chunks_exact_mut(channels) {
+                            for ((v, s), t) in row.iter_mut().zip(scale).zip(shift) {
+                                *v = *v * s + t;
+                            }
+                        }
                     }
+                    (None, Some(shift)) => {
+                        for row in values.chunks_exact_mut(channels) {
+                            row.iter_mut().zip(shift).for_each(|(v, t)| *v += t);
+                        }
+                    }
+                    (Some(scale), None) => {
+                        for row in values.chunks_exact_mut(channels) {
+                            row.iter_mut().zip(scale).for_each(|(v, s)| *v *= s);
+                        }
+                    }
+                    (None, None) => {}
                 }
-            }
-            (None, Some(shift)) => {
-                for row in values.chunks_exact_mut(channels) {
-                    row.iter_mut().zip(shift).for_each(|(v, t)| *v += t);
+                if let Some(activation) = self.activation {
+                    activation.apply(values, channels);
                 }
-            }
-            (Some(scale), None) => {
-                for row in values.chunks_exact_mut(channels) {
-                    row.iter_mut().zip(scale).for_each(|(v, s)| *v *= s);
-                }
-            }
-            (None, None) => {}
+            },
+        )
+    }
+
+    /// Applies to `values` that all belong to output channel `channel`,
+    /// except a softmax, which needs all channels: see
+    /// [`apply_across_channels`](Self::apply_across_channels).
+    #[inline(always)]
+    pub fn apply_to_channel(&self, values: &mut [f32], channel: usize) {
+        let scale = self.scale.as_ref().map_or(1.0, |s| s[channel]);
+        let shift = self.shift.as_ref().map_or(0.0, |t| t[channel]);
+        if self.scale.is_some() {
+            values.iter_mut().for_each(|v| *v = *v * scale + shift);
+        } else if self.shift.is_some() {
+            values.iter_mut().for_each(|v| *v += shift);
         }
-        if let Some(activation) = self.activation {
-            activation.apply(values, channels);
+        match self.activation {
+            Some(Activation::Softmax) | None => {}
+            Some(activation) => activation.apply(values, 1),
+        }
+    }
+
+    /// What [`apply_to_channel`](Self::apply_to_channel) leaves out, on
+    /// rows of `channels` values.
+    pub fn apply_across_channels(&self, values: &mut [f32], channels: usize) {
+        if self.activation == Some(Activation::Softmax) {
+            Activation::Softmax.apply(values, channels);
         }
     }
 }
