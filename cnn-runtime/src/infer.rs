@@ -106,16 +106,20 @@ impl Pass<'_, '_, '_> {
                 }
                 Step::MaxPool(pool) => {
                     let c = shape.channels();
+                    let mut scratch = std::mem::take(&mut self.buffers.scratch);
                     self.produce(self.n * pool.height.output * pool.width.output * c, last, |src, dst| {
-                        pool.run(src, c, dst)
+                        pool.run(src, c, dst, &mut scratch)
                     });
+                    self.buffers.scratch = scratch;
                     shape = Shape::Hwc(pool.height.output, pool.width.output, c);
                 }
                 Step::AvgPool(pool) => {
                     let c = shape.channels();
+                    let mut scratch = std::mem::take(&mut self.buffers.scratch);
                     self.produce(self.n * pool.height.output * pool.width.output * c, last, |src, dst| {
-                        pool.run(src, c, dst)
+                        pool.run(src, c, dst, &mut scratch)
                     });
+                    self.buffers.scratch = scratch;
                     shape = Shape::Hwc(pool.height.output, pool.width.output, c);
                 }
                 Step::GlobalAvgPool | Step::GlobalMaxPool => {

@@ -166,8 +166,8 @@ fn forward(
             output.copy_from_slice(input);
             keep = Kept::Stats(bn.train_forward(&mut output));
         }
-        TrainStep::MaxPool(pool) => pool.run(input, shape.channels(), &mut output),
-        TrainStep::AvgPool(pool) => pool.run(input, shape.channels(), &mut output),
+        TrainStep::MaxPool(pool) => pool.run(input, shape.channels(), &mut output, &mut Vec::new()),
+        TrainStep::AvgPool(pool) => pool.run(input, shape.channels(), &mut output, &mut Vec::new()),
         TrainStep::GlobalAvgPool | TrainStep::GlobalMaxPool => {
             let max = matches!(step, TrainStep::GlobalMaxPool);
             global_pool(input, shape.len() / shape.channels().max(1), shape.channels(), &mut output, max);

@@ -17,7 +17,7 @@ pub struct Workspace {
 pub struct Buffers {
     /// Two activation buffers used in turn: one read, one written.
     pub activations: [Vec<f32>; 2],
-    /// One im2col panel per thread.
+    /// Per thread: an im2col or direct-conv panel, or a pool row.
     pub scratch: Vec<Vec<f32>>,
     /// One epilogue per layer, its vectors refilled each pass.
     pub epilogues: Vec<Epilogue>,

@@ -1,9 +1,15 @@
 //! Max and average pooling over NHWC, with PyTorch's padding rules, and the
-//! global pools. Each image is one task for rayon's threads.
+//! global pools.
+//!
+//! A pool runs output row by output row: the input rows under the window are
+//! first combined value by value into one row (long runs, vectorised to the
+//! CPU's width), then each output pixel combines its window's columns of
+//! that row. Threads take whole images.
 
 use ndarray::{Array2, Array4, ArrayView4};
 use rayon::prelude::*;
 
+use crate::cpu;
 use crate::window::Axis;
 
 /// Max pooling, `nn.MaxPool2d`: padding never wins the max.
@@ -28,20 +34,13 @@ impl MaxPool2d {
 
     /// Pools `(N, H, W, C)` into `(N, OH, OW, C)`.
     pub fn forward(&self, x: ArrayView4<'_, f32>) -> Array4<f32> {
-        forward(x, self.height, self.width, |x, c, out| self.run(x, c, out))
+        forward(x, self.height, self.width, |x, c, out| self.run(x, c, out, &mut Vec::new()))
     }
 
-    /// Pools the NHWC images of `x`, `channels` deep, into `out`.
-    pub fn run(&self, x: &[f32], channels: usize, out: &mut [f32]) {
-        pool(x, channels, out, self.height, self.width, |image, cells, _, pixel| {
-            pixel.fill(f32::NEG_INFINITY);
-            for cell in cells.rows(image).flatten() {
-                for (o, &v) in pixel.iter_mut().zip(cell) {
-                    // `v > o` alone would drop NaN; PyTorch propagates it.
-                    *o = if v > *o || v.is_nan() { v } else { *o };
-                }
-            }
-        });
+    /// Pools the NHWC images of `x`, `channels` deep, into `out`. `scratch`
+    /// holds a row per thread, grown as needed and kept for next time.
+    pub fn run(&self, x: &[f32], channels: usize, out: &mut [f32], scratch: &mut Vec<Vec<f32>>) {
+        pool::<Max>(x, channels, out, self.height, self.width, scratch);
     }
 }
 
@@ -52,19 +51,52 @@ impl AvgPool2d {
 
     /// Pools `(N, H, W, C)` into `(N, OH, OW, C)`.
     pub fn forward(&self, x: ArrayView4<'_, f32>) -> Array4<f32> {
-        forward(x, self.height, self.width, |x, c, out| self.run(x, c, out))
+        forward(x, self.height, self.width, |x, c, out| self.run(x, c, out, &mut Vec::new()))
     }
 
-    /// Pools the NHWC images of `x`, `channels` deep, into `out`.
-    pub fn run(&self, x: &[f32], channels: usize, out: &mut [f32]) {
-        pool(x, channels, out, self.height, self.width, |image, cells, divisor, pixel| {
-            pixel.fill(0.0);
-            for cell in cells.rows(image).flatten() {
-                pixel.iter_mut().zip(cell).for_each(|(o, &v)| *o += v);
-            }
-            let scale = 1.0 / divisor as f32;
-            pixel.iter_mut().for_each(|o| *o *= scale);
-        });
+    /// Pools the NHWC images of `x`, `channels` deep, into `out`. `scratch`
+    /// holds a row per thread, grown as needed and kept for next time.
+    pub fn run(&self, x: &[f32], channels: usize, out: &mut [f32], scratch: &mut Vec<Vec<f32>>) {
+        pool::<Mean>(x, channels, out, self.height, self.width, scratch);
+    }
+}
+
+/// How a pool combines the cells of a window.
+trait Reduce {
+    const EMPTY: f32;
+    fn combine(acc: f32, v: f32) -> f32;
+    /// Turns the combined cells of a window into its output.
+    fn finish(pixel: &mut [f32], divisor: usize);
+}
+
+struct Max;
+struct Mean;
+
+impl Reduce for Max {
+    const EMPTY: f32 = f32::NEG_INFINITY;
+
+    #[inline(always)]
+    fn combine(acc: f32, v: f32) -> f32 {
+        // `v > acc` alone would drop NaN; PyTorch propagates it.
+        if v > acc || v.is_nan() { v } else { acc }
+    }
+
+    #[inline(always)]
+    fn finish(_: &mut [f32], _: usize) {}
+}
+
+impl Reduce for Mean {
+    const EMPTY: f32 = 0.0;
+
+    #[inline(always)]
+    fn combine(acc: f32, v: f32) -> f32 {
+        acc + v
+    }
+
+    #[inline(always)]
+    fn finish(pixel: &mut [f32], divisor: usize) {
+        let scale = 1.0 / divisor as f32;
+        pixel.iter_mut().for_each(|v| *v *= scale);
     }
 }
 
@@ -92,49 +124,83 @@ fn window_range(axis: Axis, o: usize) -> (std::ops::Range<usize>, usize) {
     (inside, padded_len)
 }
 
-/// The input cells under one window.
-struct Cells {
-    rows: std::ops::Range<usize>,
-    cols: std::ops::Range<usize>,
-    row_len: usize,
-    channels: usize,
-}
-
-impl Cells {
-    /// The cells of each window row: one contiguous run of the input each.
-    fn rows<'a>(&self, image: &'a [f32]) -> impl Iterator<Item = std::slice::ChunksExact<'a, f32>> {
-        let (cols, row_len, c) = (self.cols.clone(), self.row_len, self.channels);
-        self.rows.clone().map(move |iy| {
-            image[(iy * row_len + cols.start) * c..(iy * row_len + cols.end) * c].chunks_exact(c)
-        })
-    }
-}
-
-/// Runs `reduce(image, cells, divisor, pixel)` for every output pixel of
-/// every image, `divisor` being PyTorch's count of cells in input and padding.
-fn pool<R>(x: &[f32], c: usize, out: &mut [f32], height: Axis, width: Axis, reduce: R)
-where
-    R: Fn(&[f32], &Cells, usize, &mut [f32]) + Sync,
-{
+/// Pools every image of `x` into `out`, the images shared evenly between
+/// rayon's threads; each image is pooled the same way whatever the count.
+fn pool<R: Reduce>(
+    x: &[f32],
+    c: usize,
+    out: &mut [f32],
+    height: Axis,
+    width: Axis,
+    scratch: &mut Vec<Vec<f32>>,
+) {
     let (image_len, out_len) = (height.input * width.input * c, height.output * width.output * c);
     assert!(x.len() / image_len.max(1) * out_len == out.len(), "pool input or output length");
     if out.is_empty() {
         return;
     }
-    let one_image = |(image, out): (&[f32], &mut [f32])| {
-        let mut pixels = out.chunks_exact_mut(c);
-        for oy in 0..height.output {
-            let (rows, h_len) = window_range(height, oy);
-            for ox in 0..width.output {
-                let (cols, w_len) = window_range(width, ox);
-                let cells = Cells { rows: rows.clone(), cols, row_len: width.input, channels: c };
-                if let Some(pixel) = pixels.next() {
-                    reduce(image, &cells, h_len * w_len, pixel);
+    let images = out.len() / out_len;
+    let threads = rayon::current_num_threads().clamp(1, images);
+    let per_thread = images.div_ceil(threads);
+    if scratch.len() < threads {
+        scratch.resize_with(threads, Vec::new);
+    }
+    let work = |((x, out), row): ((&[f32], &mut [f32]), &mut Vec<f32>)| {
+        row.resize(width.input * c, 0.0);
+        cpu::vectorized(
+            #[inline(always)]
+            || {
+                for (image, out) in x.chunks_exact(image_len).zip(out.chunks_exact_mut(out_len)) {
+                    pool_image::<R>(image, c, out, height, width, row);
                 }
-            }
-        }
+            },
+        )
     };
-    x.par_chunks(image_len).zip(out.par_chunks_mut(out_len)).for_each(one_image);
+    let chunks = x.chunks(per_thread * image_len).zip(out.chunks_mut(per_thread * out_len));
+    if threads == 1 {
+        chunks.zip(scratch.iter_mut()).for_each(work);
+    } else {
+        let chunks = x.par_chunks(per_thread * image_len).zip(out.par_chunks_mut(per_thread * out_len));
+        chunks.zip(scratch.par_iter_mut()).for_each(work);
+    }
+}
+
+/// One image: for each output row, its window rows combined into `row`,
+/// then each output pixel from its window's columns of `row`.
+#[inline(always)]
+fn pool_image<R: Reduce>(
+    image: &[f32],
+    c: usize,
+    out: &mut [f32],
+    height: Axis,
+    width: Axis,
+    row: &mut [f32],
+) {
+    let row_len = width.input * c;
+    for (oy, out_row) in out.chunks_exact_mut(width.output * c).enumerate() {
+        let (rows, h_len) = window_range(height, oy);
+        combine_all::<R>(row, image[rows.start * row_len..rows.end * row_len].chunks_exact(row_len));
+        for (ox, pixel) in out_row.chunks_exact_mut(c).enumerate() {
+            let (cols, w_len) = window_range(width, ox);
+            combine_all::<R>(pixel, row[cols.start * c..cols.end * c].chunks_exact(c));
+            R::finish(pixel, h_len * w_len);
+        }
+    }
+}
+
+/// `acc` becomes the combination of `parts`, or `R::EMPTY` if there are none.
+#[inline(always)]
+fn combine_all<'a, R: Reduce>(acc: &mut [f32], mut parts: impl Iterator<Item = &'a [f32]>) {
+    // The first part is combined with EMPTY rather than copied: the
+    // compiler would turn a copy of a few values into a call to memcpy.
+    let Some(first) = parts.next() else {
+        acc.fill(R::EMPTY);
+        return;
+    };
+    acc.iter_mut().zip(first).for_each(|(a, &v)| *a = R::combine(R::EMPTY, v));
+    for part in parts {
+        acc.iter_mut().zip(part).for_each(|(a, &v)| *a = R::combine(*a, v));
+    }
 }
 
 /// `AdaptiveAvgPool2d(1)` then flatten: `(N, H, W, C)` into `(N, C)`.
