@@ -7,12 +7,21 @@
 //! `unsafe` of calling code compiled for features that were checked at run
 //! time, as matrixmultiply does for its kernels.
 //!
-//! The kernels run this way use separate multiplies and adds, never fused,
-//! so every width gives the same bits.
+//! Loops vectorised this way give the same bits at every width: the
+//! compiler never fuses a multiply and an add on its own. The direct
+//! convolution fuses them explicitly where [`has_fma`] says the CPU can
+//! (results then differ from a CPU without FMA in the last bits, never
+//! between thread counts).
 
 /// Runs `kernel`, whose loops must be inlined into it (`#[inline(always)]`
 /// down to the loop), compiled for the widest vectors the CPU has.
 #[inline(always)]
 pub fn vectorized<R>(kernel: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(kernel)
+}
+
+/// Whether `f32::mul_add` is one instruction inside [`vectorized`] (AVX2 +
+/// FMA, AVX-512, NEON) rather than a call into libm.
+pub fn has_fma() -> bool {
+    !matches!(pulp::Arch::new(), pulp::Arch::Scalar)
 }

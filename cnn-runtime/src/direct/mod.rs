@@ -1,0 +1,219 @@
+//! Direct convolution, for layers with at most 8 output channels a group.
+//!
+//! There im2col + GEMM is bound by copying, not multiplying: matrixmultiply's
+//! widest kernel is 16 columns, so 6 or 8 output channels leave most of it
+//! idle, and a patch of 25 values costs as much to copy twice (im2col, then
+//! the GEMM's own packing) as to multiply.
+//!
+//! Here the inputs of a tap for 16 consecutive output pixels are one vector
+//! of the output row's [`Panel`]. Such a vector of pixels keeps the sums of
+//! its group's output channels (padded to `CO`) in `CO` registers over all
+//! taps, gets its epilogue there, and is written out transposed into NHWC.
+//! The loops are plain Rust that the compiler vectorises to the CPU's width
+//! (see [`crate::cpu`]); a multiply-add is fused where the CPU has the
+//! instruction. Each sum runs over the taps in `(ky, kx, ci)` order, so the
+//! result does not depend on how the work is split between threads.
+//!
+//! With more output channels the GEMM's kernel is full and wins: a kernel
+//! with channels across the lanes and pixels in registers was tried, and
+//! came out at 40-60% of im2col + GEMM on W1, W2 and W4's convs.
+
+mod panel;
+
+use std::ops::Range;
+
+use crate::cpu;
+use crate::layers::{ConvGeometry, Epilogue};
+use panel::Panel;
+
+/// Output pixels computed together: one AVX-512 vector.
+const LANES: usize = 16;
+
+/// The most output channels a group that take this path.
+const MAX_CHANNELS: usize = 8;
+
+/// Whether `g` is convolved here rather than by im2col + GEMM.
+pub fn is_direct(g: &ConvGeometry) -> bool {
+    g.out_channels / g.groups <= MAX_CHANNELS
+}
+
+/// What a tile reads.
+#[derive(Clone, Copy)]
+pub struct Conv<'a> {
+    pub g: &'a ConvGeometry,
+    /// `[KH, KW, CIN/G, COUT]`.
+    pub weight: &'a [f32],
+    pub epilogue: &'a Epilogue,
+}
+
+/// Scratch values one thread needs: each group's weights padded to
+/// `MAX_CHANNELS` columns, up to a 64-byte line of padding, the panel.
+pub fn scratch_len(g: &ConvGeometry) -> usize {
+    g.groups * g.patch_len() * MAX_CHANNELS + LANES + Panel::new(g).len(g)
+}
+
+/// Output pixels `rows` of the images `x` (all channels, `rows.len() * COUT`
+/// values) into `out`, the epilogue applied; `scratch` holds [`scratch_len`].
+pub fn direct_tile(conv: Conv<'_>, x: &[f32], rows: Range<usize>, out: &mut [f32], scratch: &mut [f32]) {
+    // Output channels rounded up to even: four kernels, each with a
+    // multiply-add fused where it is one instruction, else not.
+    macro_rules! run {
+        ($fused:literal) => {
+            cpu::vectorized(
+                #[inline(always)]
+                || match conv.g.out_channels / conv.g.groups {
+                    ..=2 => tile::<2, $fused>(conv, x, rows, out, scratch),
+                    3..=4 => tile::<4, $fused>(conv, x, rows, out, scratch),
+                    5..=6 => tile::<6, $fused>(conv, x, rows, out, scratch),
+                    _ => tile::<8, $fused>(conv, x, rows, out, scratch),
+                },
+            )
+        };
+    }
+    if cpu::has_fma() { run!(true) } else { run!(false) }
+}
+
+/// The tile with each group's channels padded to `CO`.
+#[inline(always)]
+fn tile<const CO: usize, const FUSED: bool>(
+    conv: Conv<'_>,
+    x: &[f32],
+    rows: Range<usize>,
+    out: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let Conv { g, weight, epilogue } = conv;
+    let (cout, cout_g) = (g.out_channels, g.out_channels / g.groups);
+    let layout = Panel::new(g);
+    let (weights, rest) = scratch.split_at_mut(g.groups * g.patch_len() * CO);
+    pad_weights::<CO>(weight, g, weights);
+    let panel = &mut aligned(rest)[..layout.len(g)];
+    for segment in segments(g, rows.clone()) {
+        layout.fill(x, g, segment.image, segment.oy, panel);
+        let (ox, len) = (segment.columns.start, segment.columns.len());
+        let out_row = &mut out[(segment.pixel - rows.start) * cout..][..len * cout];
+        for (group, weights) in weights.chunks_exact(g.patch_len() * CO).enumerate() {
+            for v in ox / LANES..(ox + len).div_ceil(LANES) {
+                let mut sums = accumulate::<CO, FUSED>(g, layout, panel, weights, group, v);
+                // The epilogue on the sums, channel by channel, in registers.
+                for (o, sum) in sums[..cout_g].iter_mut().enumerate() {
+                    epilogue.apply_to_channel(sum, group * cout_g + o);
+                }
+                // Columns lo..hi of this vector are pixels of the row segment.
+                let (lo, hi) = (ox.max(v * LANES), (ox + len).min((v + 1) * LANES));
+                let pixels = &mut out_row[(lo - ox) * cout..(hi - ox) * cout];
+                store::<CO>(cout, &sums, group * cout_g..(group + 1) * cout_g, lo - v * LANES, pixels);
+            }
+        }
+        epilogue.apply_across_channels(out_row, cout);
+    }
+}
+
+/// Each group's weights as `[patch, CO]`, the columns past its channels
+/// zero, group after group.
+#[inline(always)]
+fn pad_weights<const CO: usize>(weight: &[f32], g: &ConvGeometry, padded: &mut [f32]) {
+    let (cout, cout_g) = (g.out_channels, g.out_channels / g.groups);
+    for (group, padded) in padded.chunks_exact_mut(g.patch_len() * CO).enumerate() {
+        for (source, target) in weight.chunks_exact(cout).zip(padded.chunks_exact_mut(CO)) {
+            target[..cout_g].copy_from_slice(&source[group * cout_g..][..cout_g]);
+            target[cout_g..].fill(0.0);
+        }
+    }
+}
+
+/// The start of `values` moved to a 64-byte line: vectors that straddle two
+/// lines cost double.
+fn aligned(values: &mut [f32]) -> &mut [f32] {
+    let to_line = values.as_ptr().align_offset(64).min(LANES);
+    &mut values[to_line..]
+}
+
+/// The pixels of one output row of one image that a tile computes.
+struct Segment {
+    image: usize,
+    oy: usize,
+    columns: Range<usize>,
+    /// The first pixel's index in the batch, `(image * OH + oy) * OW + columns.start`.
+    pixel: usize,
+}
+
+/// The output pixels `rows` of a batch (indices `(image * OH + oy) * OW + ox`),
+/// output row by output row.
+fn segments(g: &ConvGeometry, rows: Range<usize>) -> impl Iterator<Item = Segment> {
+    let (oh, ow) = (g.height.output, g.width.output);
+    let mut pixel = rows.start;
+    std::iter::from_fn(move || {
+        (pixel < rows.end).then(|| {
+            let (image, oy, ox) = (pixel / (oh * ow), pixel / ow % oh, pixel % ow);
+            let len = (ow - ox).min(rows.end - pixel);
+            let segment = Segment { image, oy, columns: ox..ox + len, pixel };
+            pixel += len;
+            segment
+        })
+    })
+}
+
+/// The sums over taps of weight times input for vector `v` of a row's
+/// output columns and the `CO` (padded) output channels of group `group`.
+#[inline(always)]
+fn accumulate<const CO: usize, const FUSED: bool>(
+    g: &ConvGeometry,
+    layout: Panel,
+    panel: &[f32],
+    weights: &[f32],
+    group: usize,
+    v: usize,
+) -> [[f32; LANES]; CO] {
+    let taps = weights.as_chunks::<CO>().0;
+    // The CO sums stay in registers over all taps.
+    let mut sums = [[0.0f32; LANES]; CO];
+    layout.for_each_tap(g, group, |t, at| {
+        let x: &[f32; LANES] = panel[at + v * LANES..][..LANES].try_into().expect("a vector");
+        add_scaled::<CO, FUSED>(&mut sums, &taps[t], x);
+    });
+    sums
+}
+
+/// `sums[o] += tap[o] * x` for the `CO` channels of one vector of pixels.
+#[inline(always)]
+fn add_scaled<const CO: usize, const FUSED: bool>(
+    sums: &mut [[f32; LANES]; CO],
+    tap: &[f32; CO],
+    x: &[f32; LANES],
+) {
+    // Lanes outside, channels inside: the channel loop unrolls, and the
+    // lanes become one vector per channel. The other way round, the
+    // compiler vectorises across channels with gathers.
+    for i in 0..LANES {
+        for o in 0..CO {
+            sums[o][i] = if FUSED { tap[o].mul_add(x[i], sums[o][i]) } else { sums[o][i] + tap[o] * x[i] };
+        }
+    }
+}
+
+/// Writes columns `first..` of the sums into `pixels` (NHWC, pixel after
+/// pixel, `cout` channels each), as output channels `channels`.
+#[inline(always)]
+fn store<const CO: usize>(
+    cout: usize,
+    sums: &[[f32; LANES]; CO],
+    channels: Range<usize>,
+    first: usize,
+    pixels: &mut [f32],
+) {
+    if cout == CO && first == 0 {
+        // All channels of all the vector's pixels: a transpose of known size.
+        if let Ok(pixels) = <&mut [[f32; CO]; LANES]>::try_from(pixels.as_chunks_mut::<CO>().0) {
+            for (i, pixel) in pixels.iter_mut().enumerate() {
+                *pixel = std::array::from_fn(|o| sums[o][i]);
+            }
+            return;
+        }
+    }
+    for (i, pixel) in (first..LANES).zip(pixels.chunks_exact_mut(cout)) {
+        for (o, value) in pixel[channels.clone()].iter_mut().enumerate() {
+            *value = sums[o][i];
+        }
+    }
+}
