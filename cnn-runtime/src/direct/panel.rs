@@ -13,17 +13,19 @@ use crate::layers::ConvGeometry;
 /// The sizes of a panel.
 #[derive(Clone, Copy, Debug)]
 pub struct Panel {
-    /// Values of one plane: the row's output columns in whole vectors, and
-    /// the reach of the kernel past them.
+    /// Values of one plane that are read: the row's output columns in whole
+    /// vectors, and the reach of the kernel past them.
+    used: usize,
+    /// Values from one plane to the next: `used`, rounded up so that planes
+    /// start on 64-byte lines and tap kx = 0 reads aligned vectors.
     plane: usize,
 }
 
 impl Panel {
     pub fn new(g: &ConvGeometry) -> Panel {
         let w = g.width;
-        let columns = w.output.div_ceil(LANES) * LANES;
-        // Planes start on 64-byte lines, so that tap kx = 0 reads aligned vectors.
-        Panel { plane: (columns + (w.kernel - 1) * w.dilation / w.stride).next_multiple_of(LANES) }
+        let used = w.output.div_ceil(LANES) * LANES + (w.kernel - 1) * w.dilation / w.stride;
+        Panel { used, plane: used.next_multiple_of(LANES) }
     }
 
     /// Values of a panel: `KH * CIN * stride` planes.
@@ -65,34 +67,32 @@ impl Panel {
     pub fn fill(&self, x: &[f32], g: &ConvGeometry, b: usize, oy: usize, panel: &mut [f32]) {
         let (h, w, cin) = (g.height, g.width, g.in_channels);
         let image = &x[b * g.input_len()..][..g.input_len()];
-        let mut planes = panel.chunks_exact_mut(self.plane);
-        for ky in 0..h.kernel {
-            let input_row = h.tap(oy, ky).map(|iy| &image[iy * w.input * cin..][..w.input * cin]);
-            for ci in 0..cin {
-                for phase in 0..w.stride {
-                    let plane = planes.next().expect("KH * CIN * stride planes");
+        for phase in 0..w.stride {
+            // Plane values lo..hi fall inside the input, from input column `first`.
+            let lo = w.pad_before.saturating_sub(phase).div_ceil(w.stride).min(self.used);
+            let hi = (w.pad_before + w.input).saturating_sub(phase).div_ceil(w.stride).clamp(lo, self.used);
+            let first = (lo * w.stride + phase).saturating_sub(w.pad_before);
+            for ky in 0..h.kernel {
+                let input_row = h.tap(oy, ky).map(|iy| &image[iy * w.input * cin..][..w.input * cin]);
+                for ci in 0..cin {
+                    let at = ((ky * cin + ci) * w.stride + phase) * self.plane;
+                    let plane = &mut panel[at..at + self.used];
                     let Some(input_row) = input_row else {
                         plane.fill(0.0);
                         continue;
                     };
-                    // Plane values lo..hi fall inside the input, from input column `first`.
-                    let lo = w.pad_before.saturating_sub(phase).div_ceil(w.stride);
-                    let hi = (w.pad_before + w.input).saturating_sub(phase).div_ceil(w.stride);
-                    let (lo, hi) = (lo.min(plane.len()), hi.min(plane.len()));
                     plane[..lo].fill(0.0);
-                    if lo < hi {
-                        let first = lo * w.stride + phase - w.pad_before;
-                        let (inside, plane) = (&input_row[first * cin + ci..], &mut plane[lo..hi]);
-                        if w.stride * cin == 1 {
-                            plane.copy_from_slice(&inside[..plane.len()]);
-                        } else {
-                            plane
-                                .iter_mut()
-                                .zip(inside.iter().step_by(w.stride * cin))
-                                .for_each(|(p, v)| *p = *v);
+                    let (inside, values) =
+                        (&input_row[(first * cin + ci).min(input_row.len())..], &mut plane[lo..hi]);
+                    if w.stride * cin == 1 {
+                        values.copy_from_slice(&inside[..values.len()]);
+                    } else {
+                        let step = w.stride * cin;
+                        for (i, value) in values.iter_mut().enumerate() {
+                            *value = inside[i * step];
                         }
                     }
-                    plane[hi.max(lo)..].fill(0.0);
+                    plane[hi..].fill(0.0);
                 }
             }
         }
