@@ -2,8 +2,10 @@
 //!
 //! Activations are `f32` in NHWC layout, `(N, H, W, C)`, or `(N, F)` once
 //! flat. Convolution packs input patches (`im2col`) tile by tile and multiplies
-//! them with `matrixmultiply::sgemm`. The window arithmetic of every layer is
-//! in [`layers::Axis`].
+//! them with `matrixmultiply::sgemm`, or, with at most 8 output channels a
+//! group, is computed directly (`direct`); those kernels, the epilogues and
+//! the pools are vectorised to the CPU's width at run time (`cpu`). The
+//! window arithmetic of every layer is in [`layers::Axis`].
 #![deny(unsafe_code)]
 
 mod cpu;
