@@ -18,6 +18,17 @@ pub const SLACK: usize = 8;
 /// Writes rows `rows` of group `group`'s im2col matrix into the start of
 /// `col`, `rows.len() * kh * kw * cin_g` values; `col` holds `SLACK` more.
 pub fn im2col_tile(x: &[f32], g: &ConvGeometry, group: usize, rows: Range<usize>, col: &mut [f32]) {
+    // At the CPU's width the block copies are one or two vector moves, and
+    // the short runs of patch_with_padding are inlined instead of memmove calls.
+    crate::cpu::vectorized(
+        #[inline(always)]
+        || im2col_tile_at_width(x, g, group, rows, col),
+    )
+}
+
+/// [`im2col_tile`], inlined into code built for the CPU's width.
+#[inline(always)]
+fn im2col_tile_at_width(x: &[f32], g: &ConvGeometry, group: usize, rows: Range<usize>, col: &mut [f32]) {
     let (h, w) = (g.height, g.width);
     let patch = g.patch_len();
     assert!(col.len() >= rows.len() * patch + SLACK, "im2col panel too short");
@@ -55,6 +66,7 @@ pub fn im2col_tile(x: &[f32], g: &ConvGeometry, group: usize, rows: Range<usize>
 
 /// The patches of output pixels `oy, xs` whose taps all fall inside the
 /// input (no groups, no horizontal dilation), one after another in `col`.
+#[inline(always)]
 fn interior_run(image: &[f32], g: &ConvGeometry, oy: usize, xs: Range<usize>, col: &mut [f32]) {
     let (h, w, cin) = (g.height, g.width, g.in_channels);
     let (patch, row_len) = (g.patch_len(), w.kernel * cin);
@@ -79,6 +91,7 @@ fn interior_run(image: &[f32], g: &ConvGeometry, oy: usize, xs: Range<usize>, co
 }
 
 /// The patch of output pixel `(oy, ox)`, padding as zeros.
+#[inline(always)]
 fn patch_with_padding(
     image: &[f32],
     g: &ConvGeometry,
