@@ -1,8 +1,10 @@
 //! 2-D convolution: im2col tile by tile, each tile one GEMM per group, its
-//! epilogue (bias, batchnorm, activation) applied while it is in cache.
-//! The tiles of a batch are shared between rayon's threads; each output row
-//! is computed the same way whatever the thread count, so results are
-//! bit-identical.
+//! epilogue (bias, batchnorm, activation) applied while it is in cache; or,
+//! with at most 8 output channels a group, the direct kernel of
+//! [`crate::direct`] on the same tiles. The tiles of a batch are shared
+//! between rayon's threads; each output row is computed the same way
+//! whatever the thread count, so results are bit-identical. The backward
+//! pass always goes through im2col + GEMM.
 
 use ndarray::{Array1, Array4, ArrayView4, Ix1, Ix4};
 use rayon::prelude::*;
