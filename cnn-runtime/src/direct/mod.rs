@@ -88,13 +88,14 @@ fn tile<const CO: usize, const FUSED: bool>(
     let (weights, rest) = scratch.split_at_mut(g.groups * g.patch_len() * CO);
     pad_weights::<CO>(weight, g, weights);
     let panel = &mut aligned(rest)[..layout.len(g)];
+    let mut held = None;
     for segment in segments(g, rows.clone()) {
-        layout.fill(x, g, segment.image, segment.oy, panel);
+        let first = layout.load(x, g, segment.image, segment.oy, panel, &mut held);
         let (ox, len) = (segment.columns.start, segment.columns.len());
         let out_row = &mut out[(segment.pixel - rows.start) * cout..][..len * cout];
         for (group, weights) in weights.chunks_exact(g.patch_len() * CO).enumerate() {
             for v in ox / LANES..(ox + len).div_ceil(LANES) {
-                let mut sums = accumulate::<CO, FUSED>(g, layout, panel, weights, group, v);
+                let mut sums = accumulate::<CO, FUSED>(g, (layout, first), panel, weights, group, v);
                 // The epilogue on the sums, channel by channel, in registers.
                 for (o, sum) in sums[..cout_g].iter_mut().enumerate() {
                     epilogue.apply_to_channel(sum, group * cout_g + o);
@@ -159,7 +160,7 @@ fn segments(g: &ConvGeometry, rows: Range<usize>) -> impl Iterator<Item = Segmen
 #[inline(always)]
 fn accumulate<const CO: usize, const FUSED: bool>(
     g: &ConvGeometry,
-    layout: Panel,
+    (layout, first): (Panel, usize),
     panel: &[f32],
     weights: &[f32],
     group: usize,
@@ -168,7 +169,7 @@ fn accumulate<const CO: usize, const FUSED: bool>(
     let taps = weights.as_chunks::<CO>().0;
     // The CO sums stay in registers over all taps.
     let mut sums = [[0.0f32; LANES]; CO];
-    layout.for_each_tap(g, group, |t, at| {
+    layout.for_each_tap(g, group, first, |t, at| {
         let x: &[f32; LANES] = panel[at + v * LANES..][..LANES].try_into().expect("a vector");
         add_scaled::<CO, FUSED>(&mut sums, &taps[t], x);
     });
