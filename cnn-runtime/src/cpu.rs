@@ -1,7 +1,8 @@
 //! Kernels compiled for the vector width of the CPU they run on.
 //!
 //! The crate is built for the x86-64 baseline, SSE2, four lanes. `pulp`
-//! detects AVX-512 or AVX2 + FMA once and runs a closure inside a function
+//! detects AVX-512 or AVX2 + FMA at run time (the standard library caches
+//! the answer) and runs a closure inside a function
 //! compiled for them, so that the loops inlined into it are vectorised 16 or
 //! 8 lanes wide; on other CPUs the closure runs as built. pulp holds the
 //! `unsafe` of calling code compiled for features that were checked at run
@@ -20,8 +21,10 @@ pub fn vectorized<R>(kernel: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(kernel)
 }
 
-/// Whether `f32::mul_add` is one instruction inside [`vectorized`] (AVX2 +
-/// FMA, AVX-512, NEON) rather than a call into libm.
+/// Whether `f32::mul_add` is one instruction inside [`vectorized`]: x86 with
+/// AVX2 + FMA or AVX-512, or ARM with NEON. Elsewhere (wasm among them) it
+/// may be a call into libm.
 pub fn has_fma() -> bool {
-    !matches!(pulp::Arch::new(), pulp::Arch::Scalar)
+    cfg!(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64"))
+        && !matches!(pulp::Arch::new(), pulp::Arch::Scalar)
 }
