@@ -37,13 +37,10 @@ fn im2col_tile_at_width(x: &[f32], g: &ConvGeometry, group: usize, rows: Range<u
     // run of the input, and inside the input it needs no padding.
     let contiguous = g.groups == 1 && w.dilation == 1;
     let (full_y, full_x) = (full_range(h), full_range(w));
-    let mut r = rows.start;
-    while r < rows.end {
-        // One output row of one image at a time: (b, oy, ox..ox + len).
-        let (b, oy, ox) = (r / (h.output * w.output), (r / w.output) % h.output, r % w.output);
-        let len = (w.output - ox).min(rows.end - r);
-        let image = &x[b * image_len..][..image_len];
-        let tile_row = r - rows.start;
+    for row in g.output_rows(rows.clone()) {
+        let (oy, ox, len) = (row.oy, row.columns.start, row.columns.len());
+        let image = &x[row.image * image_len..][..image_len];
+        let tile_row = row.pixel - rows.start;
         let interior = if contiguous && full_y.contains(&oy) {
             ox.max(full_x.start)..(ox + len).min(full_x.end).max(ox.max(full_x.start))
         } else {
@@ -60,7 +57,6 @@ fn im2col_tile_at_width(x: &[f32], g: &ConvGeometry, group: usize, rows: Range<u
             interior_run(image, g, oy, interior.clone(), &mut col[at..]);
         }
         (interior.end..ox + len).for_each(|x_pos| edge(x_pos, col));
-        r += len;
     }
 }
 

@@ -3,6 +3,8 @@
 
 use std::sync::{Mutex, TryLockError};
 
+use rayon::prelude::*;
+
 use crate::layers::Epilogue;
 
 /// The reusable memory of one network. Concurrent passes do not wait for
@@ -45,5 +47,32 @@ impl Clone for Workspace {
 impl std::fmt::Debug for Workspace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Workspace")
+    }
+}
+
+/// Splits `out` into runs of whole units of `unit_len` values, one run per
+/// thread, and calls `work(first_unit, run, scratch)` on each, with a
+/// scratch buffer of the thread's own from `scratch` (kept for next time).
+/// How a unit is computed must not depend on the run it falls in, so that
+/// results do not depend on the thread count.
+pub(crate) fn split_among_threads(
+    out: &mut [f32],
+    unit_len: usize,
+    scratch: &mut Vec<Vec<f32>>,
+    work: impl Fn(usize, &mut [f32], &mut Vec<f32>) + Sync,
+) {
+    let units = out.len().div_ceil(unit_len.max(1));
+    let threads = rayon::current_num_threads().min(units).max(1);
+    let per_thread = units.div_ceil(threads);
+    if scratch.len() < threads {
+        scratch.resize_with(threads, Vec::new);
+    }
+    if threads == 1 {
+        work(0, out, &mut scratch[0]);
+    } else {
+        out.par_chunks_mut(per_thread * unit_len)
+            .zip(scratch.par_iter_mut())
+            .enumerate()
+            .for_each(|(i, (run, scratch))| work(i * per_thread, run, scratch));
     }
 }

@@ -89,10 +89,10 @@ fn tile<const CO: usize, const FUSED: bool>(
     pad_weights::<CO>(weight, g, weights);
     let panel = &mut aligned(rest)[..layout.len(g)];
     let mut held = None;
-    for segment in segments(g, rows.clone()) {
-        let first = layout.load(x, g, segment.image, segment.oy, panel, &mut held);
-        let (ox, len) = (segment.columns.start, segment.columns.len());
-        let out_row = &mut out[(segment.pixel - rows.start) * cout..][..len * cout];
+    for row in g.output_rows(rows.clone()) {
+        let first = layout.load(x, g, row.image, row.oy, panel, &mut held);
+        let (ox, len) = (row.columns.start, row.columns.len());
+        let out_row = &mut out[(row.pixel - rows.start) * cout..][..len * cout];
         for (group, weights) in weights.chunks_exact(g.patch_len() * CO).enumerate() {
             for v in ox / LANES..(ox + len).div_ceil(LANES) {
                 let mut sums = accumulate::<CO, FUSED>(g, (layout, first), panel, weights, group, v);
@@ -128,31 +128,6 @@ fn pad_weights<const CO: usize>(weight: &[f32], g: &ConvGeometry, padded: &mut [
 fn aligned(values: &mut [f32]) -> &mut [f32] {
     let to_line = values.as_ptr().align_offset(64).min(LANES);
     &mut values[to_line..]
-}
-
-/// The pixels of one output row of one image that a tile computes.
-struct Segment {
-    image: usize,
-    oy: usize,
-    columns: Range<usize>,
-    /// The first pixel's index in the batch, `(image * OH + oy) * OW + columns.start`.
-    pixel: usize,
-}
-
-/// The output pixels `rows` of a batch (indices `(image * OH + oy) * OW + ox`),
-/// output row by output row.
-fn segments(g: &ConvGeometry, rows: Range<usize>) -> impl Iterator<Item = Segment> {
-    let (oh, ow) = (g.height.output, g.width.output);
-    let mut pixel = rows.start;
-    std::iter::from_fn(move || {
-        (pixel < rows.end).then(|| {
-            let (image, oy, ox) = (pixel / (oh * ow), pixel / ow % oh, pixel % ow);
-            let len = (ow - ox).min(rows.end - pixel);
-            let segment = Segment { image, oy, columns: ox..ox + len, pixel };
-            pixel += len;
-            segment
-        })
-    })
 }
 
 /// The sums over taps of weight times input for vector `v` of a row's

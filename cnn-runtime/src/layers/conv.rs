@@ -10,11 +10,13 @@ use ndarray::{Array1, Array4, ArrayView4, Ix1, Ix4};
 use rayon::prelude::*;
 
 use super::Epilogue;
+use super::dense::sum_rows;
 use crate::direct;
 use crate::gemm::{self, MatMut, MatRef};
 use crate::im2col::{SLACK, col2im_tile, im2col_tile};
 use crate::init::{self, InitRng};
 use crate::window::Axis;
+use crate::workspace::split_among_threads;
 
 /// How many bytes of im2col panel one tile may fill: it should stay in L2.
 const TILE_BYTES: usize = 256 * 1024;
@@ -45,6 +47,22 @@ impl ConvGeometry {
         self.height.input * self.width.input * self.in_channels
     }
 
+    /// The output pixels `pixels` of a batch (indices `(image * OH + oy) * OW + ox`),
+    /// output row by output row.
+    pub(crate) fn output_rows(&self, pixels: std::ops::Range<usize>) -> impl Iterator<Item = OutputRow> {
+        let (oh, ow) = (self.height.output, self.width.output);
+        let mut pixel = pixels.start;
+        std::iter::from_fn(move || {
+            (pixel < pixels.end).then(|| {
+                let (image, oy, ox) = (pixel / (oh * ow), pixel / ow % oh, pixel % ow);
+                let len = (ow - ox).min(pixels.end - pixel);
+                let row = OutputRow { image, oy, columns: ox..ox + len, pixel };
+                pixel += len;
+                row
+            })
+        })
+    }
+
     /// A 1x1, stride 1, unpadded, ungrouped convolution: a plain GEMM on the input.
     fn is_pointwise(&self) -> bool {
         let plain = |a: &Axis| a.kernel == 1 && a.stride == 1 && a.pad_before == 0 && a.pad_after == 0;
@@ -57,6 +75,15 @@ impl ConvGeometry {
     fn tile_rows(&self) -> usize {
         (TILE_BYTES / (4 * self.patch_len()) / 16 * 16).max(16)
     }
+}
+
+/// The pixels of one output row of one image that a tile computes.
+pub(crate) struct OutputRow {
+    pub image: usize,
+    pub oy: usize,
+    pub columns: std::ops::Range<usize>,
+    /// The first pixel's index in the batch, `(image * OH + oy) * OW + columns.start`.
+    pub pixel: usize,
 }
 
 /// A 2-D convolution, `nn.Conv2d`.
@@ -137,41 +164,31 @@ impl Conv2d {
         if rows == 0 {
             return;
         }
-        // Whole tiles, split evenly between the threads.
         let tile_rows = g.tile_rows().min(rows);
-        let tiles = rows.div_ceil(tile_rows);
-        let threads = rayon::current_num_threads().min(tiles).max(1);
-        let chunk_rows = tiles.div_ceil(threads) * tile_rows;
-        let panel_len = if direct::is_direct(g) {
+        let direct = direct::is_direct(g);
+        let panel_len = if direct {
             direct::scratch_len(g)
         } else if g.is_pointwise() {
             0
         } else {
             tile_rows * g.patch_len() + SLACK
         };
-        if scratch.len() < threads {
-            scratch.resize_with(threads, Vec::new);
-        }
-        let work = |(chunk, (out, col)): (usize, (&mut [f32], &mut Vec<f32>))| {
+        // Whole tiles, split evenly between the threads.
+        split_among_threads(out, tile_rows * cout, scratch, |first_tile, out, col| {
             if col.len() < panel_len {
                 col.resize(panel_len, 0.0);
             }
-            let first = chunk * chunk_rows;
             for (t, out_tile) in out.chunks_mut(tile_rows * cout).enumerate() {
-                let rows = first + t * tile_rows..first + t * tile_rows + out_tile.len() / cout;
-                if direct::is_direct(g) {
+                let start = (first_tile + t) * tile_rows;
+                let rows = start..start + out_tile.len() / cout;
+                if direct {
                     direct::direct_tile(direct::Conv { g, weight, epilogue }, x, rows, out_tile, col);
                 } else {
                     self.tile(x, weight, rows, out_tile, col);
                     epilogue.apply(out_tile, cout);
                 }
             }
-        };
-        if threads == 1 {
-            work((0, (out, &mut scratch[0])));
-        } else {
-            out.par_chunks_mut(chunk_rows * cout).zip(scratch.par_iter_mut()).enumerate().for_each(work);
-        }
+        });
     }
 
     /// Output rows `rows` into `out` (`rows.len() * COUT` values).
@@ -257,10 +274,7 @@ impl Conv2d {
             dw.iter_mut().zip(partial).for_each(|(d, p)| *d += p);
         }
         if let Some(db) = db {
-            db.fill(0.0);
-            for pixel in dy.chunks_exact(cout) {
-                db.iter_mut().zip(pixel).for_each(|(d, v)| *d += v);
-            }
+            sum_rows(dy, db);
         }
     }
 

@@ -75,10 +75,7 @@ impl Dense {
         let dy = MatRef::row_major(dy, n, outputs);
         gemm::sgemm(1.0, x_t, dy, 0.0, MatMut::row_major(dw, inputs, outputs));
         if let Some(db) = db {
-            db.fill(0.0);
-            for row in dy.data.chunks_exact(outputs.max(1)) {
-                db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
-            }
+            sum_rows(dy.data, db);
         }
         if let Some(dx) = dx {
             let weight = self.weight.as_standard_layout();
@@ -86,6 +83,15 @@ impl Dense {
             let w_t = MatRef::transposed(w, outputs, inputs, outputs);
             gemm::sgemm(1.0, dy, w_t, 0.0, MatMut::row_major(dx, n, inputs));
         }
+    }
+}
+
+/// `sums` becomes the sum of the rows of `rows` (each `sums.len()` long):
+/// the gradient of a bias.
+pub(super) fn sum_rows(rows: &[f32], sums: &mut [f32]) {
+    sums.fill(0.0);
+    for row in rows.chunks_exact(sums.len().max(1)) {
+        sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
     }
 }
 

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 
 use crate::cpu;
 use crate::window::Axis;
+use crate::workspace::split_among_threads;
 
 /// Max pooling, `nn.MaxPool2d`: padding never wins the max.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,7 +126,7 @@ fn window_range(axis: Axis, o: usize) -> (std::ops::Range<usize>, usize) {
 }
 
 /// Pools every image of `x` into `out`, the images shared evenly between
-/// rayon's threads; each image is pooled the same way whatever the count.
+/// the threads; each image is pooled the same way whatever the count.
 fn pool<R: Reduce>(
     x: &[f32],
     c: usize,
@@ -139,13 +140,8 @@ fn pool<R: Reduce>(
     if out.is_empty() {
         return;
     }
-    let images = out.len() / out_len;
-    let threads = rayon::current_num_threads().clamp(1, images);
-    let per_thread = images.div_ceil(threads);
-    if scratch.len() < threads {
-        scratch.resize_with(threads, Vec::new);
-    }
-    let work = |((x, out), row): ((&[f32], &mut [f32]), &mut Vec<f32>)| {
+    split_among_threads(out, out_len, scratch, |first_image, out, row| {
+        let x = &x[first_image * image_len..][..out.len() / out_len * image_len];
         row.resize(width.input * c, 0.0);
         cpu::vectorized(
             #[inline(always)]
@@ -155,14 +151,7 @@ fn pool<R: Reduce>(
                 }
             },
         )
-    };
-    let chunks = x.chunks(per_thread * image_len).zip(out.chunks_mut(per_thread * out_len));
-    if threads == 1 {
-        chunks.zip(scratch.iter_mut()).for_each(work);
-    } else {
-        let chunks = x.par_chunks(per_thread * image_len).zip(out.par_chunks_mut(per_thread * out_len));
-        chunks.zip(scratch.par_iter_mut()).for_each(work);
-    }
+    });
 }
 
 /// One image: for each output row, its window rows combined into `row`,
