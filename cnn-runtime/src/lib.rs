@@ -2,9 +2,11 @@
 //!
 //! Activations are `f32` in NHWC layout, `(N, H, W, C)`, or `(N, F)` once
 //! flat. Convolution packs input patches (`im2col`) tile by tile and multiplies
-//! them with `matrixmultiply::sgemm`, or, with at most 8 output channels a
-//! group, is computed directly (`direct`); those kernels, the epilogues and
-//! the pools are vectorised to the CPU's width at run time (`cpu`). The
+//! them by the weights in place (`gemm_narrow`, on x86 with AVX2 or AVX-512;
+//! `matrixmultiply::sgemm` elsewhere and for gradients), or, with at most 8
+//! output channels a group, is computed directly (`direct`); those kernels,
+//! the epilogues and the pools are vectorised to the CPU's width at run
+//! time (`cpu`). The
 //! window arithmetic of every layer is in [`layers::Axis`].
 #![deny(unsafe_code)]
 
@@ -13,6 +15,7 @@ pub mod data;
 mod direct;
 mod error;
 pub mod gemm;
+mod gemm_narrow;
 mod im2col;
 mod infer;
 pub mod init;

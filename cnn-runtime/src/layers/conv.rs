@@ -13,6 +13,7 @@ use super::Epilogue;
 use super::dense::sum_rows;
 use crate::direct;
 use crate::gemm::{self, MatMut, MatRef};
+use crate::gemm_narrow;
 use crate::im2col::{SLACK, col2im_tile, im2col_tile};
 use crate::init::{self, InitRng};
 use crate::window::Axis;
@@ -69,11 +70,12 @@ impl ConvGeometry {
         plain(&self.height) && plain(&self.width) && self.groups == 1
     }
 
-    /// Output rows (pixels) per tile, so that a tile's im2col panel fits `TILE_BYTES`.
-    /// A multiple of 16, the height of matrixmultiply's widest kernel, so
-    /// that no tile ends in a mostly empty kernel call.
+    /// Output rows (pixels) per tile, so that a tile's im2col panel fits
+    /// `TILE_BYTES`. A multiple of the rows the GEMM kernels take at once
+    /// (16 for matrixmultiply's), so that only the batch's last tile has a tail.
     fn tile_rows(&self) -> usize {
-        (TILE_BYTES / (4 * self.patch_len()) / 16 * 16).max(16)
+        let rows = gemm_narrow::ROW_MULTIPLE;
+        (TILE_BYTES / (4 * self.patch_len()) / rows * rows).max(rows)
     }
 }
 
@@ -208,13 +210,7 @@ impl Conv2d {
                 len,
                 g.in_channels,
             );
-            gemm::sgemm(
-                1.0,
-                a,
-                MatRef::row_major(weight, g.in_channels, cout),
-                0.0,
-                MatMut::row_major(out, len, cout),
-            );
+            product(a, MatRef::row_major(weight, g.in_channels, cout), MatMut::row_major(out, len, cout));
             return;
         }
         let patch = g.patch_len();
@@ -225,7 +221,7 @@ impl Conv2d {
             let a = MatRef::row_major(col, len, patch);
             let b = MatRef::block(&weight[group * cout_g..], patch, cout_g, cout);
             let c = MatMut::block(&mut out[group * cout_g..], len, cout_g, cout);
-            gemm::sgemm(1.0, a, b, 0.0, c);
+            product(a, b, c);
         }
     }
 
@@ -311,5 +307,15 @@ impl Conv2d {
                 }
             }
         }
+    }
+}
+
+/// `c = a b` for the forward pass: the narrow GEMM, which reads both in
+/// place, where the CPU has its vectors, else matrixmultiply.
+fn product(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>) {
+    if gemm_narrow::available() {
+        gemm_narrow::multiply(a, b, c);
+    } else {
+        gemm::sgemm(1.0, a, b, 0.0, c);
     }
 }

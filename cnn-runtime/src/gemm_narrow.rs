@@ -1,0 +1,277 @@
+//! `C = A B` for a convolution's forward pass: A the im2col tile, B the
+//! weights `[K x COUT]`, both read where they are.
+//!
+//! matrixmultiply packs both operands on every call: the tile a second time
+//! after im2col, the weights once per tile. Its 16x16 kernel also keeps only
+//! 16 vectors of sums, so a patch of 27 values costs a store of them for
+//! every 27 multiply-adds. Here B is narrow (a conv has tens of output
+//! channels): a row of it is up to `NV` vectors loaded straight from the
+//! weights, each value of A is broadcast from the tile, and `MR x NV`
+//! vectors of sums stay in registers over the whole patch: up to 24 of
+//! AVX-512's 32 registers, 12 of AVX2's 16. `MR` is at most 8 so that the
+//! addresses of the rows of A stay in registers too; with more, the
+//! compiler computes them anew for every value. Each sum runs over `k` in
+//! order, so the result does not depend on how the rows are split between
+//! threads.
+
+use std::mem::size_of;
+
+use pulp::bytemuck;
+use pulp::{Simd, WithSimd};
+
+use crate::gemm::{MatMut, MatRef};
+
+/// What tiles of rows should be a multiple of: of every `MR` below (8
+/// and 6), so that only the batch's last tile has a tail.
+pub const ROW_MULTIPLE: usize = 48;
+
+/// The bytes of B that one pass over the rows of A reads: half of a 32 KiB
+/// L1, the other half for the rows of A and C streaming past. Wider B is
+/// taken in parts of its rows (of `k`).
+const B_PART_BYTES: usize = 16 * 1024;
+
+/// Whether [`multiply`] can run here: on x86 with AVX2 + FMA or AVX-512.
+/// Elsewhere matrixmultiply's kernels are the better choice.
+pub fn available() -> bool {
+    cfg!(any(target_arch = "x86", target_arch = "x86_64")) && crate::cpu::has_fma()
+}
+
+/// `c = a * b`, each a row-major block (unit column stride), on a CPU
+/// where [`available`].
+///
+/// # Panics
+///
+/// If the dimensions disagree, a matrix does not fit in its slice or a
+/// column stride is not 1: bugs of the caller, never of user input.
+pub fn multiply(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(b.rows == k && c.rows == m && c.cols == n, "gemm: mismatched dimensions");
+    assert!(a.col_stride == 1 && b.col_stride == 1 && c.col_stride == 1, "gemm: strided columns");
+    let fits = |len: usize, rows: usize, cols: usize, stride: usize| {
+        rows == 0 || cols == 0 || (rows - 1) * stride + cols <= len
+    };
+    assert!(fits(a.data.len(), m, k, a.row_stride), "gemm: a out of bounds");
+    assert!(fits(b.data.len(), k, n, b.row_stride), "gemm: b out of bounds");
+    assert!(fits(c.data.len(), m, n, c.row_stride), "gemm: c out of bounds");
+    if k == 0 {
+        c.data.chunks_mut(c.row_stride).take(m).for_each(|row| row[..n].fill(0.0));
+    } else if m > 0 && n > 0 {
+        pulp::Arch::new().dispatch(Product { a, b, c });
+    }
+}
+
+struct Product<'a> {
+    a: MatRef<'a>,
+    b: MatRef<'a>,
+    c: MatMut<'a>,
+}
+
+impl WithSimd for Product<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let Product { a, b, c } = self;
+        let (c, ldc) = (c.data, c.row_stride);
+        let lanes = size_of::<S::f32s>() / size_of::<f32>();
+        // Rows of sums per call, for 1..=4 vectors of columns.
+        macro_rules! block {
+            ($($nv:literal: $mr:literal),*) => {{
+                let widest = [$($nv),*].into_iter().max().unwrap_or(1) * lanes;
+                for first in (0..b.cols).step_by(widest) {
+                    let width = widest.min(b.cols - first);
+                    let block = Block {
+                        b: &b.data[first..],
+                        ldb: b.row_stride,
+                        c_first: first,
+                        width,
+                    };
+                    match (width.div_ceil(lanes), width % lanes == 0) {
+                        $(
+                            ($nv, true) => block.rows::<S, $mr, $nv, true>(simd, a, c, ldc),
+                            ($nv, false) => block.rows::<S, $mr, $nv, false>(simd, a, c, ldc),
+                        )*
+                        _ => unreachable!("a block has 1 to 4 vectors of columns"),
+                    }
+                }
+            }};
+        }
+        match lanes {
+            16 => block!(1: 8, 2: 8, 3: 8, 4: 6),
+            8 => block!(1: 8, 2: 6),
+            _ => unreachable!("available() admits 8 and 16 lanes only"),
+        }
+    }
+}
+
+/// Columns `c_first..c_first + width` of the product, `b` starting at the first.
+struct Block<'a> {
+    b: &'a [f32],
+    ldb: usize,
+    c_first: usize,
+    width: usize,
+}
+
+impl Block<'_> {
+    /// Every row of the block: `MR` at a time, then 4, then 1; over `k` in
+    /// parts whose rows of B fit in L1 together, each part adding to the
+    /// sums the last one stored.
+    #[inline(always)]
+    fn rows<S: Simd, const MR: usize, const NV: usize, const FULL: bool>(
+        &self,
+        simd: S,
+        a: MatRef<'_>,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        let parts = (a.cols * self.width * size_of::<f32>()).div_ceil(B_PART_BYTES).max(1);
+        let part_len = a.cols.div_ceil(parts);
+        for first in (0..a.cols).step_by(part_len.max(1)) {
+            let len = part_len.min(a.cols - first);
+            let b = Block { b: &self.b[first * self.ldb..], ..*self };
+            let mut row = 0;
+            while row < a.rows {
+                let left = a.rows - row;
+                let a = (&a.data[row * a.row_stride + first..], a.row_stride, len);
+                let c = (&mut c[row * ldc + self.c_first..], ldc, first > 0);
+                row += if left >= MR {
+                    b.sums::<S, MR, NV, FULL>(simd, a, c)
+                } else if left >= 4 {
+                    b.sums::<S, 4, NV, FULL>(simd, a, c)
+                } else {
+                    b.sums::<S, 1, NV, FULL>(simd, a, c)
+                };
+            }
+        }
+    }
+
+    /// `MR` rows of the block, their `MR x NV` vectors of sums in registers
+    /// over all of `k`, starting from zero or, with `accumulate`, from `c`.
+    /// Returns `MR`.
+    #[inline(always)]
+    fn sums<S: Simd, const MR: usize, const NV: usize, const FULL: bool>(
+        &self,
+        simd: S,
+        (a, lda, k): (&[f32], usize, usize),
+        (c, ldc, accumulate): (&mut [f32], usize, bool),
+    ) -> usize {
+        let lanes = size_of::<S::f32s>() / size_of::<f32>();
+        // With FULL the compiler knows the width, and every load is whole.
+        let width = if FULL { NV * lanes } else { self.width };
+        let a: [&[f32]; MR] = std::array::from_fn(|r| &a[r * lda..][..k]);
+        let mut sums = [[simd.splat_f32s(0.0); NV]; MR];
+        if accumulate {
+            for (r, sums) in sums.iter_mut().enumerate() {
+                let c = &c[r * ldc..][..width];
+                for (j, sum) in sums.iter_mut().enumerate() {
+                    *sum = load(simd, &c[j * lanes..]);
+                }
+            }
+        }
+        for i in 0..k {
+            let b = &self.b[i * self.ldb..][..width];
+            let b: [S::f32s; NV] = std::array::from_fn(
+                #[inline(always)]
+                |j| load(simd, &b[j * lanes..]),
+            );
+            // Each value of A a broadcast operand of its multiply-adds.
+            for (sums, a) in sums.iter_mut().zip(a) {
+                let a = simd.splat_f32s(a[i]);
+                for (sum, b) in sums.iter_mut().zip(b) {
+                    *sum = simd.mul_add_f32s(a, b, *sum);
+                }
+            }
+        }
+        for (r, sums) in sums.iter().enumerate() {
+            let c = &mut c[r * ldc..][..width];
+            for (j, sum) in sums.iter().enumerate() {
+                store(simd, &mut c[j * lanes..], *sum);
+            }
+        }
+        MR
+    }
+}
+
+/// A vector from the start of `values`, zeros past their end.
+#[inline(always)]
+fn load<S: Simd>(simd: S, values: &[f32]) -> S::f32s {
+    let lanes = size_of::<S::f32s>() / size_of::<f32>();
+    match values.get(..lanes) {
+        Some(whole) => bytemuck::pod_read_unaligned(bytemuck::cast_slice(whole)),
+        None => simd.partial_load_f32s(values),
+    }
+}
+
+/// A vector into the start of `values`, as much of it as fits.
+#[inline(always)]
+fn store<S: Simd>(simd: S, values: &mut [f32], vector: S::f32s) {
+    let lanes = size_of::<S::f32s>() / size_of::<f32>();
+    match values.get_mut(..lanes) {
+        Some(whole) => whole.copy_from_slice(bytemuck::cast_slice(std::slice::from_ref(&vector))),
+        None => simd.partial_store_f32s(values, vector),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The product by nested loops, in f64.
+    fn reference(a: MatRef<'_>, b: MatRef<'_>) -> Vec<f64> {
+        let mut c = vec![0.0; a.rows * b.cols];
+        for i in 0..a.rows {
+            for j in 0..b.cols {
+                c[i * b.cols + j] = (0..a.cols)
+                    .map(|l| a.data[i * a.row_stride + l] as f64 * b.data[l * b.row_stride + j] as f64)
+                    .sum();
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn matches_nested_loops_on_every_block_and_tail() {
+        if !available() {
+            return;
+        }
+        let values = |len: usize, seed: usize| -> Vec<f32> {
+            (0..len).map(|i| ((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.0 - 1.0).collect()
+        };
+        // Rows around every MR and the tails 4 and 1; columns around every
+        // number of vectors at 8 and 16 lanes; strides wider than the matrix.
+        for (m, k, n) in [
+            (1, 1, 1),
+            (3, 0, 5),
+            (30, 400, 64),
+            (12, 1000, 20),
+            (29, 27, 32),
+            (53, 5, 64),
+            (7, 300, 16),
+            (13, 9, 70),
+            (50, 3, 8),
+        ] {
+            for n in [n, n + 3] {
+                let (lda, ldb, ldc) = (k + 2, n + 5, n + 1);
+                let (a, b) = (values(m * lda, 1), values(k * ldb, 2));
+                let mut c = vec![f32::NAN; m * ldc];
+                let (a, b) = (MatRef::block(&a, m, k, lda), MatRef::block(&b, k, n, ldb));
+                multiply(a, b, MatMut::block(&mut c, m, n, ldc));
+                let expected = reference(a, b);
+                for i in 0..m {
+                    for j in 0..ldc {
+                        let got = c[i * ldc + j];
+                        if j >= n {
+                            assert!(got.is_nan(), "{m}x{k}x{n}: wrote past column {n}");
+                            continue;
+                        }
+                        let want = expected[i * n + j];
+                        assert!(
+                            (got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                            "{m}x{k}x{n} ({i}, {j}): {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
