@@ -210,7 +210,11 @@ impl Conv2d {
                 len,
                 g.in_channels,
             );
-            product(a, MatRef::row_major(weight, g.in_channels, cout), MatMut::row_major(out, len, cout));
+            gemm_narrow::multiply(
+                a,
+                MatRef::row_major(weight, g.in_channels, cout),
+                MatMut::row_major(out, len, cout),
+            );
             return;
         }
         let patch = g.patch_len();
@@ -221,7 +225,7 @@ impl Conv2d {
             let a = MatRef::row_major(col, len, patch);
             let b = MatRef::block(&weight[group * cout_g..], patch, cout_g, cout);
             let c = MatMut::block(&mut out[group * cout_g..], len, cout_g, cout);
-            product(a, b, c);
+            gemm_narrow::multiply(a, b, c);
         }
     }
 
@@ -307,15 +311,5 @@ impl Conv2d {
                 }
             }
         }
-    }
-}
-
-/// `c = a b` for the forward pass: the narrow GEMM, which reads both in
-/// place, where the CPU has its vectors, else matrixmultiply.
-fn product(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>) {
-    if gemm_narrow::available() {
-        gemm_narrow::multiply(a, b, c);
-    } else {
-        gemm::sgemm(1.0, a, b, 0.0, c);
     }
 }

@@ -4,6 +4,7 @@ use ndarray::{Array1, Array2, Array4, ArrayView2, Ix1, Ix2};
 
 use super::Epilogue;
 use crate::gemm::{self, MatMut, MatRef};
+use crate::gemm_narrow;
 use crate::init::{self, InitRng};
 
 /// A fully connected layer, `nn.Linear`.
@@ -53,7 +54,7 @@ impl Dense {
         let weight = self.weight.as_standard_layout();
         let a = MatRef::row_major(x, n, inputs);
         let b = MatRef::row_major(weight.as_slice().expect("contiguous"), inputs, outputs);
-        gemm::sgemm(1.0, a, b, 0.0, MatMut::row_major(out, n, outputs));
+        gemm_narrow::multiply(a, b, MatMut::row_major(out, n, outputs));
         epilogue.apply(out, outputs);
     }
 
