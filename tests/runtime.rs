@@ -1,5 +1,6 @@
 //! Properties of the runtime as a whole: results bit-identical whatever
-//! the thread count, and no buffer that grows with use.
+//! the thread count and the batch an image comes in, and no buffer that
+//! grows with use.
 
 mod common;
 
@@ -78,6 +79,20 @@ fn results_are_bit_identical_whatever_the_thread_count() {
 }
 
 #[test]
+fn each_image_of_a_batch_gets_what_it_gets_alone() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // 37 images of 32x32x32 activations are several chunks of a pass
+    // (CHUNK_BYTES in infer.rs), the last one short; one image is one chunk.
+    let net = Cifar3Block::with_seed(5);
+    let x = random4(&mut rng(42), (37, 32, 32, 3));
+    let batch = net.forward(x.view()).unwrap();
+    for i in 0..37 {
+        let alone = net.forward(x.slice(cnn::ndarray::s![i..i + 1, .., .., ..])).unwrap();
+        assert_eq!(batch.row(i), alone.row(0), "image {i}");
+    }
+}
+
+#[test]
 fn buffers_do_not_grow_with_batch_size_or_repeats() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // One thread, so that work is not split differently between calls.
@@ -91,11 +106,16 @@ fn buffers_do_not_grow_with_batch_size_or_repeats() {
         for _ in 0..3 {
             assert_eq!(measure(|| net.forward(largest.view()).unwrap()).0, count, "allocations per repeat");
         }
-        // The count is the output and one packing buffer per sgemm call
-        // (matrixmultiply allocates it each call; its API takes none), so it
-        // follows the number of tiles. The peak of live memory beyond the output: no buffer of the
-        // network grows; matrixmultiply's packing buffer is per call and
-        // bounded.
+        // On x86 with AVX2 or AVX-512 the forward GEMMs are the runtime's
+        // own and allocate nothing: the output is the one allocation.
+        // Elsewhere matrixmultiply allocates a packing buffer per call (its
+        // API takes none), so the count follows the number of tiles. The
+        // peak of live memory beyond the output: no buffer of the network
+        // grows; matrixmultiply's packing buffer is per call and bounded.
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            assert_eq!(count, 1, "allocations per forward pass");
+        }
         let output_bytes = |n: usize| n * 10 * 4;
         let (_, peak_large, _) = measure(|| net.forward(largest.view()).unwrap());
         let (_, peak_small, _) = measure(|| net.forward(small.view()).unwrap());

@@ -1,11 +1,13 @@
 //! The inference pass of a generated network: its layers in order, run over
-//! two buffers in turn. A batchnorm and an activation right after a conv or
-//! dense layer run in that layer's epilogue, on each tile while it is in
-//! cache; the running statistics are read each pass, so weights changed by
-//! hand are always used. The last layer that makes new values writes into a
-//! fresh vector, the pass's only allocation once the workspace has grown.
+//! two buffers in turn, a chunk of the batch at a time. A batchnorm and an
+//! activation right after a conv or dense layer run in that layer's
+//! epilogue, on each tile while it is in cache; the running statistics are
+//! read each pass, so weights changed by hand are always used. The last
+//! layer that makes new values writes straight into the output, the pass's
+//! only allocation once the workspace has grown.
 
 use ndarray::{Array2, Array4, ArrayView4};
+use rayon::prelude::*;
 
 use crate::Shape;
 use crate::layers::{Activation, AvgPool2d, BatchNorm, Conv2d, Dense, Epilogue, MaxPool2d, global_pool};
@@ -49,16 +51,75 @@ enum At {
     Output,
 }
 
+/// The bytes the largest activation of a chunk of images may take: the
+/// chunk's layers then read and write in L2 rather than in memory.
+const CHUNK_BYTES: usize = 512 * 1024;
+
 /// Runs `steps` on a batch `(N, H, W, C)` and returns the values of the
 /// outputs, image after image.
+///
+/// The batch goes through the network a chunk of images at a time, as many
+/// as keep the largest activation within `CHUNK_BYTES`: a conv whose output
+/// is a few MB would otherwise spend more time writing it to memory, and
+/// the next layer reading it back, than computing it. The chunks are shared
+/// between rayon's threads, each with buffers of its own; a batch of fewer
+/// images than threads shares each layer's tiles instead. Every image's
+/// values are computed the same way whatever its chunk and thread.
 pub fn infer(steps: &[Step<'_>], x: ArrayView4<'_, f32>, workspace: &Workspace) -> Vec<f32> {
     let (n, h, w, c) = x.dim();
     let x = x.as_standard_layout();
     let input = x.as_slice().expect("standard layout is contiguous");
+    let (mut shape, mut largest) = (Shape::Hwc(h, w, c), h * w * c);
+    for step in steps {
+        shape = next_shape(step, shape);
+        largest = largest.max(shape.len());
+    }
+    let mut output = vec![0.0f32; n * shape.len()];
+    // Lengths to cut whole images by; neither is 0 in a network the macro made.
+    let (in_len, out_len) = ((h * w * c).max(1), shape.len().max(1));
+    if n == 0 {
+        return output;
+    }
+    // At least a chunk per thread, and a whole number of chunks each.
+    let threads = rayon::current_num_threads().min(n);
+    let chunks = (n * largest * size_of::<f32>()).div_ceil(CHUNK_BYTES).max(threads);
+    let images = n.div_ceil(chunks.next_multiple_of(threads));
+    let per_thread = n.div_ceil(images).div_ceil(threads) * images;
+    let run = |(input, output): (&[f32], &mut [f32]), buffers: &mut Buffers| {
+        for (input, output) in input.chunks(images * in_len).zip(output.chunks_mut(images * out_len)) {
+            let (n, len) = (input.len() / in_len, input.len());
+            Pass { steps, n, input, buffers, output, at: At::Input, len }.run(Shape::Hwc(h, w, c));
+        }
+    };
     workspace.with(|buffers| {
-        Pass { steps, n, input, buffers, output: Vec::new(), at: At::Input, len: input.len() }
-            .run(Shape::Hwc(h, w, c))
-    })
+        if buffers.len() < threads {
+            buffers.resize_with(threads, Buffers::default);
+        }
+        if threads == 1 {
+            return run((input, &mut output), &mut buffers[0]);
+        }
+        (input.par_chunks(per_thread * in_len).zip(output.par_chunks_mut(per_thread * out_len)))
+            .zip(buffers.par_iter_mut())
+            .for_each(|(part, buffers)| run(part, buffers));
+    });
+    output
+}
+
+/// The shape `step` turns `shape` into.
+fn next_shape(step: &Step<'_>, shape: Shape) -> Shape {
+    let c = shape.channels();
+    match *step {
+        Step::Conv(conv) => {
+            let g = conv.geometry();
+            Shape::Hwc(g.height.output, g.width.output, g.out_channels)
+        }
+        Step::Dense(dense) => Shape::Flat(dense.weight.dim().1),
+        Step::MaxPool(pool) => Shape::Hwc(pool.height.output, pool.width.output, c),
+        Step::AvgPool(pool) => Shape::Hwc(pool.height.output, pool.width.output, c),
+        Step::GlobalAvgPool | Step::GlobalMaxPool => Shape::Flat(c),
+        Step::Flatten => Shape::Flat(shape.len()),
+        Step::Dropout | Step::BatchNorm(_) | Step::Act(_) => shape,
+    }
 }
 
 struct Pass<'s, 'x, 'b> {
@@ -66,7 +127,8 @@ struct Pass<'s, 'x, 'b> {
     n: usize,
     input: &'x [f32],
     buffers: &'b mut Buffers,
-    output: Vec<f32>,
+    /// Where the chunk's outputs go.
+    output: &'x mut [f32],
     at: At,
     /// How many values the current step holds: buffers keep their largest
     /// length, so that reusing them writes no zeros.
@@ -74,62 +136,48 @@ struct Pass<'s, 'x, 'b> {
 }
 
 impl Pass<'_, '_, '_> {
-    fn run(mut self, mut shape: Shape) -> Vec<f32> {
+    fn run(mut self, mut shape: Shape) {
         let last_producer = self.steps.iter().rposition(Step::produces);
         self.buffers.epilogues.resize_with(self.steps.len(), Epilogue::default);
         let mut i = 0;
         while i < self.steps.len() {
             let last = last_producer == Some(i);
+            let next = next_shape(&self.steps[i], shape);
+            let len = self.n * next.len();
             match self.steps[i] {
                 Step::Conv(conv) => {
                     let (bn, act, fused) = fusable(self.steps, i);
                     self.buffers.epilogues[i].set(conv.bias.as_ref().and_then(|b| b.as_slice()), bn, act);
-                    let g = conv.geometry();
                     let epilogue = std::mem::take(&mut self.buffers.epilogues[i]);
                     let mut scratch = std::mem::take(&mut self.buffers.scratch);
-                    self.produce(self.n * g.output_len(), last, |src, dst| {
-                        conv.run(src, dst, &mut scratch, &epilogue)
-                    });
+                    self.produce(len, last, |src, dst| conv.run(src, dst, &mut scratch, &epilogue));
                     (self.buffers.scratch, self.buffers.epilogues[i]) = (scratch, epilogue);
-                    shape = Shape::Hwc(g.height.output, g.width.output, g.out_channels);
                     i += fused;
                 }
                 Step::Dense(dense) => {
                     let (bn, act, fused) = fusable(self.steps, i);
                     self.buffers.epilogues[i].set(dense.bias.as_ref().and_then(|b| b.as_slice()), bn, act);
                     let epilogue = std::mem::take(&mut self.buffers.epilogues[i]);
-                    let outputs = dense.weight.dim().1;
-                    self.produce(self.n * outputs, last, |src, dst| dense.run(src, dst, &epilogue));
+                    self.produce(len, last, |src, dst| dense.run(src, dst, &epilogue));
                     self.buffers.epilogues[i] = epilogue;
-                    shape = Shape::Flat(outputs);
                     i += fused;
                 }
                 Step::MaxPool(pool) => {
-                    let c = shape.channels();
                     let mut scratch = std::mem::take(&mut self.buffers.scratch);
-                    self.produce(self.n * pool.height.output * pool.width.output * c, last, |src, dst| {
-                        pool.run(src, c, dst, &mut scratch)
-                    });
+                    self.produce(len, last, |src, dst| pool.run(src, shape.channels(), dst, &mut scratch));
                     self.buffers.scratch = scratch;
-                    shape = Shape::Hwc(pool.height.output, pool.width.output, c);
                 }
                 Step::AvgPool(pool) => {
-                    let c = shape.channels();
                     let mut scratch = std::mem::take(&mut self.buffers.scratch);
-                    self.produce(self.n * pool.height.output * pool.width.output * c, last, |src, dst| {
-                        pool.run(src, c, dst, &mut scratch)
-                    });
+                    self.produce(len, last, |src, dst| pool.run(src, shape.channels(), dst, &mut scratch));
                     self.buffers.scratch = scratch;
-                    shape = Shape::Hwc(pool.height.output, pool.width.output, c);
                 }
                 Step::GlobalAvgPool | Step::GlobalMaxPool => {
                     let (c, cells) = (shape.channels(), shape.len() / shape.channels().max(1));
                     let max = matches!(self.steps[i], Step::GlobalMaxPool);
-                    self.produce(self.n * c, last, |src, dst| global_pool(src, cells, c, dst, max));
-                    shape = Shape::Flat(c);
+                    self.produce(len, last, |src, dst| global_pool(src, cells, c, dst, max));
                 }
-                Step::Flatten => shape = Shape::Flat(shape.len()),
-                Step::Dropout => {}
+                Step::Flatten | Step::Dropout => {}
                 Step::BatchNorm(bn) => {
                     let epilogue = &mut self.buffers.epilogues[i];
                     epilogue.set(None, Some(bn), None);
@@ -143,31 +191,56 @@ impl Pass<'_, '_, '_> {
                     act.apply(self.in_place(later_producer), shape.channels());
                 }
             }
+            // A fused batchnorm or activation keeps the shape.
+            shape = next;
             i += 1;
         }
         match self.at {
-            At::Output => self.output,
-            At::Input => self.input.to_vec(),
-            At::Buffer(k) => self.buffers.activations[k][..self.len].to_vec(),
+            At::Output => {}
+            At::Input => self.output.copy_from_slice(self.input),
+            At::Buffer(k) => self.output.copy_from_slice(&self.buffers.activations[k][..self.len]),
         }
     }
 
     /// Runs `write(source, destination)` into `len` new values: the output
-    /// vector for the last producing step, else the buffer not being read.
+    /// for the last producing step, else the buffer not being read.
     fn produce(&mut self, len: usize, last: bool, write: impl FnOnce(&[f32], &mut [f32])) {
         let [first, second] = &mut self.buffers.activations;
-        let (source, destination, at): (&[f32], &mut Vec<f32>, At) = match (self.at, last) {
-            (At::Input, true) => (self.input, &mut self.output, At::Output),
-            (At::Input, false) => (self.input, first, At::Buffer(0)),
-            (At::Buffer(0), true) => (first, &mut self.output, At::Output),
-            (At::Buffer(0), false) => (first, second, At::Buffer(1)),
-            (At::Buffer(_), true) => (second, &mut self.output, At::Output),
-            (At::Buffer(_), false) => (second, first, At::Buffer(0)),
+        let grown = |buffer: &'_ mut Vec<f32>| {
+            if buffer.len() < len {
+                buffer.resize(len, 0.0);
+            }
+        };
+        let (source, destination, at): (&[f32], &mut [f32], At) = match (self.at, last) {
+            (At::Input, true) => (self.input, self.output, At::Output),
+            (At::Input, false) => (
+                self.input,
+                {
+                    grown(first);
+                    first
+                },
+                At::Buffer(0),
+            ),
+            (At::Buffer(0), true) => (first, self.output, At::Output),
+            (At::Buffer(0), false) => (
+                first,
+                {
+                    grown(second);
+                    second
+                },
+                At::Buffer(1),
+            ),
+            (At::Buffer(_), true) => (second, self.output, At::Output),
+            (At::Buffer(_), false) => (
+                second,
+                {
+                    grown(first);
+                    first
+                },
+                At::Buffer(0),
+            ),
             (At::Output, _) => unreachable!("nothing is produced after the last producer"),
         };
-        if destination.len() < len {
-            destination.resize(len, 0.0);
-        }
         write(&source[..self.len], &mut destination[..len]);
         (self.at, self.len) = (at, len);
     }
@@ -175,11 +248,15 @@ impl Pass<'_, '_, '_> {
     /// The current values, writable: copied out of the input first if need be.
     fn in_place(&mut self, later_producer: bool) -> &mut [f32] {
         if self.at == At::Input {
-            let destination =
-                if later_producer { &mut self.buffers.activations[0] } else { &mut self.output };
-            destination.clear();
-            destination.extend_from_slice(self.input);
-            self.at = if later_producer { At::Buffer(0) } else { At::Output };
+            if later_producer {
+                let buffer = &mut self.buffers.activations[0];
+                buffer.clear();
+                buffer.extend_from_slice(self.input);
+                self.at = At::Buffer(0);
+            } else {
+                self.output.copy_from_slice(self.input);
+                self.at = At::Output;
+            }
         }
         match self.at {
             At::Buffer(k) => &mut self.buffers.activations[k][..self.len],

@@ -7,14 +7,15 @@ use rayon::prelude::*;
 
 use crate::layers::Epilogue;
 
-/// The reusable memory of one network. Concurrent passes do not wait for
-/// each other: a pass that finds the workspace busy uses a fresh one.
+/// The reusable memory of one network: one [`Buffers`] per thread of a
+/// pass. Concurrent passes do not wait for each other: a pass that finds
+/// the workspace busy uses a fresh one.
 #[derive(Default)]
 pub struct Workspace {
-    buffers: Mutex<Buffers>,
+    buffers: Mutex<Vec<Buffers>>,
 }
 
-/// What one forward pass works in.
+/// What one thread of a forward pass works in.
 #[derive(Default)]
 pub struct Buffers {
     /// Two activation buffers used in turn: one read, one written.
@@ -27,12 +28,12 @@ pub struct Buffers {
 
 impl Workspace {
     /// Runs `f` with this workspace's buffers, or fresh ones if they are in use.
-    pub fn with<T>(&self, f: impl FnOnce(&mut Buffers) -> T) -> T {
+    pub fn with<T>(&self, f: impl FnOnce(&mut Vec<Buffers>) -> T) -> T {
         match self.buffers.try_lock() {
             Ok(mut buffers) => f(&mut buffers),
             // Poisoned by a panic in another pass: its buffers may be half
             // written, which does not matter, but start clean all the same.
-            Err(TryLockError::Poisoned(_)) | Err(TryLockError::WouldBlock) => f(&mut Buffers::default()),
+            Err(TryLockError::Poisoned(_)) | Err(TryLockError::WouldBlock) => f(&mut Vec::new()),
         }
     }
 }
