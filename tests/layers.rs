@@ -40,13 +40,14 @@ fn conv_matches_reference_on_random_shapes() {
     let mut checked = 0;
     while checked < 300 {
         let groups = r.random_range(1..=3);
-        // Up to 12 output channels a group: both the direct path (up to 8)
-        // and im2col + GEMM.
-        let (cin, cout) = (groups * r.random_range(1..=4), groups * r.random_range(1..=12));
+        // Up to 20 output channels a group: the direct path (up to 8), and
+        // im2col + GEMM with one and two vectors of channels.
+        let (cin, cout) = (groups * r.random_range(1..=4), groups * r.random_range(1..=20));
         let axis = |r: &mut rand_chacha::ChaCha8Rng| {
             let (k, d) = (r.random_range(1..=4), r.random_range(1..=2));
             let (pb, pa) = (r.random_range(0..=2), r.random_range(0..=2));
-            Axis::new(r.random_range(1..=11), k, r.random_range(1..=3), pb, pa, d, false)
+            // Up to 20 wide: rows of more than one vector of 16 pixels.
+            Axis::new(r.random_range(1..=20), k, r.random_range(1..=3), pb, pa, d, false)
         };
         let (height, width) = (axis(&mut r), axis(&mut r));
         if height.output == 0 || width.output == 0 {

@@ -178,18 +178,15 @@ fn store<const CO: usize>(
     first: usize,
     pixels: &mut [f32],
 ) {
-    if cout == CO && first == 0 {
-        // All channels of all the vector's pixels: a transpose of known size.
-        if let Ok(pixels) = <&mut [[f32; CO]; LANES]>::try_from(pixels.as_chunks_mut::<CO>().0) {
-            for (i, pixel) in pixels.iter_mut().enumerate() {
-                *pixel = std::array::from_fn(|o| sums[o][i]);
-            }
-            return;
-        }
-    }
-    for (i, pixel) in (first..LANES).zip(pixels.chunks_exact_mut(cout)) {
-        for (o, value) in pixel[channels.clone()].iter_mut().enumerate() {
-            *value = sums[o][i];
+    // Transposed whole, a transpose of known size; then the vector's pixels
+    // in the row are one run of the output if they hold all its channels.
+    let block: [[f32; CO]; LANES] = std::array::from_fn(|i| std::array::from_fn(|o| sums[o][i]));
+    let block = &block[first..];
+    if channels.len() == cout && cout == CO {
+        pixels.copy_from_slice(&block.as_flattened()[..pixels.len()]);
+    } else {
+        for (pixel, values) in pixels.chunks_exact_mut(cout).zip(block) {
+            pixel[channels.clone()].copy_from_slice(&values[..channels.len()]);
         }
     }
 }
