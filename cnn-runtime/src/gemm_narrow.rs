@@ -15,11 +15,13 @@
 //! threads.
 
 use std::mem::size_of;
+use std::ops::Range;
 
 use pulp::bytemuck;
 use pulp::{Simd, WithSimd};
 
 use crate::gemm::{MatMut, MatRef};
+use crate::layers::ConvGeometry;
 
 /// What tiles of rows should be a multiple of: of every `MR` below (8
 /// and 6), so that only the batch's last tile has a tail.
@@ -47,13 +49,44 @@ pub fn multiply(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>) {
     if !available() {
         return crate::gemm::sgemm(1.0, a, b, 0.0, c);
     }
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(a.col_stride == 1, "gemm: strided columns");
+    let fits = a.rows == 0 || a.cols == 0 || (a.rows - 1) * a.row_stride + a.cols <= a.data.len();
+    assert!(fits, "gemm: a out of bounds");
+    product(Rows::Matrix(a), b, c);
+}
+
+/// Whether [`multiply_patches`] can convolve `g`: where the kernel here
+/// runs, without groups, padding or dilation across, so that each kernel
+/// row of a patch is one run of the input.
+pub fn reads_patches(g: &ConvGeometry) -> bool {
+    let (h, w) = (g.height, g.width);
+    available()
+        && g.groups == 1
+        && w.dilation == 1
+        && h.pad_before + h.pad_after + w.pad_before + w.pad_after == 0
+}
+
+/// `c = a * b` where row `i` of `a` would be the im2col patch of output
+/// pixel `pixels.start + i` of the images `x`: the patches are read from
+/// `x` in place, with no im2col. For a `g` that [`reads_patches`].
+///
+/// # Panics
+///
+/// If `g` does not [`reads_patches`], or the dimensions disagree.
+pub fn multiply_patches(x: &[f32], g: &ConvGeometry, pixels: Range<usize>, b: MatRef<'_>, c: MatMut<'_>) {
+    assert!(reads_patches(g), "gemm: patches that are not runs of the input");
+    assert!(x.len().is_multiple_of(g.input_len()), "gemm: x is not whole images");
+    product(Rows::Patches { x, g, first_pixel: pixels.start, pixels: pixels.len() }, b, c);
+}
+
+/// `c = a * b` on a CPU where the kernel runs.
+fn product(a: Rows<'_>, b: MatRef<'_>, c: MatMut<'_>) {
+    let (m, k, n) = (a.len(), a.k(), b.cols);
     assert!(b.rows == k && c.rows == m && c.cols == n, "gemm: mismatched dimensions");
-    assert!(a.col_stride == 1 && b.col_stride == 1 && c.col_stride == 1, "gemm: strided columns");
+    assert!(b.col_stride == 1 && c.col_stride == 1, "gemm: strided columns");
     let fits = |len: usize, rows: usize, cols: usize, stride: usize| {
         rows == 0 || cols == 0 || (rows - 1) * stride + cols <= len
     };
-    assert!(fits(a.data.len(), m, k, a.row_stride), "gemm: a out of bounds");
     assert!(fits(b.data.len(), k, n, b.row_stride), "gemm: b out of bounds");
     assert!(fits(c.data.len(), m, n, c.row_stride), "gemm: c out of bounds");
     if k == 0 {
@@ -63,8 +96,110 @@ pub fn multiply(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>) {
     }
 }
 
+/// The rows of A, read where they are.
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    /// A row-major matrix.
+    Matrix(MatRef<'a>),
+    /// Row `i` the patch of output pixel `first_pixel + i` of images `x`,
+    /// in `(ky, kx, ci)` order: per kernel row, a run of `KW * CIN` values.
+    Patches { x: &'a [f32], g: &'a ConvGeometry, first_pixel: usize, pixels: usize },
+}
+
+/// How the `k` values of a row of A lie: `count` runs of `len` values
+/// (the last one possibly shorter), run `j` at `j * step` from the row's
+/// first value.
+#[derive(Clone, Copy)]
+struct Runs {
+    count: usize,
+    len: usize,
+    step: usize,
+    k: usize,
+}
+
+impl Runs {
+    fn len_of(&self, run: usize) -> usize {
+        self.len.min(self.k - run * self.len)
+    }
+}
+
+impl Rows<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Rows::Matrix(a) => a.rows,
+            Rows::Patches { pixels, .. } => *pixels,
+        }
+    }
+
+    fn k(&self) -> usize {
+        match self {
+            Rows::Matrix(a) => a.cols,
+            Rows::Patches { g, .. } => g.patch_len(),
+        }
+    }
+
+    fn data(&self) -> &[f32] {
+        match self {
+            Rows::Matrix(a) => a.data,
+            Rows::Patches { x, .. } => x,
+        }
+    }
+
+    /// The runs of a row, and how many of them a pass over the rows takes:
+    /// as many as keep the rows of B it reads (`width` wide) within
+    /// `B_PART_BYTES`, at least one. A matrix's one run is cut to fit.
+    fn runs(&self, width: usize) -> (Runs, usize) {
+        let bytes = |len: usize| len * width * size_of::<f32>();
+        match self {
+            Rows::Matrix(a) => {
+                let parts = bytes(a.cols).div_ceil(B_PART_BYTES).max(1);
+                let len = a.cols.div_ceil(parts);
+                (Runs { count: a.cols.div_ceil(len), len, step: len, k: a.cols }, 1)
+            }
+            Rows::Patches { g, .. } => {
+                let (h, w) = (g.height, g.width);
+                let len = w.kernel * g.in_channels;
+                let runs = Runs {
+                    count: h.kernel,
+                    len,
+                    step: h.dilation * w.input * g.in_channels,
+                    k: h.kernel * len,
+                };
+                (runs, (B_PART_BYTES / bytes(len)).max(1))
+            }
+        }
+    }
+
+    /// Where the first values of rows `first..first + MR` are in [`data`](Self::data).
+    #[inline(always)]
+    fn starts<const MR: usize>(&self, first: usize) -> [usize; MR] {
+        match self {
+            Rows::Matrix(a) => std::array::from_fn(|r| (first + r) * a.row_stride),
+            Rows::Patches { g, first_pixel, .. } => {
+                let (h, w, cin) = (g.height, g.width, g.in_channels);
+                let pixel = first_pixel + first;
+                let (image, mut oy, mut ox) =
+                    (pixel / (h.output * w.output), pixel / w.output % h.output, pixel % w.output);
+                let mut image_start = image * g.input_len();
+                // The next pixel by stepping, not dividing.
+                std::array::from_fn(|_| {
+                    let start = image_start + (oy * h.stride * w.input + ox * w.stride) * cin;
+                    ox += 1;
+                    if ox == w.output {
+                        (ox, oy) = (0, oy + 1);
+                        if oy == h.output {
+                            (oy, image_start) = (0, image_start + g.input_len());
+                        }
+                    }
+                    start
+                })
+            }
+        }
+    }
+}
+
 struct Product<'a> {
-    a: MatRef<'a>,
+    a: Rows<'a>,
     b: MatRef<'a>,
     c: MatMut<'a>,
 }
@@ -116,52 +251,50 @@ struct Block<'a> {
 }
 
 impl Block<'_> {
-    /// Every row of the block: `MR` at a time, then 4, then 1; over `k` in
-    /// parts whose rows of B fit in L1 together, each part adding to the
-    /// sums the last one stored.
+    /// Every row of the block: `MR` at a time, then 4, then 1; over the
+    /// runs of `k` a few at a time, so that the rows of B they read stay in
+    /// L1, each pass adding to the sums the last one stored.
     #[inline(always)]
     fn rows<S: Simd, const MR: usize, const NV: usize, const FULL: bool>(
         &self,
         simd: S,
-        a: MatRef<'_>,
+        a: Rows<'_>,
         c: &mut [f32],
         ldc: usize,
     ) {
-        let parts = (a.cols * self.width * size_of::<f32>()).div_ceil(B_PART_BYTES).max(1);
-        let part_len = a.cols.div_ceil(parts);
-        for first in (0..a.cols).step_by(part_len.max(1)) {
-            let len = part_len.min(a.cols - first);
-            let b = Block { b: &self.b[first * self.ldb..], ..*self };
+        let (runs, per_pass) = a.runs(self.width);
+        for first in (0..runs.count).step_by(per_pass) {
+            let pass = (runs, first..(first + per_pass).min(runs.count));
             let mut row = 0;
-            while row < a.rows {
-                let left = a.rows - row;
-                let a = (&a.data[row * a.row_stride + first..], a.row_stride, len);
+            while row < a.len() {
+                let left = a.len() - row;
                 let c = (&mut c[row * ldc + self.c_first..], ldc, first > 0);
                 row += if left >= MR {
-                    b.sums::<S, MR, NV, FULL>(simd, a, c)
+                    self.sums::<S, MR, NV, FULL>(simd, (a, row), pass.clone(), c)
                 } else if left >= 4 {
-                    b.sums::<S, 4, NV, FULL>(simd, a, c)
+                    self.sums::<S, 4, NV, FULL>(simd, (a, row), pass.clone(), c)
                 } else {
-                    b.sums::<S, 1, NV, FULL>(simd, a, c)
+                    self.sums::<S, 1, NV, FULL>(simd, (a, row), pass.clone(), c)
                 };
             }
         }
     }
 
-    /// `MR` rows of the block, their `MR x NV` vectors of sums in registers
-    /// over all of `k`, starting from zero or, with `accumulate`, from `c`.
-    /// Returns `MR`.
+    /// Rows `first..first + MR` of the block, their `MR x NV` vectors of
+    /// sums in registers over the runs of `k` in `pass`, starting from zero
+    /// or, with `accumulate`, from `c`. Returns `MR`.
     #[inline(always)]
     fn sums<S: Simd, const MR: usize, const NV: usize, const FULL: bool>(
         &self,
         simd: S,
-        (a, lda, k): (&[f32], usize, usize),
+        (a, first): (Rows<'_>, usize),
+        (runs, pass): (Runs, Range<usize>),
         (c, ldc, accumulate): (&mut [f32], usize, bool),
     ) -> usize {
         let lanes = size_of::<S::f32s>() / size_of::<f32>();
         // With FULL the compiler knows the width, and every load is whole.
         let width = if FULL { NV * lanes } else { self.width };
-        let a: [&[f32]; MR] = std::array::from_fn(|r| &a[r * lda..][..k]);
+        let (data, starts) = (a.data(), a.starts::<MR>(first));
         let mut sums = [[simd.splat_f32s(0.0); NV]; MR];
         if accumulate {
             for (r, sums) in sums.iter_mut().enumerate() {
@@ -171,21 +304,26 @@ impl Block<'_> {
                 }
             }
         }
-        for i in 0..k {
-            // A partial last vector is loaded whole where B goes on past
-            // it (with the next row): its lanes past the width are summed
-            // but never stored. pulp's masked load is a call.
-            let b = &self.b[i * self.ldb..];
-            let b = if FULL { &b[..width] } else { b };
-            let b: [S::f32s; NV] = std::array::from_fn(
-                #[inline(always)]
-                |j| load(simd, &b[j * lanes..]),
-            );
-            // Each value of A a broadcast operand of its multiply-adds.
-            for (sums, a) in sums.iter_mut().zip(a) {
-                let a = simd.splat_f32s(a[i]);
-                for (sum, b) in sums.iter_mut().zip(b) {
-                    *sum = simd.mul_add_f32s(a, b, *sum);
+        for run in pass {
+            let len = runs.len_of(run);
+            let a: [&[f32]; MR] = std::array::from_fn(|r| &data[starts[r] + run * runs.step..][..len]);
+            let b = &self.b[run * runs.len * self.ldb..];
+            for i in 0..len {
+                // A partial last vector is loaded whole where B goes on past
+                // it (with the next row): its lanes past the width are summed
+                // but never stored. pulp's masked load is a call.
+                let b = &b[i * self.ldb..];
+                let b = if FULL { &b[..width] } else { b };
+                let b: [S::f32s; NV] = std::array::from_fn(
+                    #[inline(always)]
+                    |j| load(simd, &b[j * lanes..]),
+                );
+                // Each value of A a broadcast operand of its multiply-adds.
+                for (sums, a) in sums.iter_mut().zip(a) {
+                    let a = simd.splat_f32s(a[i]);
+                    for (sum, b) in sums.iter_mut().zip(b) {
+                        *sum = simd.mul_add_f32s(a, b, *sum);
+                    }
                 }
             }
         }

@@ -170,7 +170,7 @@ impl Conv2d {
         let direct = direct::is_direct(g);
         let panel_len = if direct {
             direct::scratch_len(g)
-        } else if g.is_pointwise() {
+        } else if g.is_pointwise() || gemm_narrow::reads_patches(g) {
             0
         } else {
             tile_rows * g.patch_len() + SLACK
@@ -218,6 +218,10 @@ impl Conv2d {
             return;
         }
         let patch = g.patch_len();
+        if gemm_narrow::reads_patches(g) {
+            let (b, c) = (MatRef::row_major(weight, patch, cout), MatMut::row_major(out, len, cout));
+            return gemm_narrow::multiply_patches(x, g, rows, b, c);
+        }
         let cout_g = cout / g.groups;
         let col = &mut col[..len * patch + SLACK];
         for group in 0..g.groups {
