@@ -55,26 +55,24 @@ pub fn multiply(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>) {
     product(Rows::Matrix(a), b, c);
 }
 
-/// Whether [`multiply_patches`] can convolve `g`: where the kernel here
-/// runs, without groups, padding or dilation across, so that each kernel
+/// Whether [`multiply_patches`] can convolve `g` once padded: where the
+/// kernel here runs, without groups or dilation across, so that each kernel
 /// row of a patch is one run of the input.
 pub fn reads_patches(g: &ConvGeometry) -> bool {
-    let (h, w) = (g.height, g.width);
-    available()
-        && g.groups == 1
-        && w.dilation == 1
-        && h.pad_before + h.pad_after + w.pad_before + w.pad_after == 0
+    available() && g.groups == 1 && g.width.dilation == 1
 }
 
 /// `c = a * b` where row `i` of `a` would be the im2col patch of output
 /// pixel `pixels.start + i` of the images `x`: the patches are read from
-/// `x` in place, with no im2col. For a `g` that [`reads_patches`].
+/// `x` in place, with no im2col. For an unpadded `g` that [`reads_patches`].
 ///
 /// # Panics
 ///
 /// If `g` does not [`reads_patches`], or the dimensions disagree.
 pub fn multiply_patches(x: &[f32], g: &ConvGeometry, pixels: Range<usize>, b: MatRef<'_>, c: MatMut<'_>) {
-    assert!(reads_patches(g), "gemm: patches that are not runs of the input");
+    let (h, w) = (g.height, g.width);
+    let unpadded = h.pad_before + h.pad_after + w.pad_before + w.pad_after == 0;
+    assert!(reads_patches(g) && unpadded, "gemm: patches that are not runs of the input");
     assert!(x.len().is_multiple_of(g.input_len()), "gemm: x is not whole images");
     product(Rows::Patches { x, g, first_pixel: pixels.start, pixels: pixels.len() }, b, c);
 }

@@ -1,7 +1,10 @@
-//! 2-D convolution: im2col tile by tile, each tile one GEMM per group, its
-//! epilogue (bias, batchnorm, activation) applied while it is in cache; or,
-//! with at most 8 output channels a group, the direct kernel of
-//! [`crate::direct`] on the same tiles. The tiles of a batch are shared
+//! 2-D convolution, tile by tile of output pixels, each tile's epilogue
+//! (bias, batchnorm, activation) applied while it is in cache. Without
+//! groups or dilation across, on x86 with AVX2 or AVX-512, the GEMM reads
+//! each pixel's patch from the input in place (padded once per call);
+//! otherwise im2col packs the tile's patches for one GEMM per group; with
+//! at most 8 output channels a group, the direct kernel of
+//! [`crate::direct`] takes the tile. The tiles of a batch are shared
 //! between rayon's threads; each output row is computed the same way
 //! whatever the thread count, so results are bit-identical. The backward
 //! pass always goes through im2col + GEMM.
@@ -168,13 +171,26 @@ impl Conv2d {
         }
         let tile_rows = g.tile_rows().min(rows);
         let direct = direct::is_direct(g);
+        let patches = !direct && !g.is_pointwise() && gemm_narrow::reads_patches(g);
         let panel_len = if direct {
             direct::scratch_len(g)
-        } else if g.is_pointwise() || gemm_narrow::reads_patches(g) {
+        } else if g.is_pointwise() || patches {
             0
         } else {
             tile_rows * g.patch_len() + SLACK
         };
+        // The GEMM reads patches from the input padded once, kept in the
+        // scratch slot past the threads'.
+        let slot = rayon::current_num_threads();
+        if scratch.len() <= slot {
+            scratch.resize_with(slot + 1, Vec::new);
+        }
+        let mut padded = std::mem::take(&mut scratch[slot]);
+        let (x, g_in) = match patches {
+            true => pad(x, g, &mut padded),
+            false => (x, *g),
+        };
+        let g_in = &g_in;
         // Whole tiles, split evenly between the threads.
         split_among_threads(out, tile_rows * cout, scratch, |first_tile, out, col| {
             if col.len() < panel_len {
@@ -185,12 +201,18 @@ impl Conv2d {
                 let rows = start..start + out_tile.len() / cout;
                 if direct {
                     direct::direct_tile(direct::Conv { g, weight, epilogue }, x, rows, out_tile, col);
+                } else if patches {
+                    let b = MatRef::row_major(weight, g.patch_len(), cout);
+                    let c = MatMut::row_major(out_tile, rows.len(), cout);
+                    gemm_narrow::multiply_patches(x, g_in, rows, b, c);
+                    epilogue.apply(out_tile, cout);
                 } else {
                     self.tile(x, weight, rows, out_tile, col);
                     epilogue.apply(out_tile, cout);
                 }
             }
         });
+        scratch[slot] = padded;
     }
 
     /// Output rows `rows` into `out` (`rows.len() * COUT` values).
@@ -218,10 +240,6 @@ impl Conv2d {
             return;
         }
         let patch = g.patch_len();
-        if gemm_narrow::reads_patches(g) {
-            let (b, c) = (MatRef::row_major(weight, patch, cout), MatMut::row_major(out, len, cout));
-            return gemm_narrow::multiply_patches(x, g, rows, b, c);
-        }
         let cout_g = cout / g.groups;
         let col = &mut col[..len * patch + SLACK];
         for group in 0..g.groups {
@@ -316,4 +334,28 @@ impl Conv2d {
             }
         }
     }
+}
+
+/// The images `x` with their padding written out as zeros, in `padded`,
+/// and the geometry of convolving them without padding: the same windows.
+/// Unpadded images are returned as they are.
+fn pad<'a>(x: &'a [f32], g: &ConvGeometry, padded: &'a mut Vec<f32>) -> (&'a [f32], ConvGeometry) {
+    let (h, w, cin) = (g.height, g.width, g.in_channels);
+    if h.pad_before + h.pad_after + w.pad_before + w.pad_after == 0 {
+        return (x, *g);
+    }
+    let unpad =
+        |a: Axis| Axis { input: a.pad_before + a.input + a.pad_after, pad_before: 0, pad_after: 0, ..a };
+    let to = ConvGeometry { height: unpad(h), width: unpad(w), ..*g };
+    let images = x.len() / g.input_len();
+    padded.clear();
+    padded.resize(images * to.input_len(), 0.0);
+    let row_len = w.input * cin;
+    for (image, target) in x.chunks_exact(g.input_len()).zip(padded.chunks_exact_mut(to.input_len())) {
+        let rows = target.chunks_exact_mut(to.width.input * cin).skip(h.pad_before);
+        for (row, target) in image.chunks_exact(row_len).zip(rows) {
+            target[w.pad_before * cin..][..row_len].copy_from_slice(row);
+        }
+    }
+    (padded, to)
 }
