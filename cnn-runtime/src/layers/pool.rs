@@ -142,7 +142,7 @@ fn pool<R: Reduce>(
     }
     split_among_threads(out, out_len, scratch, |first_image, out, row| {
         let x = &x[first_image * image_len..][..out.len() / out_len * image_len];
-        row.resize(width.input * c, 0.0);
+        row.resize(2 * width.input * c, 0.0);
         cpu::vectorized(
             #[inline(always)]
             || {
@@ -154,8 +154,11 @@ fn pool<R: Reduce>(
     });
 }
 
-/// One image: for each output row, its window rows combined into `row`,
-/// then each output pixel from its window's columns of `row`.
+/// One image: for each output row, its window rows combined into a row,
+/// then the window's columns of that row combined at every column (whole
+/// rows again, vectorised), of which each output pixel takes its own; a
+/// window cut by padding combines its columns itself. `scratch` holds two
+/// input rows.
 #[inline(always)]
 fn pool_image<R: Reduce>(
     image: &[f32],
@@ -163,15 +166,27 @@ fn pool_image<R: Reduce>(
     out: &mut [f32],
     height: Axis,
     width: Axis,
-    row: &mut [f32],
+    scratch: &mut [f32],
 ) {
     let row_len = width.input * c;
+    let (row, windows) = scratch.split_at_mut(row_len);
+    // `windows[x * c..]`: the window whose first column is x, while it fits.
+    let reach = (width.kernel - 1) * c;
+    let windows = &mut windows[..row_len.saturating_sub(reach)];
     for (oy, out_row) in out.chunks_exact_mut(width.output * c).enumerate() {
         let (rows, h_len) = window_range(height, oy);
         combine_all::<R>(row, image[rows.start * row_len..rows.end * row_len].chunks_exact(row_len));
+        let len = windows.len();
+        if len > 0 {
+            combine_all::<R>(windows, (0..width.kernel).map(|kx| &row[kx * c..][..len]));
+        }
         for (ox, pixel) in out_row.chunks_exact_mut(c).enumerate() {
             let (cols, w_len) = window_range(width, ox);
-            combine_all::<R>(pixel, row[cols.start * c..cols.end * c].chunks_exact(c));
+            if cols.len() == width.kernel {
+                pixel.copy_from_slice(&windows[cols.start * c..][..c]);
+            } else {
+                combine_all::<R>(pixel, row[cols.start * c..cols.end * c].chunks_exact(c));
+            }
             R::finish(pixel, h_len * w_len);
         }
     }
