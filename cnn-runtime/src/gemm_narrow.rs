@@ -1,18 +1,21 @@
-//! `C = A B` for a convolution's forward pass: A the im2col tile, B the
-//! weights `[K x COUT]`, both read where they are.
+//! `C = A B` for the forward pass of convolutions and dense layers: B the
+//! weights `[K x COUT]`, A either a row-major matrix (an im2col tile, a
+//! dense layer's input) or the patches of a conv's output pixels, read
+//! from the input itself: without groups or dilation across, each kernel
+//! row of a patch is one run of the NHWC input. Nothing is packed.
 //!
-//! matrixmultiply packs both operands on every call: the tile a second time
-//! after im2col, the weights once per tile. Its 16x16 kernel also keeps only
+//! matrixmultiply packs both operands on every call: an im2col tile a
+//! second time, the weights once per tile. Its 16x16 kernel also keeps only
 //! 16 vectors of sums, so a patch of 27 values costs a store of them for
 //! every 27 multiply-adds. Here B is narrow (a conv has tens of output
 //! channels): a row of it is up to `NV` vectors loaded straight from the
-//! weights, each value of A is broadcast from the tile, and `MR x NV`
+//! weights, each value of A is broadcast from where it is, and `MR x NV`
 //! vectors of sums stay in registers over the whole patch: up to 24 of
 //! AVX-512's 32 registers, 12 of AVX2's 16. `MR` is at most 8 so that the
 //! addresses of the rows of A stay in registers too; with more, the
 //! compiler computes them anew for every value. Each sum runs over `k` in
 //! order, so the result does not depend on how the rows are split between
-//! threads.
+//! threads or images between chunks.
 
 use std::mem::size_of;
 use std::ops::Range;

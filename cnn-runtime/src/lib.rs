@@ -1,13 +1,15 @@
 //! The runtime of `cnn`: layers, kernels and tensors.
 //!
 //! Activations are `f32` in NHWC layout, `(N, H, W, C)`, or `(N, F)` once
-//! flat. Convolution packs input patches (`im2col`) tile by tile and multiplies
-//! them by the weights in place (`gemm_narrow`, on x86 with AVX2 or AVX-512;
-//! `matrixmultiply::sgemm` elsewhere and for gradients), or, with at most 8
-//! output channels a group, is computed directly (`direct`); those kernels,
-//! the epilogues and the pools are vectorised to the CPU's width at run
-//! time (`cpu`). The
-//! window arithmetic of every layer is in [`layers::Axis`].
+//! flat. A forward pass runs a chunk of the batch at a time, the chunks
+//! shared between threads (`infer`). Convolution multiplies each output
+//! pixel's patch, read from the input in place, by the weights
+//! (`gemm_narrow`, on x86 with AVX2 or AVX-512), or packs patches with
+//! `im2col` for `matrixmultiply::sgemm` (grouped convs, other CPUs,
+//! gradients); with at most 8 output channels a group it is computed
+//! directly (`direct`). Those kernels, the epilogues and the pools are
+//! vectorised to the CPU's width at run time (`cpu`). The window
+//! arithmetic of every layer is in [`layers::Axis`].
 #![deny(unsafe_code)]
 
 mod cpu;

@@ -20,7 +20,8 @@ pub struct Workspace {
 pub struct Buffers {
     /// Two activation buffers used in turn: one read, one written.
     pub activations: [Vec<f32>; 2],
-    /// Per thread: an im2col or direct-conv panel, or a pool row.
+    /// Per thread: an im2col or direct-conv panel, or pool rows; past them,
+    /// a conv's input padded once for all threads.
     pub scratch: Vec<Vec<f32>>,
     /// One epilogue per layer, its vectors refilled each pass.
     pub epilogues: Vec<Epilogue>,

@@ -178,12 +178,15 @@ fn store<const CO: usize>(
     first: usize,
     pixels: &mut [f32],
 ) {
-    // Transposed whole, a transpose of known size; then the vector's pixels
-    // in the row are one run of the output if they hold all its channels.
+    // Transposed whole, a transpose of known size; then copied pixel by
+    // pixel, whole if they hold all of the output's channels.
     let block: [[f32; CO]; LANES] = std::array::from_fn(|i| std::array::from_fn(|o| sums[o][i]));
     let block = &block[first..];
     if channels.len() == cout && cout == CO {
-        pixels.copy_from_slice(&block.as_flattened()[..pixels.len()]);
+        // Pixel by pixel, copies of known size: no call to memcpy.
+        for (pixel, values) in pixels.as_chunks_mut::<CO>().0.iter_mut().zip(block) {
+            *pixel = *values;
+        }
     } else {
         for (pixel, values) in pixels.chunks_exact_mut(cout).zip(block) {
             pixel[channels.clone()].copy_from_slice(&values[..channels.len()]);
