@@ -28,3 +28,12 @@ pub fn has_fma() -> bool {
     cfg!(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64"))
         && !matches!(pulp::Arch::new(), pulp::Arch::Scalar)
 }
+
+/// Whether [`vectorized`] code runs 16 lanes wide (AVX-512), with 32
+/// vector registers rather than 16.
+pub fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return matches!(pulp::Arch::new(), pulp::Arch::V4(_));
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}

@@ -56,26 +56,32 @@ pub fn scratch_len(g: &ConvGeometry) -> usize {
 /// values) into `out`, the epilogue applied; `scratch` holds [`scratch_len`].
 pub fn direct_tile(conv: Conv<'_>, x: &[f32], rows: Range<usize>, out: &mut [f32], scratch: &mut [f32]) {
     // Output channels rounded up to even: four kernels, each with a
-    // multiply-add fused where it is one instruction, else not.
+    // multiply-add fused where it is one instruction, else not, and two
+    // vectors of pixels at a time where AVX-512's 32 registers hold their sums.
     macro_rules! run {
-        ($fused:literal) => {
+        ($fused:literal, $v:literal) => {
             cpu::vectorized(
                 #[inline(always)]
                 || match conv.g.out_channels / conv.g.groups {
-                    ..=2 => tile::<2, $fused>(conv, x, rows, out, scratch),
-                    3..=4 => tile::<4, $fused>(conv, x, rows, out, scratch),
-                    5..=6 => tile::<6, $fused>(conv, x, rows, out, scratch),
-                    _ => tile::<8, $fused>(conv, x, rows, out, scratch),
+                    ..=2 => tile::<2, $fused, $v>(conv, x, rows, out, scratch),
+                    3..=4 => tile::<4, $fused, $v>(conv, x, rows, out, scratch),
+                    5..=6 => tile::<6, $fused, $v>(conv, x, rows, out, scratch),
+                    _ => tile::<8, $fused, $v>(conv, x, rows, out, scratch),
                 },
             )
         };
     }
-    if cpu::has_fma() { run!(true) } else { run!(false) }
+    match (cpu::has_fma(), cpu::has_avx512()) {
+        (true, true) => run!(true, 2),
+        (true, false) => run!(true, 1),
+        (false, _) => run!(false, 1),
+    }
 }
 
-/// The tile with each group's channels padded to `CO`.
+/// The tile with each group's channels padded to `CO`, `V` vectors of a
+/// row's pixels at a time while the row has them.
 #[inline(always)]
-fn tile<const CO: usize, const FUSED: bool>(
+fn tile<const CO: usize, const FUSED: bool, const V: usize>(
     conv: Conv<'_>,
     x: &[f32],
     rows: Range<usize>,
@@ -94,8 +100,7 @@ fn tile<const CO: usize, const FUSED: bool>(
         let (ox, len) = (row.columns.start, row.columns.len());
         let out_row = &mut out[(row.pixel - rows.start) * cout..][..len * cout];
         for (group, weights) in weights.chunks_exact(g.patch_len() * CO).enumerate() {
-            for v in ox / LANES..(ox + len).div_ceil(LANES) {
-                let mut sums = accumulate::<CO, FUSED>(g, (layout, first), panel, weights, group, v);
+            let mut finish = |v: usize, mut sums: [[f32; LANES]; CO]| {
                 // The epilogue on the sums, channel by channel, in registers.
                 for (o, sum) in sums[..cout_g].iter_mut().enumerate() {
                     epilogue.apply_to_channel(sum, group * cout_g + o);
@@ -104,6 +109,16 @@ fn tile<const CO: usize, const FUSED: bool>(
                 let (lo, hi) = (ox.max(v * LANES), (ox + len).min((v + 1) * LANES));
                 let pixels = &mut out_row[(lo - ox) * cout..(hi - ox) * cout];
                 store::<CO>(cout, &sums, group * cout_g..(group + 1) * cout_g, lo - v * LANES, pixels);
+            };
+            let (mut v, end) = (ox / LANES, (ox + len).div_ceil(LANES));
+            while v + V <= end {
+                let sums = accumulate::<CO, FUSED, V>(g, (layout, first), panel, weights, group, v);
+                sums.into_iter().enumerate().for_each(|(u, sums)| finish(v + u, sums));
+                v += V;
+            }
+            for v in v..end {
+                let [sums] = accumulate::<CO, FUSED, 1>(g, (layout, first), panel, weights, group, v);
+                finish(v, sums);
             }
         }
         epilogue.apply_across_channels(out_row, cout);
@@ -130,23 +145,26 @@ fn aligned(values: &mut [f32]) -> &mut [f32] {
     &mut values[to_line..]
 }
 
-/// The sums over taps of weight times input for vector `v` of a row's
-/// output columns and the `CO` (padded) output channels of group `group`.
+/// The sums over taps of weight times input for vectors `v..v + V` of a
+/// row's output columns and the `CO` (padded) output channels of group
+/// `group`.
 #[inline(always)]
-fn accumulate<const CO: usize, const FUSED: bool>(
+fn accumulate<const CO: usize, const FUSED: bool, const V: usize>(
     g: &ConvGeometry,
     (layout, first): (Panel, usize),
     panel: &[f32],
     weights: &[f32],
     group: usize,
     v: usize,
-) -> [[f32; LANES]; CO] {
+) -> [[[f32; LANES]; CO]; V] {
     let taps = weights.as_chunks::<CO>().0;
-    // The CO sums stay in registers over all taps.
-    let mut sums = [[0.0f32; LANES]; CO];
+    // The V * CO sums stay in registers over all taps.
+    let mut sums = [[[0.0f32; LANES]; CO]; V];
     layout.for_each_tap(g, group, first, |t, at| {
-        let x: &[f32; LANES] = panel[at + v * LANES..][..LANES].try_into().expect("a vector");
-        add_scaled::<CO, FUSED>(&mut sums, &taps[t], x);
+        let (x, tap) = (&panel[at + v * LANES..][..V * LANES], &taps[t]);
+        for (sums, x) in sums.iter_mut().zip(x.as_chunks::<LANES>().0) {
+            add_scaled::<CO, FUSED>(sums, tap, x);
+        }
     });
     sums
 }
