@@ -89,7 +89,7 @@ fn tile<const CO: usize, const FUSED: bool, const V: usize>(
     scratch: &mut [f32],
 ) {
     let Conv { g, weight, epilogue } = conv;
-    let (cout, cout_g) = (g.out_channels, g.out_channels / g.groups);
+    let cout = g.out_channels;
     let layout = Panel::new(g);
     let (weights, rest) = scratch.split_at_mut(g.groups * g.patch_len() * CO);
     pad_weights::<CO>(weight, g, weights);
@@ -100,29 +100,42 @@ fn tile<const CO: usize, const FUSED: bool, const V: usize>(
         let (ox, len) = (row.columns.start, row.columns.len());
         let out_row = &mut out[(row.pixel - rows.start) * cout..][..len * cout];
         for (group, weights) in weights.chunks_exact(g.patch_len() * CO).enumerate() {
-            let mut finish = |v: usize, mut sums: [[f32; LANES]; CO]| {
-                // The epilogue on the sums, channel by channel, in registers.
-                for (o, sum) in sums[..cout_g].iter_mut().enumerate() {
-                    epilogue.apply_to_channel(sum, group * cout_g + o);
-                }
-                // Columns lo..hi of this vector are pixels of the row segment.
-                let (lo, hi) = (ox.max(v * LANES), (ox + len).min((v + 1) * LANES));
-                let pixels = &mut out_row[(lo - ox) * cout..(hi - ox) * cout];
-                store::<CO>(cout, &sums, group * cout_g..(group + 1) * cout_g, lo - v * LANES, pixels);
-            };
             let (mut v, end) = (ox / LANES, (ox + len).div_ceil(LANES));
             while v + V <= end {
                 let sums = accumulate::<CO, FUSED, V>(g, (layout, first), panel, weights, group, v);
-                sums.into_iter().enumerate().for_each(|(u, sums)| finish(v + u, sums));
+                for (u, sums) in sums.into_iter().enumerate() {
+                    finish::<CO>(conv, group, v + u, sums, ox..ox + len, out_row);
+                }
                 v += V;
             }
             for v in v..end {
                 let [sums] = accumulate::<CO, FUSED, 1>(g, (layout, first), panel, weights, group, v);
-                finish(v, sums);
+                finish::<CO>(conv, group, v, sums, ox..ox + len, out_row);
             }
         }
         epilogue.apply_across_channels(out_row, cout);
     }
+}
+
+/// Vector `v` of a row's sums for group `group`: the epilogue applied,
+/// channel by channel in registers, and stored into the pixels of the row
+/// segment `columns` that it covers, `out_row` holding the segment.
+#[inline(always)]
+fn finish<const CO: usize>(
+    conv: Conv<'_>,
+    group: usize,
+    v: usize,
+    mut sums: [[f32; LANES]; CO],
+    columns: Range<usize>,
+    out_row: &mut [f32],
+) {
+    let (cout, cout_g) = (conv.g.out_channels, conv.g.out_channels / conv.g.groups);
+    for (o, sum) in sums[..cout_g].iter_mut().enumerate() {
+        conv.epilogue.apply_to_channel(sum, group * cout_g + o);
+    }
+    let (lo, hi) = (columns.start.max(v * LANES), columns.end.min((v + 1) * LANES));
+    let pixels = &mut out_row[(lo - columns.start) * cout..(hi - columns.start) * cout];
+    store::<CO>(cout, &sums, group * cout_g..(group + 1) * cout_g, lo - v * LANES, pixels);
 }
 
 /// Each group's weights as `[patch, CO]`, the columns past its channels
