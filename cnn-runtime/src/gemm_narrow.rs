@@ -183,8 +183,9 @@ impl Rows<'_> {
                     (pixel / (h.output * w.output), pixel / w.output % h.output, pixel % w.output);
                 let mut image_start = image * g.input_len();
                 // The next pixel by stepping, not dividing.
-                std::array::from_fn(|_| {
-                    let start = image_start + (oy * h.stride * w.input + ox * w.stride) * cin;
+                let mut starts = [0; MR];
+                for start in &mut starts {
+                    *start = image_start + (oy * h.stride * w.input + ox * w.stride) * cin;
                     ox += 1;
                     if ox == w.output {
                         (ox, oy) = (0, oy + 1);
@@ -192,8 +193,8 @@ impl Rows<'_> {
                             (oy, image_start) = (0, image_start + g.input_len());
                         }
                     }
-                    start
-                })
+                }
+                starts
             }
         }
     }

@@ -348,13 +348,20 @@ fn pad<'a>(x: &'a [f32], g: &ConvGeometry, padded: &'a mut Vec<f32>) -> (&'a [f3
         |a: Axis| Axis { input: a.pad_before + a.input + a.pad_after, pad_before: 0, pad_after: 0, ..a };
     let to = ConvGeometry { height: unpad(h), width: unpad(w), ..*g };
     let images = x.len() / g.input_len();
-    padded.clear();
     padded.resize(images * to.input_len(), 0.0);
-    let row_len = w.input * cin;
+    // Each value written once: the padding as zeros, the rest copied.
+    let (row_len, padded_row_len) = (w.input * cin, to.width.input * cin);
     for (image, target) in x.chunks_exact(g.input_len()).zip(padded.chunks_exact_mut(to.input_len())) {
-        let rows = target.chunks_exact_mut(to.width.input * cin).skip(h.pad_before);
-        for (row, target) in image.chunks_exact(row_len).zip(rows) {
-            target[w.pad_before * cin..][..row_len].copy_from_slice(row);
+        let (top, rest) = target.split_at_mut(h.pad_before * padded_row_len);
+        let (middle, bottom) = rest.split_at_mut(h.input * padded_row_len);
+        top.fill(0.0);
+        bottom.fill(0.0);
+        for (row, target) in image.chunks_exact(row_len).zip(middle.chunks_exact_mut(padded_row_len)) {
+            let (left, rest) = target.split_at_mut(w.pad_before * cin);
+            let (inside, right) = rest.split_at_mut(row_len);
+            left.fill(0.0);
+            inside.copy_from_slice(row);
+            right.fill(0.0);
         }
     }
     (padded, to)
