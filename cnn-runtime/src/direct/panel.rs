@@ -123,29 +123,27 @@ impl Panel {
             .map(|iy| &image[iy * w.input * cin..][..w.input * cin]);
         let planes =
             &mut panel[key % self.rows * cin * w.stride * self.plane..][..cin * w.stride * self.plane];
-        for (p, plane) in planes.chunks_exact_mut(self.plane).enumerate() {
-            let (ci, phase) = (p / w.stride, p % w.stride);
-            let plane = &mut plane[..self.used];
-            let Some(input_row) = input_row else {
-                plane.fill(0.0);
-                continue;
-            };
+        let Some(input_row) = input_row else {
+            planes.fill(0.0);
+            return;
+        };
+        for phase in 0..w.stride {
             // Plane values lo..hi fall inside the input, from input column `first`.
             let lo = w.pad_before.saturating_sub(phase).div_ceil(w.stride).min(self.used);
             let hi = (w.pad_before + w.input).saturating_sub(phase).div_ceil(w.stride).clamp(lo, self.used);
             let first = (lo * w.stride + phase).saturating_sub(w.pad_before);
-            plane[..lo].fill(0.0);
-            let (inside, values) =
-                (&input_row[(first * cin + ci).min(input_row.len())..], &mut plane[lo..hi]);
-            if w.stride * cin == 1 {
-                values.copy_from_slice(&inside[..values.len()]);
-            } else {
-                let step = w.stride * cin;
-                for (i, value) in values.iter_mut().enumerate() {
-                    *value = inside[i * step];
+            for ci in 0..cin {
+                let plane = &mut planes[(ci * w.stride + phase) * self.plane..][..self.used];
+                plane[..lo].fill(0.0);
+                let (inside, values) =
+                    (&input_row[(first * cin + ci).min(input_row.len())..], &mut plane[lo..hi]);
+                if w.stride * cin == 1 {
+                    values.copy_from_slice(&inside[..values.len()]);
+                } else {
+                    values.iter_mut().zip(inside.iter().step_by(w.stride * cin)).for_each(|(v, x)| *v = *x);
                 }
+                plane[hi..].fill(0.0);
             }
-            plane[hi..].fill(0.0);
         }
     }
 }
