@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use crate::Shape;
 use crate::layers::{Activation, AvgPool2d, BatchNorm, Conv2d, Dense, Epilogue, MaxPool2d, global_pool};
-use crate::workspace::{Buffers, Workspace};
+use crate::workspace::{Buffers, ThreadBuffers, Workspace};
 
 /// One layer of the pass, as the generated code lists them.
 #[derive(Clone, Copy, Debug)]
@@ -85,15 +85,18 @@ pub fn infer(steps: &[Step<'_>], x: ArrayView4<'_, f32>, workspace: &Workspace) 
     let chunks = (n * largest * size_of::<f32>()).div_ceil(CHUNK_BYTES).max(threads);
     let images = n.div_ceil(chunks.next_multiple_of(threads));
     let per_thread = n.div_ceil(images).div_ceil(threads) * images;
-    let run = |(input, output): (&[f32], &mut [f32]), buffers: &mut Buffers| {
-        for (input, output) in input.chunks(images * in_len).zip(output.chunks_mut(images * out_len)) {
-            let (n, len) = (input.len() / in_len, input.len());
-            Pass { steps, n, input, buffers, output, at: At::Input, len }.run(Shape::Hwc(h, w, c));
-        }
-    };
-    workspace.with(|buffers| {
+    workspace.with(|Buffers { epilogues, threads: buffers }| {
+        set_epilogues(steps, epilogues);
+        let epilogues = &epilogues[..];
+        let run = |(input, output): (&[f32], &mut [f32]), buffers: &mut ThreadBuffers| {
+            for (input, output) in input.chunks(images * in_len).zip(output.chunks_mut(images * out_len)) {
+                let (n, len) = (input.len() / in_len, input.len());
+                Pass { steps, epilogues, n, input, buffers, output, at: At::Input, len }
+                    .run(Shape::Hwc(h, w, c));
+            }
+        };
         if buffers.len() < threads {
-            buffers.resize_with(threads, Buffers::default);
+            buffers.resize_with(threads, ThreadBuffers::default);
         }
         if threads == 1 {
             return run((input, &mut output), &mut buffers[0]);
@@ -103,6 +106,22 @@ pub fn infer(steps: &[Step<'_>], x: ArrayView4<'_, f32>, workspace: &Workspace) 
             .for_each(|(part, buffers)| run(part, buffers));
     });
     output
+}
+
+/// Each step's epilogue, once for every chunk of the pass: a conv's or
+/// dense layer's with the batchnorm and activation after it, a batchnorm's
+/// own; none for the rest.
+fn set_epilogues(steps: &[Step<'_>], epilogues: &mut Vec<Epilogue>) {
+    epilogues.resize_with(steps.len(), Epilogue::default);
+    for (i, (step, epilogue)) in steps.iter().zip(epilogues).enumerate() {
+        let (bn, act, _) = fusable(steps, i);
+        match *step {
+            Step::Conv(conv) => epilogue.set(conv.bias.as_ref().and_then(|b| b.as_slice()), bn, act),
+            Step::Dense(dense) => epilogue.set(dense.bias.as_ref().and_then(|b| b.as_slice()), bn, act),
+            Step::BatchNorm(bn) => epilogue.set(None, Some(bn), None),
+            _ => {}
+        }
+    }
 }
 
 /// The shape `step` turns `shape` into.
@@ -124,9 +143,11 @@ fn next_shape(step: &Step<'_>, shape: Shape) -> Shape {
 
 struct Pass<'s, 'x, 'b> {
     steps: &'s [Step<'s>],
+    /// From [`set_epilogues`].
+    epilogues: &'s [Epilogue],
     n: usize,
     input: &'x [f32],
-    buffers: &'b mut Buffers,
+    buffers: &'b mut ThreadBuffers,
     /// Where the chunk's outputs go.
     output: &'x mut [f32],
     at: At,
@@ -138,7 +159,6 @@ struct Pass<'s, 'x, 'b> {
 impl Pass<'_, '_, '_> {
     fn run(mut self, mut shape: Shape) {
         let last_producer = self.steps.iter().rposition(Step::produces);
-        self.buffers.epilogues.resize_with(self.steps.len(), Epilogue::default);
         let mut i = 0;
         while i < self.steps.len() {
             let last = last_producer == Some(i);
@@ -146,21 +166,16 @@ impl Pass<'_, '_, '_> {
             let len = self.n * next.len();
             match self.steps[i] {
                 Step::Conv(conv) => {
-                    let (bn, act, fused) = fusable(self.steps, i);
-                    self.buffers.epilogues[i].set(conv.bias.as_ref().and_then(|b| b.as_slice()), bn, act);
-                    let epilogue = std::mem::take(&mut self.buffers.epilogues[i]);
-                    let mut scratch = std::mem::take(&mut self.buffers.scratch);
-                    self.produce(len, last, |src, dst| conv.run(src, dst, &mut scratch, &epilogue));
-                    (self.buffers.scratch, self.buffers.epilogues[i]) = (scratch, epilogue);
-                    i += fused;
+                    let (epilogue, mut scratch) =
+                        (&self.epilogues[i], std::mem::take(&mut self.buffers.scratch));
+                    self.produce(len, last, |src, dst| conv.run(src, dst, &mut scratch, epilogue));
+                    self.buffers.scratch = scratch;
+                    i += fusable(self.steps, i).2;
                 }
                 Step::Dense(dense) => {
-                    let (bn, act, fused) = fusable(self.steps, i);
-                    self.buffers.epilogues[i].set(dense.bias.as_ref().and_then(|b| b.as_slice()), bn, act);
-                    let epilogue = std::mem::take(&mut self.buffers.epilogues[i]);
-                    self.produce(len, last, |src, dst| dense.run(src, dst, &epilogue));
-                    self.buffers.epilogues[i] = epilogue;
-                    i += fused;
+                    let epilogue = &self.epilogues[i];
+                    self.produce(len, last, |src, dst| dense.run(src, dst, epilogue));
+                    i += fusable(self.steps, i).2;
                 }
                 Step::MaxPool(pool) => {
                     let mut scratch = std::mem::take(&mut self.buffers.scratch);
@@ -178,13 +193,10 @@ impl Pass<'_, '_, '_> {
                     self.produce(len, last, |src, dst| global_pool(src, cells, c, dst, max));
                 }
                 Step::Flatten | Step::Dropout => {}
-                Step::BatchNorm(bn) => {
-                    let epilogue = &mut self.buffers.epilogues[i];
-                    epilogue.set(None, Some(bn), None);
-                    let epilogue = std::mem::take(epilogue);
-                    let later_producer = last_producer.is_some_and(|p| p > i);
+                Step::BatchNorm(_) => {
+                    let (epilogue, later_producer) =
+                        (&self.epilogues[i], last_producer.is_some_and(|p| p > i));
                     epilogue.apply(self.in_place(later_producer), shape.channels());
-                    self.buffers.epilogues[i] = epilogue;
                 }
                 Step::Act(act) => {
                     let later_producer = last_producer.is_some_and(|p| p > i);
@@ -206,39 +218,13 @@ impl Pass<'_, '_, '_> {
     /// for the last producing step, else the buffer not being read.
     fn produce(&mut self, len: usize, last: bool, write: impl FnOnce(&[f32], &mut [f32])) {
         let [first, second] = &mut self.buffers.activations;
-        let grown = |buffer: &'_ mut Vec<f32>| {
-            if buffer.len() < len {
-                buffer.resize(len, 0.0);
-            }
-        };
         let (source, destination, at): (&[f32], &mut [f32], At) = match (self.at, last) {
             (At::Input, true) => (self.input, self.output, At::Output),
-            (At::Input, false) => (
-                self.input,
-                {
-                    grown(first);
-                    first
-                },
-                At::Buffer(0),
-            ),
             (At::Buffer(0), true) => (first, self.output, At::Output),
-            (At::Buffer(0), false) => (
-                first,
-                {
-                    grown(second);
-                    second
-                },
-                At::Buffer(1),
-            ),
             (At::Buffer(_), true) => (second, self.output, At::Output),
-            (At::Buffer(_), false) => (
-                second,
-                {
-                    grown(first);
-                    first
-                },
-                At::Buffer(0),
-            ),
+            (At::Input, false) => (self.input, grown(first, len), At::Buffer(0)),
+            (At::Buffer(0), false) => (first, grown(second, len), At::Buffer(1)),
+            (At::Buffer(_), false) => (second, grown(first, len), At::Buffer(0)),
             (At::Output, _) => unreachable!("nothing is produced after the last producer"),
         };
         write(&source[..self.len], &mut destination[..len]);
@@ -263,6 +249,14 @@ impl Pass<'_, '_, '_> {
             _ => &mut self.output[..self.len],
         }
     }
+}
+
+/// `buffer`, grown to at least `len` values.
+fn grown(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
+    buffer
 }
 
 /// The batchnorm and activation right after step `i`, and how many steps they are.

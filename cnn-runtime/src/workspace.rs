@@ -7,34 +7,41 @@ use rayon::prelude::*;
 
 use crate::layers::Epilogue;
 
-/// The reusable memory of one network: one [`Buffers`] per thread of a
-/// pass. Concurrent passes do not wait for each other: a pass that finds
-/// the workspace busy uses a fresh one.
+/// The reusable memory of one network. Concurrent passes do not wait for
+/// each other: a pass that finds the workspace busy uses a fresh one.
 #[derive(Default)]
 pub struct Workspace {
-    buffers: Mutex<Vec<Buffers>>,
+    buffers: Mutex<Buffers>,
+}
+
+/// What a forward pass works in.
+#[derive(Default)]
+pub struct Buffers {
+    /// One epilogue per layer, its vectors refilled each pass and read by
+    /// every thread.
+    pub epilogues: Vec<Epilogue>,
+    /// One per thread of the pass.
+    pub threads: Vec<ThreadBuffers>,
 }
 
 /// What one thread of a forward pass works in.
 #[derive(Default)]
-pub struct Buffers {
+pub struct ThreadBuffers {
     /// Two activation buffers used in turn: one read, one written.
     pub activations: [Vec<f32>; 2],
-    /// Per thread: an im2col or direct-conv panel, or pool rows; past them,
-    /// a conv's input padded once for all threads.
+    /// Per thread of a layer: an im2col or direct-conv panel, or pool rows;
+    /// past them, a conv's input padded once for all those threads.
     pub scratch: Vec<Vec<f32>>,
-    /// One epilogue per layer, its vectors refilled each pass.
-    pub epilogues: Vec<Epilogue>,
 }
 
 impl Workspace {
     /// Runs `f` with this workspace's buffers, or fresh ones if they are in use.
-    pub fn with<T>(&self, f: impl FnOnce(&mut Vec<Buffers>) -> T) -> T {
+    pub fn with<T>(&self, f: impl FnOnce(&mut Buffers) -> T) -> T {
         match self.buffers.try_lock() {
             Ok(mut buffers) => f(&mut buffers),
             // Poisoned by a panic in another pass: its buffers may be half
             // written, which does not matter, but start clean all the same.
-            Err(TryLockError::Poisoned(_)) | Err(TryLockError::WouldBlock) => f(&mut Vec::new()),
+            Err(TryLockError::Poisoned(_)) | Err(TryLockError::WouldBlock) => f(&mut Buffers::default()),
         }
     }
 }
