@@ -29,9 +29,7 @@ pub use ndarray;
 /// What the generated code names; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use cnn_runtime::{
-        DropoutRng, Error, LayerInfo, Network, Shape, Step, TrainStep, Workspace, accuracy, check_input,
-        image_view, infer, init, into_array2, into_array4, io, layers, optim, train_step,
-    };
+    pub use cnn_runtime::private::*;
+    pub use cnn_runtime::{Error, Network, init, io, layers, optim};
     pub use ndarray;
 }

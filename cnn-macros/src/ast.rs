@@ -26,8 +26,11 @@ pub struct Body {
     pub tokens: TokenStream,
 }
 
-/// `[label:] keyword options...`
+/// `[/// docs] [label:] keyword options...`
 pub struct Layer {
+    /// Doc comments and `#[doc]` attributes: the rustdoc of its field.
+    pub docs: Vec<Attribute>,
+    /// As written, `r#` included: the field's name.
     pub label: Option<Ident>,
     pub kind: Kind,
     pub options: Vec<Opt>,

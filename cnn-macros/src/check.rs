@@ -1,144 +1,50 @@
 //! Walks the layers, works out every shape and gathers every error.
 //! No syntax here: layers come in as kinds and option values, errors go out
-//! as messages with the index of the layer or option they belong to.
+//! as messages with the index of the layer or option they belong to. After
+//! the first error that leaves a shape unknown, later layers still have
+//! their options checked, but no shape of theirs is worked out.
 
-use std::fmt;
+use cnn_shape::{Activation, Axis, ConvGeometry, Op, Rounding, Shape, product};
 
-use crate::ast::{Act, ActKind, Kind, OptValue};
-use crate::diagnose::{self, From};
-use crate::resolve::{ConvSpec, Padding, PoolSpec, Spec, resolve};
-use crate::shape::{self, Rounding, Window};
+use crate::ast::{Act, ActKind, Kind};
+use crate::ctxt::{Ctxt, From, LayerInput, Site};
+use crate::diagnose;
+use crate::resolve::resolve;
+use crate::spec::{ConvSpec, Padding, PoolSpec, Spec};
 
-/// A layer as the check sees it.
-pub struct LayerInput {
-    pub kind: Kind,
-    pub label: Option<String>,
-    pub options: Vec<OptInput>,
-    pub source: String,
-}
-
-pub struct OptInput {
-    pub value: OptValue,
-    pub text: String,
-}
-
-/// What an error points at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Site {
-    Body,
-    Layer(usize),
-    Option(usize, usize),
-}
-
-#[derive(Debug)]
-pub struct Diagnostic {
-    pub site: Site,
-    pub message: String,
-}
-
-/// The shape of one image.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Shape {
-    Hwc(usize, usize, usize),
-    Flat(usize),
-}
-
-impl Shape {
-    /// Values in one image; `None` past `usize`.
-    pub fn checked_len(self) -> Option<usize> {
-        match self {
-            Shape::Hwc(h, w, c) => shape::product(&[h, w, c]),
-            Shape::Flat(n) => Some(n),
-        }
-    }
-
-    /// Values in one image, saturating: for totals in messages and tables.
-    pub fn len(self) -> usize {
-        self.checked_len().unwrap_or(usize::MAX)
-    }
-
-    pub fn channels(self) -> usize {
-        match self {
-            Shape::Hwc(_, _, c) => c,
-            Shape::Flat(n) => n,
-        }
-    }
-}
-
-impl fmt::Display for Shape {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Shape::Hwc(h, w, c) => write!(f, "{h}x{w}x{c}"),
-            Shape::Flat(n) => write!(f, "{n}"),
-        }
-    }
-}
-
-/// The network as far as its shapes could be worked out.
+/// What the check found: the plan the code is generated from.
+#[derive(Debug, Default)]
 pub struct Plan {
     pub input: Option<Shape>,
     pub steps: Vec<Step>,
-    pub errors: Vec<Diagnostic>,
 }
 
-/// One runtime layer; a fused activation is a step of its own.
+/// One layer of the plan; a fused activation is a step of its own.
+#[derive(Debug)]
 pub struct Step {
-    /// The field name for a layer with parameters, else the label or keyword.
-    pub name: String,
     pub op: Op,
+    pub input: Shape,
     pub output: Shape,
     pub params: usize,
-    /// How the output shape came about, for `summary()`.
+    /// The field name of a layer with parameters, else its label or keyword.
+    pub name: String,
+    /// The index of the layer it came from; its label, if any, is the field.
+    pub layer: usize,
+    /// Whether it has a field: a layer with parameters.
+    pub has_field: bool,
+    /// Its name in PyTorch: the label, else its position in the `nn.Sequential`.
+    pub torch: String,
+    /// The HxWxC its flat input was flattened from, if it was.
+    pub flat_from: Option<(usize, usize, usize)>,
     pub arithmetic: String,
     pub source: String,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum Op {
-    Conv(ConvOp),
-    MaxPool(AxisOp, AxisOp),
-    AvgPool(AxisOp, AxisOp),
-    GlobalAvgPool,
-    GlobalMaxPool,
-    /// `from_spatial` is false for the no-op flatten of a flat input.
-    Flatten {
-        from_spatial: bool,
-    },
-    Dense {
-        inputs: usize,
-        outputs: usize,
-        bias: bool,
-    },
-    BatchNorm {
-        channels: usize,
-        eps: f64,
-    },
-    Dropout(f64),
-    Act(ActKind, f64),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ConvOp {
-    pub height: AxisOp,
-    pub width: AxisOp,
-    pub in_channels: usize,
-    pub out_channels: usize,
-    pub groups: usize,
-    pub bias: bool,
-}
-
-/// One axis of a window with its worked-out output size.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AxisOp {
-    pub window: Window,
-    pub ceil: bool,
-    pub output: usize,
 }
 
 /// The shape flowing between layers and where it came from.
 struct Current {
     shape: Shape,
     from: From,
+    flat_from: Option<(usize, usize, usize)>,
 }
 
 /// Field names: the label, else the kind and its ordinal (`conv2`, `bn1`).
@@ -152,7 +58,7 @@ impl Names {
     /// The field of a layer with parameters; `None` for one without.
     fn field(&mut self, label: Option<&str>, op: &Op) -> Option<String> {
         let prefix = match op {
-            Op::Conv(_) => "conv",
+            Op::Conv { .. } => "conv",
             Op::Dense { .. } => "dense",
             Op::BatchNorm { .. } => "bn",
             _ => return None,
@@ -189,100 +95,112 @@ struct Outcome {
     arithmetic: String,
 }
 
-pub fn check(layers: &[Option<LayerInput>]) -> Plan {
-    let mut plan = Plan { input: None, steps: Vec::new(), errors: Vec::new() };
+type StepError = (Site, String);
+
+pub fn check(layers: &[Option<LayerInput>], cx: &mut Ctxt) -> Plan {
+    let mut plan = Plan::default();
     if layers.is_empty() {
         let message = "a network needs layers, starting with `input HxWxC`, e.g. `input 28x28x1; conv 8 k3; flatten; dense 10`";
-        plan.errors.push(Diagnostic { site: Site::Body, message: message.into() });
+        cx.error(Site::Body, message);
         return plan;
     }
-    let mut current: Option<Current> = None;
-    let mut inferring = true;
     let mut names = Names::default();
+    let mut current = None;
     for (i, layer) in layers.iter().enumerate() {
-        let Some(layer) = layer else {
-            inferring = false;
+        // Every layer's options are checked, whatever came before.
+        let Some((layer, spec)) = layer.as_ref().map(|l| (l, resolve(i, l, cx))) else {
+            current = None;
             continue;
         };
-        let spec = resolve(i, layer, &mut plan.errors);
-        let is_input = layer.kind == Kind::Input;
-        if i == 0 && !is_input {
-            plan.errors
-                .push(Diagnostic { site: Site::Layer(0), message: diagnose::missing_input(&layer.source) });
-            inferring = false;
-        } else if i > 0 && is_input {
-            let message = "`input` comes once, as the first layer".to_string();
-            plan.errors.push(Diagnostic { site: Site::Layer(i), message });
-            inferring = false;
-        }
-        let Some(spec) = spec.filter(|_| inferring) else {
-            inferring = false;
-            continue;
+        current = match (i, spec) {
+            (0, Some(Spec::Input(h, w, c))) => input(i, (h, w, c), layer, &mut plan, cx),
+            (0, _) if layer.kind != Kind::Input => {
+                cx.error(Site::Layer(0), diagnose::missing_input(&layer.source));
+                None
+            }
+            (_, _) if i > 0 && layer.kind == Kind::Input => {
+                cx.error(Site::Layer(i), "`input` comes once, as the first layer");
+                None
+            }
+            (_, Some(spec)) => current.and_then(|cur| {
+                let next = push_layer(i, layer, &spec, cur, &mut names, &mut plan);
+                next.map_err(|(site, message)| cx.error(site, message)).ok()
+            }),
+            (_, None) => None,
         };
-        let from = From { layer: i + 1, source: layer.source.clone(), breakdown: None };
-        if let Spec::Input(h, w, c) = spec {
-            if Shape::Hwc(h, w, c).checked_len().is_none() {
-                let message = format!("an input of {h}x{w}x{c} has more values than usize counts");
-                plan.errors.push(Diagnostic { site: Site::Layer(i), message });
-                inferring = false;
-                continue;
-            }
-            plan.input = Some(Shape::Hwc(h, w, c));
-            current = Some(Current { shape: Shape::Hwc(h, w, c), from });
-            continue;
-        }
-        let Some(cur) = &current else { continue };
-        let outcome = step(&spec, cur, i).and_then(|outcome| match outcome.output.checked_len() {
-            Some(_) => Ok(outcome),
-            None => {
-                let message = format!(
-                    "the output of this layer, {}, has more values than usize counts",
-                    outcome.output
-                );
-                Err((Site::Layer(i), message))
-            }
-        });
-        match outcome {
-            Ok(outcome) => {
-                let name = names.field(layer.label.as_deref(), &outcome.op);
-                if let Some(Err(message)) = name.as_deref().map(|field| names.claim(field)) {
-                    plan.errors.push(Diagnostic { site: Site::Layer(i), message });
-                    inferring = false;
-                    continue;
-                }
-                let breakdown = match (&outcome.op, cur.shape) {
-                    (Op::Flatten { from_spatial: true }, Shape::Hwc(h, w, c)) => {
-                        Some(format!("{h}*{w}*{c} = {}", outcome.output.len()))
-                    }
-                    (Op::Flatten { .. } | Op::Dropout(_) | Op::Act(..) | Op::BatchNorm { .. }, _) => {
-                        cur.from.breakdown.clone()
-                    }
-                    _ => None,
-                };
-                let act = fused_act(&spec);
-                let output = outcome.output;
-                plan.steps.push(Step {
-                    name: name.unwrap_or_else(|| {
-                        layer.label.clone().unwrap_or_else(|| layer.kind.keyword().into())
-                    }),
-                    op: outcome.op,
-                    output,
-                    params: outcome.params,
-                    arithmetic: outcome.arithmetic,
-                    source: layer.source.clone(),
-                });
-                if let Some(act) = act {
-                    plan.steps.push(act_step(act, output));
-                }
-                current = Some(Current { shape: output, from: From { breakdown, ..from } });
-            }
-            Err(message) => {
-                plan.errors.push(Diagnostic { site: message.0, message: message.1 });
-                inferring = false;
-            }
-        }
     }
     plan
+}
+
+fn input(
+    i: usize,
+    (h, w, c): (usize, usize, usize),
+    layer: &LayerInput,
+    plan: &mut Plan,
+    cx: &mut Ctxt,
+) -> Option<Current> {
+    let shape = Shape::Hwc(h, w, c);
+    if shape.checked_len().is_none() {
+        cx.error(Site::Layer(i), format!("an input of {h}x{w}x{c} has more values than usize counts"));
+        return None;
+    }
+    plan.input = Some(shape);
+    let from = From { layer: i + 1, source: layer.source.clone(), breakdown: None };
+    Some(Current { shape, from, flat_from: None })
+}
+
+/// Works out layer `i`, adds its steps to the plan and gives the shape after it.
+fn push_layer(
+    i: usize,
+    layer: &LayerInput,
+    spec: &Spec,
+    cur: Current,
+    names: &mut Names,
+    plan: &mut Plan,
+) -> Result<Current, StepError> {
+    let outcome = step(spec, &cur, i)?;
+    if outcome.output.checked_len().is_none() {
+        let message =
+            format!("the output of this layer, {}, has more values than usize counts", outcome.output);
+        return Err((Site::Layer(i), message));
+    }
+    let field = names.field(layer.label.as_deref(), &outcome.op);
+    if let Some(field) = &field {
+        names.claim(field).map_err(|message| (Site::Layer(i), message))?;
+    }
+    // What a flat size is made of, and what it was flattened from, carry
+    // through the layers that keep the shape.
+    let keeps_shape = matches!(outcome.op, Op::Flatten | Op::Dropout(_) | Op::Act(_) | Op::BatchNorm { .. });
+    let (breakdown, flat_from) = match (&outcome.op, cur.shape) {
+        (Op::Flatten, Shape::Hwc(h, w, c)) => {
+            (Some(format!("{h}*{w}*{c} = {}", outcome.output.len())), Some((h, w, c)))
+        }
+        _ if keeps_shape => (cur.from.breakdown.clone(), cur.flat_from),
+        _ => (None, None),
+    };
+    let output = outcome.output;
+    let index = plan.steps.len();
+    plan.steps.push(Step {
+        name: field
+            .clone()
+            .unwrap_or_else(|| layer.label.clone().unwrap_or_else(|| layer.kind.keyword().into())),
+        op: outcome.op,
+        input: cur.shape,
+        output,
+        params: outcome.params,
+        layer: i,
+        has_field: field.is_some(),
+        torch: layer.label.clone().unwrap_or_else(|| index.to_string()),
+        flat_from: cur.flat_from,
+        arithmetic: outcome.arithmetic,
+        source: layer.source.clone(),
+    });
+    if let Some(act) = fused_act(spec) {
+        let index = plan.steps.len();
+        plan.steps.push(act_step(act, output, i, index, flat_from));
+    }
+    let from = From { layer: i + 1, source: layer.source.clone(), breakdown };
+    Ok(Current { shape: output, from, flat_from })
 }
 
 fn fused_act(spec: &Spec) -> Option<Act> {
@@ -293,29 +211,48 @@ fn fused_act(spec: &Spec) -> Option<Act> {
     }
 }
 
-fn act_step(act: Act, shape: Shape) -> Step {
-    let alpha = act.alpha.unwrap_or(0.01);
+/// The runtime's activation: the slope's default filled in.
+fn activation(act: Act) -> Activation {
+    match act.kind {
+        ActKind::Relu => Activation::Relu,
+        ActKind::Tanh => Activation::Tanh,
+        ActKind::Sigmoid => Activation::Sigmoid,
+        ActKind::Softmax => Activation::Softmax,
+        ActKind::LeakyRelu => Activation::LeakyRelu(act.alpha.unwrap_or(0.01) as f32),
+    }
+}
+
+fn act_step(
+    act: Act,
+    shape: Shape,
+    layer: usize,
+    index: usize,
+    flat_from: Option<(usize, usize, usize)>,
+) -> Step {
     let source = match act.alpha {
         Some(alpha) => format!("{} {alpha:?}", act.kind.keyword()),
         None => act.kind.keyword().to_string(),
     };
     Step {
         name: act.kind.keyword().into(),
-        op: Op::Act(act.kind, alpha),
+        op: Op::Act(activation(act)),
+        input: shape,
         output: shape,
         params: 0,
+        layer,
+        has_field: false,
+        torch: index.to_string(),
+        flat_from,
         arithmetic: String::new(),
         source,
     }
 }
 
-type StepError = (Site, String);
-
 fn step(spec: &Spec, cur: &Current, i: usize) -> Result<Outcome, StepError> {
     let layer = Site::Layer(i);
     let same = |op| Ok(Outcome { op, output: cur.shape, params: 0, arithmetic: String::new() });
     match spec {
-        Spec::Input(..) => unreachable!("handled by the walk"),
+        Spec::Input(..) => Err((layer, "`input` comes once, as the first layer".into())),
         Spec::Conv(c) => conv_step(c, cur, i),
         Spec::Pool(p) => pool_step(p, cur, i),
         Spec::GlobalPool { max } => {
@@ -334,24 +271,19 @@ fn step(spec: &Spec, cur: &Current, i: usize) -> Result<Outcome, StepError> {
         }
         Spec::Flatten => match cur.shape {
             Shape::Hwc(h, w, c) => {
-                let n = shape::product(&[h, w, c])
+                let n = product(&[h, w, c])
                     .ok_or((layer, format!("`flatten` of {h}x{w}x{c} overflows usize")))?;
                 let arithmetic = format!("{h}*{w}*{c} = {n}");
-                Ok(Outcome {
-                    op: Op::Flatten { from_spatial: true },
-                    output: Shape::Flat(n),
-                    params: 0,
-                    arithmetic,
-                })
+                Ok(Outcome { op: Op::Flatten, output: Shape::Flat(n), params: 0, arithmetic })
             }
-            Shape::Flat(_) => same(Op::Flatten { from_spatial: false }),
+            Shape::Flat(_) => same(Op::Flatten),
         },
         Spec::Dense { inputs, outputs, bias, .. } => {
             let Shape::Flat(n) = cur.shape else {
                 return Err((layer, diagnose::dense_needs_flatten(cur.shape, &cur.from, *outputs)));
             };
             if let Some((factors, j)) = inputs {
-                let stated = shape::product(factors);
+                let stated = product(factors);
                 if stated != Some(n) {
                     return Err((
                         Site::Option(i, *j),
@@ -368,7 +300,7 @@ fn step(spec: &Spec, cur: &Current, i: usize) -> Result<Outcome, StepError> {
         }
         Spec::BatchNorm { eps } => {
             let channels = cur.shape.channels();
-            let op = Op::BatchNorm { channels, eps: *eps };
+            let op = Op::BatchNorm { channels, eps: *eps as f32 };
             Ok(Outcome {
                 op,
                 output: cur.shape,
@@ -376,8 +308,8 @@ fn step(spec: &Spec, cur: &Current, i: usize) -> Result<Outcome, StepError> {
                 arithmetic: String::new(),
             })
         }
-        Spec::Dropout(p) => same(Op::Dropout(*p)),
-        Spec::Act(act) => same(Op::Act(act.kind, act.alpha.unwrap_or(0.01))),
+        Spec::Dropout(p) => same(Op::Dropout(*p as f32)),
+        Spec::Act(act) => same(Op::Act(activation(*act))),
     }
 }
 
@@ -398,64 +330,26 @@ fn conv_step(c: &ConvSpec, cur: &Current, i: usize) -> Result<Outcome, StepError
         let site = c.padding_at.map_or(Site::Layer(i), |j| Site::Option(i, j));
         return Err((site, diagnose::same_needs_stride_one(c)));
     }
-    let (height, width) = conv_axes(c, h, w);
+    let (height, width) = c.axes(h, w);
     let rounding = if c.floor { Rounding::Floor } else { Rounding::Exact };
-    let (oh, ow) = match (shape::out_size(&height, rounding), shape::out_size(&width, rounding)) {
+    let (oh, ow) = match (Axis::new(height, rounding), Axis::new(width, rounding)) {
         (Ok(oh), Ok(ow)) => (oh, ow),
         (rh, rw) => {
             let fixes = diagnose::conv_fixes(c, h, w);
-            let message =
-                diagnose::bad_window("conv", cur.shape, &cur.from, [(height, rh), (width, rw)], &fixes);
+            let results = [(height, rh.map(|a| a.output)), (width, rw.map(|a| a.output))];
+            let message = diagnose::bad_window("conv", cur.shape, &cur.from, results, &fixes);
             return Err((Site::Layer(i), message));
         }
     };
-    let kernel = shape::product(&[c.kernel.0, c.kernel.1, cin / c.groups, c.cout]);
+    let kernel = product(&[c.kernel.0, c.kernel.1, cin / c.groups, c.cout]);
     let params = kernel.and_then(|k| k.checked_add(if c.bias { c.cout } else { 0 }));
     let params =
         params.ok_or((Site::Layer(i), "this conv has more parameters than usize counts".to_string()))?;
-    let op = Op::Conv(ConvOp {
-        height: AxisOp { window: height, ceil: false, output: oh },
-        width: AxisOp { window: width, ceil: false, output: ow },
-        in_channels: cin,
-        out_channels: c.cout,
-        groups: c.groups,
-        bias: c.bias,
-    });
+    let geometry =
+        ConvGeometry { height: oh, width: ow, in_channels: cin, out_channels: c.cout, groups: c.groups };
     let arithmetic = diagnose::arithmetic(&height, &width, rounding);
-    Ok(Outcome { op, output: Shape::Hwc(oh, ow, c.cout), params, arithmetic })
-}
-
-/// The windows of a convolution on an `h x w` input; `same` pads
-/// `d(k - 1)` in all, the odd cell after, as PyTorch.
-pub fn conv_axes(c: &ConvSpec, h: usize, w: usize) -> (Window, Window) {
-    let axis = |input, kernel: usize, stride, pad, dilation: usize| {
-        let (pad_before, pad_after) = match c.padding {
-            Padding::Explicit(_) => (pad, pad),
-            Padding::Same => {
-                let total = dilation.saturating_mul(kernel - 1);
-                (total / 2, total - total / 2)
-            }
-        };
-        Window { input, kernel, stride, pad_before, pad_after, dilation }
-    };
-    let (ph, pw) = match c.padding {
-        Padding::Explicit(p) => p,
-        Padding::Same => (0, 0),
-    };
-    (axis(h, c.kernel.0, c.stride.0, ph, c.dilation.0), axis(w, c.kernel.1, c.stride.1, pw, c.dilation.1))
-}
-
-/// The windows of a pool on an `h x w` input.
-pub fn pool_axes(p: &PoolSpec, h: usize, w: usize) -> (Window, Window) {
-    let axis = |input, kernel, stride, pad| Window {
-        input,
-        kernel,
-        stride,
-        pad_before: pad,
-        pad_after: pad,
-        dilation: 1,
-    };
-    (axis(h, p.kernel.0, p.stride.0, p.pad.0), axis(w, p.kernel.1, p.stride.1, p.pad.1))
+    let output = Shape::Hwc(oh.output, ow.output, c.cout);
+    Ok(Outcome { op: Op::Conv { geometry, bias: c.bias }, output, params, arithmetic })
 }
 
 fn pool_step(p: &PoolSpec, cur: &Current, i: usize) -> Result<Outcome, StepError> {
@@ -463,37 +357,18 @@ fn pool_step(p: &PoolSpec, cur: &Current, i: usize) -> Result<Outcome, StepError
     let Shape::Hwc(h, w, c) = cur.shape else {
         return Err((Site::Layer(i), diagnose::needs_spatial(keyword, cur.shape, &cur.from)));
     };
-    let (height, width) = pool_axes(p, h, w);
-    let (oh, ow) = match (shape::out_size(&height, p.rounding), shape::out_size(&width, p.rounding)) {
+    let (height, width) = p.axes(h, w);
+    let (oh, ow) = match (Axis::new(height, p.rounding), Axis::new(width, p.rounding)) {
         (Ok(oh), Ok(ow)) => (oh, ow),
         (rh, rw) => {
             let fixes = diagnose::pool_fixes(p, h, w);
-            let message =
-                diagnose::bad_window(keyword, cur.shape, &cur.from, [(height, rh), (width, rw)], &fixes);
+            let results = [(height, rh.map(|a| a.output)), (width, rw.map(|a| a.output))];
+            let message = diagnose::bad_window(keyword, cur.shape, &cur.from, results, &fixes);
             return Err((Site::Layer(i), message));
         }
     };
-    let ceil = p.rounding == Rounding::Ceil;
-    let axes = (AxisOp { window: height, ceil, output: oh }, AxisOp { window: width, ceil, output: ow });
-    let op = if p.max { Op::MaxPool(axes.0, axes.1) } else { Op::AvgPool(axes.0, axes.1) };
+    let op =
+        if p.max { Op::MaxPool { height: oh, width: ow } } else { Op::AvgPool { height: oh, width: ow } };
     let arithmetic = diagnose::arithmetic(&height, &width, p.rounding);
-    Ok(Outcome { op, output: Shape::Hwc(oh, ow, c), params: 0, arithmetic })
-}
-
-/// For each step, the HxWxC its flat input was flattened from, if it was:
-/// PyTorch orders those features C, H, W, this crate H, W, C.
-pub fn flat_origins(plan: &Plan) -> Vec<Option<(usize, usize, usize)>> {
-    let mut shape = plan.input;
-    let mut origin = None;
-    let mut origins = Vec::with_capacity(plan.steps.len());
-    for step in &plan.steps {
-        origins.push(origin);
-        origin = match (&step.op, shape) {
-            (Op::Flatten { from_spatial: true }, Some(Shape::Hwc(h, w, c))) => Some((h, w, c)),
-            (Op::Flatten { .. } | Op::Act(..) | Op::Dropout(_) | Op::BatchNorm { .. }, _) => origin,
-            _ => None,
-        };
-        shape = Some(step.output);
-    }
-    origins
+    Ok(Outcome { op, output: Shape::Hwc(oh.output, ow.output, c), params: 0, arithmetic })
 }

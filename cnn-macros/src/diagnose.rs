@@ -1,34 +1,11 @@
 //! The wording of errors and the fixes they suggest. Every fix is checked
 //! with the same arithmetic as the layer, so a suggestion always compiles.
 
-use std::fmt;
+use cnn_shape::{Rounding, Shape, SizeError, Window, out_size};
 
 use crate::ast::{ActKind, Kind};
-use crate::check::{self, Shape};
-use crate::resolve::{ConvSpec, Padding, PoolSpec};
-use crate::shape::{self, Rounding, SizeError, Window};
-
-/// The layer a shape came from: `layer 4 `flatten``.
-#[derive(Clone, Debug)]
-pub struct From {
-    /// 1-based position among the layers, `input` being 1.
-    pub layer: usize,
-    pub source: String,
-    /// How a flat size came about, e.g. `12*12*32 = 4608`.
-    pub breakdown: Option<String>,
-}
-
-impl From {
-    fn keyword(&self) -> &str {
-        self.source.split_whitespace().next().unwrap_or("")
-    }
-}
-
-impl fmt::Display for From {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "layer {} `{}`", self.layer, self.source)
-    }
-}
+use crate::ctxt::From;
+use crate::spec::{ConvSpec, Padding, PoolSpec};
 
 fn origin(shape: Shape, from: &From) -> String {
     format!("input is {shape} from {from}")
@@ -262,7 +239,7 @@ fn value(w: &Window) -> String {
 pub fn arithmetic(height: &Window, width: &Window, rounding: Rounding) -> String {
     let one = |w: &Window| {
         let exact = value(w);
-        let out = shape::out_size(w, rounding).map_or_else(|_| "?".into(), |o| o.to_string());
+        let out = out_size(w, rounding).map_or_else(|_| "?".into(), |o| o.to_string());
         let mode = if rounding == Rounding::Ceil { "ceil" } else { "floor" };
         let rounded = if exact == out { String::new() } else { format!(" -> {out} ({mode})") };
         format!("{} = {exact}{rounded}", formula(w, false))
@@ -326,9 +303,9 @@ pub fn bad_window(
 /// Fixes for a convolution whose windows do not work out, nearest first.
 pub fn conv_fixes(c: &ConvSpec, h: usize, w: usize) -> Vec<String> {
     let outcome = |cand: &ConvSpec| -> Option<String> {
-        let (a, b) = check::conv_axes(cand, h, w);
+        let (a, b) = cand.axes(h, w);
         let rounding = if cand.floor { Rounding::Floor } else { Rounding::Exact };
-        Some(format!("{}x{}", shape::out_size(&a, rounding).ok()?, shape::out_size(&b, rounding).ok()?))
+        Some(format!("{}x{}", out_size(&a, rounding).ok()?, out_size(&b, rounding).ok()?))
     };
     let mut fixes = Vec::new();
     let mut note = None;
@@ -343,7 +320,7 @@ pub fn conv_fixes(c: &ConvSpec, h: usize, w: usize) -> Vec<String> {
         });
         match found {
             Some((p, out)) => fixes.push(format!("`p{p}` gives {out}")),
-            None => note = no_padding_note(&check::conv_axes(c, h, w)),
+            None => note = no_padding_note(&c.axes(h, w)),
         }
         if c.stride == (1, 1)
             && let Some(out) =
@@ -395,12 +372,8 @@ fn no_padding_note((height, width): &(Window, Window)) -> Option<String> {
 /// Fixes for a pool whose windows do not work out.
 pub fn pool_fixes(p: &PoolSpec, h: usize, w: usize) -> Vec<String> {
     let outcome = |cand: &PoolSpec| -> Option<String> {
-        let (a, b) = check::pool_axes(cand, h, w);
-        Some(format!(
-            "{}x{}",
-            shape::out_size(&a, cand.rounding).ok()?,
-            shape::out_size(&b, cand.rounding).ok()?
-        ))
+        let (a, b) = cand.axes(h, w);
+        Some(format!("{}x{}", out_size(&a, cand.rounding).ok()?, out_size(&b, cand.rounding).ok()?))
     };
     let mut fixes = Vec::new();
     let half = (p.kernel.0.min(p.kernel.1) / 2).min(64);

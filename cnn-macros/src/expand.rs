@@ -1,12 +1,14 @@
-//! `quote!` only: the checked plan becomes a struct and its impls. All
-//! numbers are written in; nothing here decides what the user could get wrong.
+//! `quote!` only: the checked plan becomes a struct, a constant of the plan
+//! that the runtime walks, and the impls. All numbers are written in once,
+//! in the plan; nothing here decides what the user could get wrong.
 
+use cnn_shape::{Activation, Axis, ConvGeometry, Op, Shape};
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::quote;
 use syn::{Attribute, Visibility};
 
-use crate::ast::ActKind;
-use crate::check::{self, AxisOp, Op, Plan, Shape, Step};
+use crate::ast::Body;
+use crate::check::{Plan, Step};
 use crate::table;
 
 fn lit(n: usize) -> Literal {
@@ -14,193 +16,181 @@ fn lit(n: usize) -> Literal {
 }
 
 fn shape_tokens(shape: Shape) -> TokenStream {
+    let p = quote!(::cnn::__private::plan);
     match shape {
         Shape::Hwc(h, w, c) => {
             let (h, w, c) = (lit(h), lit(w), lit(c));
-            quote!(::cnn::__private::Shape::Hwc(#h, #w, #c))
+            quote!(#p::Shape::Hwc(#h, #w, #c))
         }
         Shape::Flat(n) => {
             let n = lit(n);
-            quote!(::cnn::__private::Shape::Flat(#n))
+            quote!(#p::Shape::Flat(#n))
         }
     }
 }
 
-fn axis_tokens(axis: &AxisOp) -> TokenStream {
-    let w = axis.window;
-    let (n, k, s, pb, pa, d) =
-        (lit(w.input), lit(w.kernel), lit(w.stride), lit(w.pad_before), lit(w.pad_after), lit(w.dilation));
-    let ceil = axis.ceil;
-    quote!(::cnn::__private::layers::Axis::new(#n, #k, #s, #pb, #pa, #d, #ceil))
-}
-
-fn field(step: &Step) -> Ident {
-    Ident::new(&step.name, Span::call_site())
-}
-
-/// The code of one layer with parameters: its field, type, and how it is
-/// initialised, loaded and saved.
-struct FieldCode {
-    field: Ident,
-    doc: String,
-    ty: TokenStream,
-    init: TokenStream,
-    load: TokenStream,
-    save: TokenStream,
-}
-
-/// `index` is the layer's position in PyTorch's `nn.Sequential`.
-fn field_code(step: &Step, index: usize, flat_from: Option<(usize, usize, usize)>) -> Option<FieldCode> {
-    let p = quote!(::cnn::__private::layers);
-    let field = field(step);
-    let name = &step.name;
-    let prefix = quote!(::cnn::__private::io::Prefix { field: #name, module: #index });
-    let flat_from = match flat_from {
-        Some((h, w, c)) => {
-            let (h, w, c) = (lit(h), lit(w), lit(c));
-            quote!(::core::option::Option::Some((#h, #w, #c)))
+fn axis_tokens(axis: &Axis) -> TokenStream {
+    let Axis { input, kernel, stride, pad_before, pad_after, dilation, output } = *axis;
+    let [n, k, s, pb, pa, d, o] = [input, kernel, stride, pad_before, pad_after, dilation, output].map(lit);
+    quote! {
+        ::cnn::__private::plan::Axis {
+            input: #n, kernel: #k, stride: #s, pad_before: #pb, pad_after: #pa, dilation: #d, output: #o
         }
-        None => quote!(::core::option::Option::None),
-    };
-    let (ty, init, load, save) = match &step.op {
-        Op::Conv(c) => {
-            let (height, width) = (axis_tokens(&c.height), axis_tokens(&c.width));
-            let (cin, cout, groups, bias) = (lit(c.in_channels), lit(c.out_channels), lit(c.groups), c.bias);
-            let geometry = quote!(#p::ConvGeometry { height: #height, width: #width, in_channels: #cin, out_channels: #cout, groups: #groups });
-            (
-                quote!(#p::Conv2d),
-                quote!(#p::Conv2d::new(#geometry, #bias, &mut rng)),
-                quote!(tensors.conv(#prefix, #geometry, #bias)?),
-                quote!(writer.conv(#name, &self.#field);),
-            )
+    }
+}
+
+fn op_tokens(op: &Op) -> TokenStream {
+    let p = quote!(::cnn::__private::plan);
+    match *op {
+        Op::Conv { geometry, bias } => {
+            let ConvGeometry { height, width, in_channels, out_channels, groups } = geometry;
+            let (height, width) = (axis_tokens(&height), axis_tokens(&width));
+            let [cin, cout, groups] = [in_channels, out_channels, groups].map(lit);
+            quote! {
+                #p::Op::Conv {
+                    geometry: #p::ConvGeometry {
+                        height: #height, width: #width, in_channels: #cin, out_channels: #cout, groups: #groups
+                    },
+                    bias: #bias,
+                }
+            }
         }
         Op::Dense { inputs, outputs, bias } => {
-            let (inputs, outputs) = (lit(*inputs), lit(*outputs));
-            (
-                quote!(#p::Dense),
-                quote!(#p::Dense::new(#inputs, #outputs, #bias, &mut rng)),
-                quote!(tensors.dense(#prefix, (#inputs, #outputs), #bias, #flat_from)?),
-                quote!(writer.dense(#name, &self.#field);),
-            )
+            let (inputs, outputs) = (lit(inputs), lit(outputs));
+            quote!(#p::Op::Dense { inputs: #inputs, outputs: #outputs, bias: #bias })
         }
         Op::BatchNorm { channels, eps } => {
-            let (channels, eps) = (lit(*channels), Literal::f32_unsuffixed(*eps as f32));
-            (
-                quote!(#p::BatchNorm),
-                quote!(#p::BatchNorm::new(#channels, #eps)),
-                quote!(tensors.batchnorm(#prefix, #channels, #eps, #flat_from)?),
-                quote!(writer.batchnorm(#name, &self.#field);),
-            )
+            let (channels, eps) = (lit(channels), Literal::f32_unsuffixed(eps));
+            quote!(#p::Op::BatchNorm { channels: #channels, eps: #eps })
         }
-        _ => return None,
-    };
-    let doc = format!("`{}`: {} parameters, output {}.", step.source, step.params, step.output);
-    Some(FieldCode { field, doc, ty, init, load, save })
-}
-
-/// The step of the runtime's inference pass for this layer.
-fn infer_step(step: &Step) -> TokenStream {
-    let p = quote!(::cnn::__private);
-    let f = field(step);
-    match &step.op {
-        Op::Conv(_) => quote!(#p::Step::Conv(&self.#f)),
-        Op::Dense { .. } => quote!(#p::Step::Dense(&self.#f)),
-        Op::BatchNorm { .. } => quote!(#p::Step::BatchNorm(&self.#f)),
-        Op::MaxPool(h, w) => {
-            let (h, w) = (axis_tokens(h), axis_tokens(w));
-            quote!(#p::Step::MaxPool(#p::layers::MaxPool2d::new(#h, #w)))
+        Op::MaxPool { height, width } => {
+            let (height, width) = (axis_tokens(&height), axis_tokens(&width));
+            quote!(#p::Op::MaxPool { height: #height, width: #width })
         }
-        Op::AvgPool(h, w) => {
-            let (h, w) = (axis_tokens(h), axis_tokens(w));
-            quote!(#p::Step::AvgPool(#p::layers::AvgPool2d::new(#h, #w)))
+        Op::AvgPool { height, width } => {
+            let (height, width) = (axis_tokens(&height), axis_tokens(&width));
+            quote!(#p::Op::AvgPool { height: #height, width: #width })
         }
-        Op::GlobalAvgPool => quote!(#p::Step::GlobalAvgPool),
-        Op::GlobalMaxPool => quote!(#p::Step::GlobalMaxPool),
-        Op::Flatten { .. } => quote!(#p::Step::Flatten),
-        Op::Dropout(_) => quote!(#p::Step::Dropout),
-        Op::Act(kind, alpha) => {
-            let act = match kind {
-                ActKind::Relu => quote!(Relu),
-                ActKind::Tanh => quote!(Tanh),
-                ActKind::Sigmoid => quote!(Sigmoid),
-                ActKind::Softmax => quote!(Softmax),
-                ActKind::LeakyRelu => {
-                    let alpha = Literal::f32_unsuffixed(*alpha as f32);
+        Op::GlobalAvgPool => quote!(#p::Op::GlobalAvgPool),
+        Op::GlobalMaxPool => quote!(#p::Op::GlobalMaxPool),
+        Op::Flatten => quote!(#p::Op::Flatten),
+        Op::Dropout(probability) => {
+            let probability = Literal::f32_unsuffixed(probability);
+            quote!(#p::Op::Dropout(#probability))
+        }
+        Op::Act(act) => {
+            let act = match act {
+                Activation::Relu => quote!(Relu),
+                Activation::Tanh => quote!(Tanh),
+                Activation::Sigmoid => quote!(Sigmoid),
+                Activation::Softmax => quote!(Softmax),
+                Activation::LeakyRelu(alpha) => {
+                    let alpha = Literal::f32_unsuffixed(alpha);
                     quote!(LeakyRelu(#alpha))
                 }
             };
-            quote!(#p::Step::Act(#p::layers::Activation::#act))
+            quote!(#p::Op::Act(#p::Activation::#act))
         }
     }
 }
 
-/// The step of the runtime's training step for this layer.
-fn train_step(step: &Step) -> TokenStream {
-    let p = quote!(::cnn::__private);
-    let f = field(step);
-    match &step.op {
-        Op::Conv(_) => quote!(#p::TrainStep::Conv(&mut self.#f)),
-        Op::Dense { .. } => quote!(#p::TrainStep::Dense(&mut self.#f)),
-        Op::BatchNorm { .. } => quote!(#p::TrainStep::BatchNorm(&mut self.#f)),
-        Op::Dropout(probability) => {
-            let probability = Literal::f32_unsuffixed(*probability as f32);
-            quote!(#p::TrainStep::Dropout(#probability))
-        }
-        // The rest are the inference steps under the same names.
-        _ => {
-            let tokens = infer_step(step).to_string().replace(":: Step ::", ":: TrainStep ::");
-            tokens.parse().expect("the inference step with another enum name")
+/// A step as a `Node` of the plan; `slot` counts the layers with parameters.
+fn node_tokens(step: &Step, slot: &mut usize) -> TokenStream {
+    let p = quote!(::cnn::__private::plan);
+    let (op, input, output) = (op_tokens(&step.op), shape_tokens(step.input), shape_tokens(step.output));
+    let (name, source, params) = (&step.name, &step.source, lit(step.params));
+    let param = if step.has_field {
+        let (torch, index) = (&step.torch, lit(*slot));
+        *slot += 1;
+        let flat_from = match step.flat_from {
+            Some((h, w, c)) => {
+                let (h, w, c) = (lit(h), lit(w), lit(c));
+                quote!(::core::option::Option::Some((#h, #w, #c)))
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        quote!(::core::option::Option::Some(#p::Param { slot: #index, torch: #torch, flat_from: #flat_from }))
+    } else {
+        quote!(::core::option::Option::None)
+    };
+    quote! {
+        #p::Node {
+            op: #op,
+            input: #input,
+            info: #p::LayerInfo { name: #name, source: #source, output: #output, params: #params },
+            param: #param,
         }
     }
 }
 
-fn layer_info(step: &Step) -> TokenStream {
-    let (name, source, output, params) =
-        (&step.name, &step.source, shape_tokens(step.output), lit(step.params));
-    quote!(::cnn::__private::LayerInfo { name: #name, source: #source, output: #output, params: #params })
+/// A layer with parameters: its field, as the user named it or by its kind.
+struct Field<'a> {
+    ident: Ident,
+    docs: &'a [Attribute],
+    doc: String,
+    kind: Ident,
+    /// Its index in the plan's nodes.
+    node: usize,
+}
+
+fn field<'a>(step: &Step, node: usize, body: &'a Body) -> Field<'a> {
+    let layer = body.layers[step.layer].as_ref();
+    let ident =
+        layer.and_then(|l| l.label.clone()).unwrap_or_else(|| Ident::new(&step.name, Span::call_site()));
+    let kind = match step.op {
+        Op::Conv { .. } => "Conv2d",
+        Op::Dense { .. } => "Dense",
+        _ => "BatchNorm",
+    };
+    Field {
+        ident,
+        docs: layer.map_or(&[], |l| &l.docs[..]),
+        doc: format!("`{}`: {} parameters, output {}.", step.source, step.params, step.output),
+        kind: Ident::new(kind, Span::call_site()),
+        node,
+    }
 }
 
 /// The struct, its inherent impl and its `Network` impl.
-pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, plan: &Plan) -> TokenStream {
+pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, body: &Body, plan: &Plan) -> TokenStream {
     let p = quote!(::cnn::__private);
     // With errors the input may be unknown; the code still type-checks.
     let input = plan.input.unwrap_or(Shape::Hwc(0, 0, 0));
     let output = plan.steps.last().map_or(input, |s| s.output);
-    let Shape::Hwc(h, w, c) = input else { unreachable!("the input is HxWxC") };
-    let (h, w, c) = (lit(h), lit(w), lit(c));
     let (input_len, output_len) = (lit(input.len()), lit(output.len()));
     let (input_shape, output_shape) = (shape_tokens(input), shape_tokens(output));
-    let accuracy = match output {
-        Shape::Flat(_) => quote!(#p::accuracy(scores.view(), labels)),
-        Shape::Hwc(..) => quote! {
-            let _ = (scores, labels);
-            ::core::result::Result::Err(#p::Error::OutputNotFlat { output: Self::OUTPUT })
-        },
-    };
-    let (output_type, into_output) = match output {
-        Shape::Hwc(h, w, c) => {
-            let (h, w, c) = (lit(h), lit(w), lit(c));
-            (quote!(#p::ndarray::Array4<f32>), quote!(#p::into_array4(values, (n, #h, #w, #c))))
-        }
-        Shape::Flat(f) => {
-            let f = lit(f);
-            (quote!(#p::ndarray::Array2<f32>), quote!(#p::into_array2(values, (n, #f))))
-        }
+    let output_type = match output {
+        Shape::Hwc(..) => quote!(#p::ndarray::Array4<f32>),
+        Shape::Flat(_) => quote!(#p::ndarray::Array2<f32>),
     };
     let params = lit(table::totals(plan).0);
     let doc = table::markdown(plan);
     let summary = table::summary(&name.to_string(), plan);
-    let origins = check::flat_origins(plan);
-    let fields: Vec<FieldCode> =
-        plan.steps.iter().zip(origins).enumerate().filter_map(|(i, (s, o))| field_code(s, i, o)).collect();
-    let field_decls =
-        fields.iter().map(|FieldCode { field, doc, ty, .. }| quote!(#[doc = #doc] pub #field: #ty));
-    let field_inits = fields.iter().map(|FieldCode { field, init, .. }| quote!(#field: #init));
-    let field_loads = fields.iter().map(|FieldCode { field, load, .. }| quote!(#field: #load));
-    let field_saves = fields.iter().map(|FieldCode { save, .. }| save);
-    let steps = plan.steps.iter().map(infer_step);
-    let train_steps = plan.steps.iter().map(train_step);
-    let infos = plan.steps.iter().map(layer_info);
+
+    let mut slot = 0;
+    let nodes: Vec<TokenStream> = plan.steps.iter().map(|s| node_tokens(s, &mut slot)).collect();
+    let node_count = lit(nodes.len());
+    let infos = (0..plan.steps.len()).map(|i| {
+        let i = lit(i);
+        quote!(Self::__CNN_NODES[#i].info)
+    });
+    let fields: Vec<Field> =
+        plan.steps.iter().enumerate().filter(|(_, s)| s.has_field).map(|(i, s)| field(s, i, body)).collect();
+    let field_decls = fields.iter().map(
+        |Field { ident, docs, doc, kind, .. }| quote!(#[doc = #doc] #(#docs)* pub #ident: #p::layers::#kind),
+    );
+    let field_inits = fields.iter().map(|Field { ident, kind, node, .. }| {
+        let node = lit(*node);
+        quote!(#ident: #p::layers::#kind::from_node(&Self::__CNN_NODES[#node], &mut rng))
+    });
+    let field_loads = fields.iter().map(|Field { ident, kind, node, .. }| {
+        let node = lit(*node);
+        quote!(#ident: #p::layers::#kind::load(&mut tensors, &Self::__CNN_NODES[#node])?)
+    });
+    let layers: Vec<TokenStream> =
+        fields.iter().map(|Field { ident, kind, .. }| quote!(#p::Layer::#kind(&self.#ident))).collect();
+    let layers_mut =
+        fields.iter().map(|Field { ident, kind, .. }| quote!(#p::LayerMut::#kind(&mut self.#ident)));
 
     quote! {
         #(#attrs)*
@@ -215,13 +205,17 @@ pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, plan: &Plan)
 
         impl #name {
             /// The shape of one input image.
-            pub const INPUT: #p::Shape = #input_shape;
+            pub const INPUT: #p::plan::Shape = #input_shape;
             /// The shape of one output.
-            pub const OUTPUT: #p::Shape = #output_shape;
+            pub const OUTPUT: #p::plan::Shape = #output_shape;
             /// Trainable parameters, counted as PyTorch does.
             pub const PARAMETERS: usize = #params;
             /// Every layer after `input`.
-            pub const LAYERS: &'static [#p::LayerInfo] = &[#(#infos),*];
+            pub const LAYERS: &'static [#p::plan::LayerInfo] = &[#(#infos),*];
+            #[doc(hidden)]
+            pub const __CNN_NODES: [#p::plan::Node; #node_count] = [#(#nodes),*];
+            #[doc(hidden)]
+            pub const __CNN_PLAN: #p::plan::Plan = #p::plan::Plan { input: #input_shape, nodes: &Self::__CNN_NODES };
 
             /// The network initialised as PyTorch does, from seed 0.
             pub fn new() -> Self {
@@ -241,25 +235,12 @@ pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, plan: &Plan)
 
             /// Runs a batch `(N, H, W, C)` in inference mode.
             pub fn forward(&self, x: #p::ndarray::ArrayView4<'_, f32>) -> ::core::result::Result<#output_type, #p::Error> {
-                #p::check_input(&x, Self::INPUT)?;
-                ::core::result::Result::Ok(self.__cnn_infer(x))
-            }
-
-            fn __cnn_infer(&self, x: #p::ndarray::ArrayView4<'_, f32>) -> #output_type {
-                let n = x.dim().0;
-                let steps = [#(#steps),*];
-                let values = #p::infer(&steps, x, &self.__cnn_workspace);
-                #into_output
+                #p::forward(&Self::__CNN_PLAN, &[#(#layers),*], x, &self.__cnn_workspace)
             }
 
             /// Runs one image, `H*W*C` values in H, W, C order.
             pub fn predict(&self, x: &[f32; #input_len]) -> [f32; #output_len] {
-                let y = self.__cnn_infer(#p::image_view(x, #h, #w, #c));
-                let mut out = [0.0f32; #output_len];
-                for (o, v) in out.iter_mut().zip(y.iter()) {
-                    *o = *v;
-                }
-                out
+                #p::predict(&Self::__CNN_PLAN, &[#(#layers),*], x, &self.__cnn_workspace)
             }
 
             /// Saves the weights as safetensors: keys `{field}.weight`, `{field}.bias`,
@@ -267,9 +248,7 @@ pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, plan: &Plan)
             /// `[KH, KW, CIN/G, COUT]`, dense weights `[IN, OUT]` with the rows of a
             /// dense after `flatten` in H, W, C order, vectors `[C]`; all `F32`.
             pub fn save(&self, path: impl ::core::convert::AsRef<::std::path::Path>) -> ::core::result::Result<(), #p::Error> {
-                let mut writer = #p::io::TensorWriter::new();
-                #(#field_saves)*
-                writer.write(path.as_ref())
+                #p::io::save(&Self::__CNN_PLAN, &[#(#layers),*], path.as_ref())
             }
 
             /// Loads weights written by [`save`](Self::save).
@@ -278,9 +257,9 @@ pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, plan: &Plan)
             }
 
             /// Loads `safetensors.torch.save_file(model.state_dict(), path)` of the
-            /// equivalent `nn.Sequential`: keys by module index, conv weights OIHW,
-            /// dense weights `[OUT, IN]` with C, H, W columns after `flatten`;
-            /// F32, F64, F16 or BF16.
+            /// equivalent PyTorch module: keys by label or `nn.Sequential` index,
+            /// conv weights OIHW, dense weights `[OUT, IN]` with C, H, W columns
+            /// after `flatten`; F32, F64, F16 or BF16.
             pub fn load_pytorch(path: impl ::core::convert::AsRef<::std::path::Path>) -> ::core::result::Result<Self, #p::Error> {
                 Self::__cnn_load(path.as_ref(), #p::io::Layout::PyTorch)
             }
@@ -307,16 +286,14 @@ pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, plan: &Plan)
                 labels: &[usize],
                 optimizer: &mut (impl #p::optim::Optimizer + ?Sized),
             ) -> ::core::result::Result<f32, #p::Error> {
-                #p::check_input(&x, Self::INPUT)?;
-                let mut steps = [#(#train_steps),*];
-                #p::train_step(&mut steps, x, labels, optimizer, &mut self.__cnn_dropout)
+                let mut layers = [#(#layers_mut),*];
+                #p::train_step(&Self::__CNN_PLAN, &mut layers, x, labels, optimizer, &mut self.__cnn_dropout)
             }
 
             /// The fraction of images whose largest output is at their label,
             /// in inference mode.
             pub fn accuracy(&self, x: #p::ndarray::ArrayView4<'_, f32>, labels: &[usize]) -> ::core::result::Result<f32, #p::Error> {
-                let scores = self.forward(x)?;
-                #accuracy
+                #p::accuracy(&Self::__CNN_PLAN, &[#(#layers),*], x, labels, &self.__cnn_workspace)
             }
 
             /// The layer table, like Keras's `model.summary()`.
@@ -325,17 +302,19 @@ pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, plan: &Plan)
             }
         }
 
+        #[automatically_derived]
         impl ::core::default::Default for #name {
             fn default() -> Self {
                 Self::new()
             }
         }
 
+        #[automatically_derived]
         impl #p::Network for #name {
-            const INPUT: #p::Shape = #input_shape;
-            const OUTPUT: #p::Shape = #output_shape;
+            const INPUT: #p::plan::Shape = #input_shape;
+            const OUTPUT: #p::plan::Shape = #output_shape;
             const PARAMETERS: usize = #params;
-            const LAYERS: &'static [#p::LayerInfo] = #name::LAYERS;
+            const LAYERS: &'static [#p::plan::LayerInfo] = #name::LAYERS;
             type Output = #output_type;
 
             fn forward(&self, x: #p::ndarray::ArrayView4<'_, f32>) -> ::core::result::Result<#output_type, #p::Error> {

@@ -6,19 +6,21 @@
 
 mod ast;
 mod check;
+mod ctxt;
 mod diagnose;
 mod expand;
 mod parse;
 mod resolve;
-mod shape;
+mod spec;
 mod table;
 
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
+use syn::ext::IdentExt;
 use syn::{Attribute, Ident, Visibility};
 
 use ast::{Body, Invocation, Layer};
-use check::{LayerInput, OptInput, Site};
+use ctxt::{Ctxt, LayerInput, OptInput, Site};
 
 /// Defines convolutional networks whose every shape is checked while the
 /// code compiles.
@@ -47,9 +49,10 @@ fn expand(input: TokenStream) -> TokenStream {
 fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, body: &Body) -> TokenStream {
     let layers: Vec<Option<LayerInput>> =
         body.layers.iter().map(|layer| layer.as_ref().map(layer_input)).collect();
-    let plan = check::check(&layers);
+    let mut cx = Ctxt::default();
+    let plan = check::check(&layers, &mut cx);
     let parse_errors = body.errors.iter().map(syn::Error::to_compile_error);
-    let check_errors = plan.errors.iter().map(|d| {
+    let check_errors = cx.errors.iter().map(|d| {
         let tokens = match d.site {
             Site::Body => body.tokens.clone(),
             Site::Layer(i) => body.layers[i].as_ref().map_or_else(TokenStream::new, |l| l.tokens.clone()),
@@ -57,16 +60,18 @@ fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, body: &Body) -> 
                 body.layers[i].as_ref().map_or_else(TokenStream::new, |l| l.options[j].tokens.clone())
             }
         };
+        // An empty body has no tokens to point at: the struct's name stands in.
+        let tokens = if tokens.is_empty() { quote!(#name) } else { tokens };
         syn::Error::new_spanned(tokens, &d.message).to_compile_error()
     });
-    let code = expand::network(attrs, vis, name, &plan);
+    let code = expand::network(attrs, vis, name, body, &plan);
     quote!(#(#parse_errors)* #(#check_errors)* #code)
 }
 
 fn layer_input(layer: &Layer) -> LayerInput {
     LayerInput {
         kind: layer.kind,
-        label: layer.label.as_ref().map(Ident::to_string),
+        label: layer.label.as_ref().map(|label| label.unraw().to_string()),
         options: layer
             .options
             .iter()

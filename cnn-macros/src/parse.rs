@@ -2,8 +2,9 @@
 //! syn; the layers are split at `;` and read token by token, so that a
 //! mistake in one layer does not hide the mistakes in the others.
 
-use proc_macro2::{Spacing, TokenStream, TokenTree};
-use syn::parse::{Parse, ParseStream};
+use proc_macro2::{Delimiter, Spacing, TokenStream, TokenTree};
+use quote::ToTokens;
+use syn::parse::{Parse, ParseStream, Parser};
 use syn::{Attribute, Ident, Lit, Token, braced};
 
 use crate::ast::{Act, ActKind, Body, Invocation, Kind, Layer, NetworkItem, Opt, OptValue, Pair};
@@ -83,12 +84,17 @@ fn is_punct(token: Option<&TokenTree>, ch: char) -> bool {
     matches!(token, Some(TokenTree::Punct(p)) if p.as_char() == ch)
 }
 
-/// `[label:] keyword options...`
+/// `[/// docs] [label:] keyword options...`
 fn parse_layer(tokens: &[TokenTree]) -> Result<Layer, Vec<syn::Error>> {
-    let labelled = matches!(&tokens[0], TokenTree::Ident(_))
+    let (docs, tokens) = split_docs(tokens)?;
+    let Some(first) = tokens.first() else {
+        let last = docs.last().map(ToTokens::to_token_stream).unwrap_or_default();
+        return Err(vec![syn::Error::new_spanned(last, "expected a layer after this doc comment")]);
+    };
+    let labelled = matches!(first, TokenTree::Ident(_))
         && matches!(tokens.get(1), Some(TokenTree::Punct(p)) if p.as_char() == ':' && p.spacing() == Spacing::Alone);
-    let label = match &tokens[0] {
-        TokenTree::Ident(id) if labelled => Some(id.clone()),
+    let label = match first {
+        TokenTree::Ident(id) if labelled => Some(label(id).map_err(|e| vec![e])?),
         _ => None,
     };
     let rest = if labelled { &tokens[2..] } else { tokens };
@@ -101,10 +107,7 @@ fn parse_layer(tokens: &[TokenTree]) -> Result<Layer, Vec<syn::Error>> {
             )]);
         }
         None => {
-            return Err(vec![error_at(
-                &tokens[0],
-                "expected a layer after this label, e.g. `fc1: dense 10`",
-            )]);
+            return Err(vec![error_at(first, "expected a layer after this label, e.g. `fc1: dense 10`")]);
         }
     };
     let word = keyword.to_string();
@@ -120,7 +123,57 @@ fn parse_layer(tokens: &[TokenTree]) -> Result<Layer, Vec<syn::Error>> {
         let consumed = &rest[start..pos];
         options.push(Opt { value, tokens: consumed.iter().cloned().collect(), text: join_text(consumed) });
     }
-    Ok(Layer { label, kind, options, tokens: rest.iter().cloned().collect(), source: join_text(rest) })
+    Ok(Layer { docs, label, kind, options, tokens: rest.iter().cloned().collect(), source: join_text(rest) })
+}
+
+/// The doc comments (`#[doc = ...]` once lexed) before a layer, and the rest.
+fn split_docs(tokens: &[TokenTree]) -> Result<(Vec<Attribute>, &[TokenTree]), Vec<syn::Error>> {
+    let mut end = 0;
+    while is_punct(tokens.get(end), '#')
+        && matches!(tokens.get(end + 1), Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Bracket)
+    {
+        end += 2;
+    }
+    if end == 0 {
+        return Ok((Vec::new(), tokens));
+    }
+    let attrs =
+        Attribute::parse_outer.parse2(tokens[..end].iter().cloned().collect()).map_err(|e| vec![e])?;
+    let errors: Vec<syn::Error> = attrs
+        .iter()
+        .filter(|attr| !attr.path().is_ident("doc"))
+        .map(|attr| {
+            syn::Error::new_spanned(attr, "only doc comments and `#[doc = \"...\"]` may come before a layer")
+        })
+        .collect();
+    if errors.is_empty() { Ok((attrs, &tokens[end..])) } else { Err(errors) }
+}
+
+/// A label is a Rust identifier, raw (`r#type`) or not (`größe`), but not
+/// a keyword or `_`: it becomes a field name.
+fn label(id: &Ident) -> syn::Result<Ident> {
+    let word = id.to_string();
+    // Edition 2024 reserves `gen`, which syn, for older editions, accepts.
+    let reserved = word == "gen";
+    match syn::parse2::<Ident>(TokenTree::Ident(id.clone()).into()) {
+        Ok(id) if !reserved => Ok(id),
+        _ if word == "_" => Err(syn::Error::new(
+            id.span(),
+            "`_` cannot be a label: a label names the layer's field, e.g. `conv1: conv 8 k3`",
+        )),
+        _ if ["self", "Self", "super", "crate"].contains(&word.as_str()) => Err(syn::Error::new(
+            id.span(),
+            format!(
+                "`{word}` is a Rust keyword and cannot be a label, not even as `r#{word}`: give the layer another name"
+            ),
+        )),
+        _ => Err(syn::Error::new(
+            id.span(),
+            format!(
+                "`{word}` is a Rust keyword and cannot be a label: write `r#{word}:` or give the layer another name"
+            ),
+        )),
+    }
 }
 
 /// The tokens as the user would write them: `dense 64*4*4 -> 10`.

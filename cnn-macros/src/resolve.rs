@@ -2,59 +2,12 @@
 //! missing sizes and values out of range are reported here, with the index
 //! of the option at fault. No syntax here either.
 
+use cnn_shape::Rounding;
+
 use crate::ast::{Act, ActKind, Kind, OptValue, Pair};
-use crate::check::{Diagnostic, LayerInput, OptInput, Site};
+use crate::ctxt::{Ctxt, LayerInput, OptInput, Site};
 use crate::diagnose;
-use crate::shape::Rounding;
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Padding {
-    Explicit(Pair),
-    Same,
-}
-
-/// A convolution as written; `*_at` are option indices, for spans and fixes.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ConvSpec {
-    pub cin: Option<(usize, usize)>,
-    pub cout: usize,
-    pub kernel: Pair,
-    pub stride: Pair,
-    pub padding: Padding,
-    pub padding_at: Option<usize>,
-    pub dilation: Pair,
-    pub groups: usize,
-    pub groups_at: Option<usize>,
-    pub bias: bool,
-    pub floor: bool,
-    pub act: Option<Act>,
-}
-
-/// A max or average pool as written.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PoolSpec {
-    pub max: bool,
-    pub kernel: Pair,
-    /// `maxpool 2` rather than `maxpool k2`: fixes are written the same way.
-    pub bare_kernel: bool,
-    pub stride: Pair,
-    pub pad: Pair,
-    pub pad_at: Option<usize>,
-    pub rounding: Rounding,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum Spec {
-    Input(usize, usize, usize),
-    Conv(ConvSpec),
-    Pool(PoolSpec),
-    GlobalPool { max: bool },
-    Flatten,
-    Dense { inputs: Option<(Vec<usize>, usize)>, outputs: usize, bias: bool, act: Option<Act> },
-    BatchNorm { eps: f64 },
-    Dropout(f64),
-    Act(Act),
-}
+use crate::spec::{ConvSpec, Padding, PoolSpec, Spec};
 
 /// Reads one layer's options, reporting repeats, strangers and bad values.
 struct Resolver<'a> {
@@ -62,14 +15,14 @@ struct Resolver<'a> {
     kind: Kind,
     options: &'a [OptInput],
     filled: Vec<(&'static str, usize)>,
-    errors: &'a mut Vec<Diagnostic>,
+    cx: &'a mut Ctxt,
     failed: bool,
 }
 
 impl Resolver<'_> {
     fn error(&mut self, site: Site, message: String) {
         self.failed = true;
-        self.errors.push(Diagnostic { site, message });
+        self.cx.error(site, message);
     }
 
     /// Claims `slot` for option `j`; an error if an earlier option has it.
@@ -117,15 +70,9 @@ impl Resolver<'_> {
     }
 }
 
-pub fn resolve(layer: usize, input: &LayerInput, errors: &mut Vec<Diagnostic>) -> Option<Spec> {
-    let mut r = Resolver {
-        layer,
-        kind: input.kind,
-        options: &input.options,
-        filled: Vec::new(),
-        errors,
-        failed: false,
-    };
+pub fn resolve(layer: usize, input: &LayerInput, cx: &mut Ctxt) -> Option<Spec> {
+    let mut r =
+        Resolver { layer, kind: input.kind, options: &input.options, filled: Vec::new(), cx, failed: false };
     let spec = match input.kind {
         Kind::Input => resolve_input(&mut r),
         Kind::Conv => resolve_conv(&mut r).map(Spec::Conv),

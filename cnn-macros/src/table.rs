@@ -1,6 +1,8 @@
 //! The text of `summary()` and of the struct's rustdoc.
 
-use crate::check::{Plan, Shape};
+use cnn_shape::Shape;
+
+use crate::check::Plan;
 
 /// A table like Keras's `model.summary()`, with the arithmetic of each shape.
 pub fn summary(name: &str, plan: &Plan) -> String {

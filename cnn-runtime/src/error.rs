@@ -16,6 +16,17 @@ pub enum Error {
         /// The dimensions of the array that was given.
         found: Vec<usize>,
     },
+    /// A tensor given to a layer's `set_*` has another shape than the layer's.
+    #[error("cannot set the {tensor}: expected shape {expected:?}, found {found:?}")]
+    ParameterShape { tensor: &'static str, expected: Vec<usize>, found: Vec<usize> },
+    /// `set_bias` on a layer made without a bias (`nobias`).
+    #[error("this {layer} has no bias (`nobias`): there is none to set")]
+    NoBias { layer: &'static str },
+    /// A layer used on its own got a batch of another shape.
+    #[error(
+        "{layer} input shape mismatch: expected a batch of {expected:?}, found an array of shape {found:?}"
+    )]
+    LayerInput { layer: &'static str, expected: Vec<usize>, found: Vec<usize> },
     /// A weights file could not be read or written.
     #[error("cannot access weights file {}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },

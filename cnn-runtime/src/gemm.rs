@@ -63,17 +63,35 @@ fn fits(len: usize, rows: usize, cols: usize, row_stride: usize, col_stride: usi
         && col_stride <= isize::MAX as usize
 }
 
+/// Whether no two elements `(i, j)` of a `rows x cols` matrix with these
+/// strides share a place: matrixmultiply writes each of C once and reads it
+/// back, so aliased elements of C would be a data race with itself.
+fn distinct(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> bool {
+    let span = |n: usize, stride: usize| (n - 1).saturating_mul(stride).saturating_add(1);
+    match (rows, cols) {
+        (1, 1) => true,
+        (1, _) => col_stride != 0,
+        (_, 1) => row_stride != 0,
+        // Rows laid out one after the other, or columns.
+        _ => {
+            (col_stride != 0 && row_stride >= span(cols, col_stride))
+                || (row_stride != 0 && col_stride >= span(rows, row_stride))
+        }
+    }
+}
+
 /// `c = alpha * a * b + beta * c`.
 ///
-/// Panics if the dimensions disagree or a matrix does not fit in its slice:
-/// those are bugs of the caller, never of user input.
-pub fn sgemm(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) {
+/// Panics if the dimensions disagree, a matrix does not fit in its slice or
+/// the strides of `c` alias: those are bugs of the caller, never of user input.
+pub(crate) fn sgemm(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(b.rows == k && c.rows == m && c.cols == n, "sgemm: mismatched dimensions");
     if m == 0 || n == 0 {
         return;
     }
     assert!(fits(c.data.len(), m, n, c.row_stride, c.col_stride), "sgemm: c out of bounds");
+    assert!(distinct(m, n, c.row_stride, c.col_stride), "sgemm: c's strides alias");
     if k == 0 {
         for i in 0..m {
             for j in 0..n {
@@ -88,8 +106,9 @@ pub fn sgemm(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>)
     // SAFETY: the asserts above guarantee that every element matrixmultiply
     // reads, a[i*rsa + l*csa] for i < m, l < k and b[l*rsb + j*csb] for
     // l < k, j < n, and every element it writes, c[i*rsc + j*csc], lies
-    // inside its slice, and that each stride fits in isize. `c` is borrowed
-    // mutably, so it cannot alias `a` or `b`.
+    // inside its slice, and that each stride fits in isize; no two elements
+    // of `c` are one place. `c` is borrowed mutably, so it cannot alias `a`
+    // or `b`.
     unsafe {
         matrixmultiply::sgemm(
             m,
@@ -140,6 +159,30 @@ mod tests {
             );
             assert_eq!(c, naive(m, k, n, &a, &b), "{m}x{k}x{n}");
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "alias")]
+    fn refuses_a_c_whose_rows_overlap() {
+        let a = [1.0; 4];
+        let mut c = [0.0; 4];
+        let c = MatMut { data: &mut c, rows: 2, cols: 2, row_stride: 1, col_stride: 1 };
+        sgemm(1.0, MatRef::row_major(&a, 2, 2), MatRef::row_major(&a, 2, 2), 0.0, c);
+    }
+
+    #[test]
+    #[should_panic(expected = "alias")]
+    fn refuses_a_c_with_a_zero_stride() {
+        let a = [1.0; 4];
+        let mut c = [0.0; 4];
+        let c = MatMut { data: &mut c, rows: 2, cols: 2, row_stride: 0, col_stride: 1 };
+        sgemm(1.0, MatRef::row_major(&a, 2, 2), MatRef::row_major(&a, 2, 2), 0.0, c);
+    }
+
+    #[test]
+    fn accepts_row_and_column_major_c() {
+        assert!(distinct(3, 4, 4, 1) && distinct(3, 4, 1, 3) && distinct(3, 4, 8, 2));
+        assert!(!distinct(3, 4, 3, 1) && !distinct(3, 4, 1, 2) && !distinct(2, 2, 0, 0));
     }
 
     #[test]

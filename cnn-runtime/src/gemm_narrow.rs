@@ -24,7 +24,7 @@ use pulp::bytemuck;
 use pulp::{Simd, WithSimd};
 
 use crate::gemm::{MatMut, MatRef};
-use crate::layers::ConvGeometry;
+use cnn_shape::ConvGeometry;
 
 /// What tiles of rows should be a multiple of: of every `MR` below (8
 /// and 6), so that only the batch's last tile has a tail.

@@ -8,12 +8,37 @@
 
 use std::ops::Range;
 
-use crate::layers::{Axis, ConvGeometry};
+use cnn_shape::{Axis, ConvGeometry};
 
 /// Values `col` must hold past the panel: interior kernel rows are copied
 /// in whole blocks of 8, the last one spilling past the row, into the next
 /// one (written after it) or into this slack.
 pub const SLACK: usize = 8;
+
+/// The pixels of one output row of one image that a tile computes.
+pub struct OutputRow {
+    pub image: usize,
+    pub oy: usize,
+    pub columns: Range<usize>,
+    /// The first pixel's index in the batch, `(image * OH + oy) * OW + columns.start`.
+    pub pixel: usize,
+}
+
+/// The output pixels `pixels` of a batch (indices `(image * OH + oy) * OW + ox`),
+/// output row by output row.
+pub fn output_rows(g: &ConvGeometry, pixels: Range<usize>) -> impl Iterator<Item = OutputRow> + use<> {
+    let (oh, ow) = (g.height.output, g.width.output);
+    let mut pixel = pixels.start;
+    std::iter::from_fn(move || {
+        (pixel < pixels.end).then(|| {
+            let (image, oy, ox) = (pixel / (oh * ow), pixel / ow % oh, pixel % ow);
+            let len = (ow - ox).min(pixels.end - pixel);
+            let row = OutputRow { image, oy, columns: ox..ox + len, pixel };
+            pixel += len;
+            row
+        })
+    })
+}
 
 /// Writes rows `rows` of group `group`'s im2col matrix into the start of
 /// `col`, `rows.len() * kh * kw * cin_g` values; `col` holds `SLACK` more.
@@ -37,7 +62,7 @@ fn im2col_tile_at_width(x: &[f32], g: &ConvGeometry, group: usize, rows: Range<u
     // run of the input, and inside the input it needs no padding.
     let contiguous = g.groups == 1 && w.dilation == 1;
     let (full_y, full_x) = (full_range(h), full_range(w));
-    for row in g.output_rows(rows.clone()) {
+    for row in output_rows(g, rows.clone()) {
         let (oy, ox, len) = (row.oy, row.columns.start, row.columns.len());
         let image = &x[row.image * image_len..][..image_len];
         let tile_row = row.pixel - rows.start;

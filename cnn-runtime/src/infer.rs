@@ -6,40 +6,53 @@
 //! layer that makes new values writes straight into the output, the pass's
 //! only allocation once the workspace has grown.
 
-use ndarray::{Array2, Array4, ArrayView4};
+use cnn_shape::{Node, Op, Plan};
+use ndarray::ArrayView4;
 use rayon::prelude::*;
 
-use crate::Shape;
-use crate::layers::{Activation, AvgPool2d, BatchNorm, Conv2d, Dense, Epilogue, MaxPool2d, global_pool};
+use crate::layers::{AvgPool2d, BatchNorm, Conv2d, Dense, Epilogue, Kernels, MaxPool2d, global_pool};
 use crate::workspace::{Buffers, ThreadBuffers, Workspace};
 
-/// One layer of the pass, as the generated code lists them.
+/// A network's layer with parameters, as the pass reads it: the plan's
+/// nodes name them by their slot.
 #[derive(Clone, Copy, Debug)]
-pub enum Step<'a> {
-    Conv(&'a Conv2d),
+pub enum Layer<'a> {
+    Conv2d(&'a Conv2d),
     Dense(&'a Dense),
     BatchNorm(&'a BatchNorm),
-    MaxPool(MaxPool2d),
-    AvgPool(AvgPool2d),
-    GlobalAvgPool,
-    GlobalMaxPool,
-    Flatten,
-    Dropout,
-    Act(Activation),
 }
 
-impl Step<'_> {
+/// A node and, if it has parameters, its layer.
+#[derive(Clone, Copy)]
+struct Step<'a> {
+    node: &'a Node,
+    layer: Option<Layer<'a>>,
+}
+
+impl<'a> Step<'a> {
+    /// The plan's nodes paired with their layers.
+    fn all(nodes: &'a [Node], layers: &[Layer<'a>]) -> Vec<Step<'a>> {
+        nodes.iter().map(|node| Step { node, layer: node.param.map(|p| layers[p.slot]) }).collect()
+    }
+
     /// Whether the step writes new values rather than changing them in place.
     fn produces(&self) -> bool {
         matches!(
-            self,
-            Step::Conv(_)
-                | Step::Dense(_)
-                | Step::MaxPool(_)
-                | Step::AvgPool(_)
-                | Step::GlobalAvgPool
-                | Step::GlobalMaxPool
+            self.node.op,
+            Op::Conv { .. }
+                | Op::Dense { .. }
+                | Op::MaxPool { .. }
+                | Op::AvgPool { .. }
+                | Op::GlobalAvgPool
+                | Op::GlobalMaxPool
         )
+    }
+
+    fn batchnorm(&self) -> Option<&'a BatchNorm> {
+        match self.layer {
+            Some(Layer::BatchNorm(bn)) => Some(bn),
+            _ => None,
+        }
     }
 }
 
@@ -65,18 +78,24 @@ const CHUNK_BYTES: usize = 512 * 1024;
 /// between rayon's threads, each with buffers of its own; a batch of fewer
 /// images than threads shares each layer's tiles instead. Every image's
 /// values are computed the same way whatever its chunk and thread.
-pub fn infer(steps: &[Step<'_>], x: ArrayView4<'_, f32>, workspace: &Workspace) -> Vec<f32> {
-    let (n, h, w, c) = x.dim();
+///
+/// `x` must hold images of `plan.input`, and `layers` the layers of the
+/// plan's slots: the generated code checks the one and makes the other.
+pub(crate) fn infer(
+    plan: &Plan,
+    layers: &[Layer<'_>],
+    x: ArrayView4<'_, f32>,
+    workspace: &Workspace,
+) -> Vec<f32> {
+    let n = x.dim().0;
     let x = x.as_standard_layout();
     let input = x.as_slice().expect("standard layout is contiguous");
-    let (mut shape, mut largest) = (Shape::Hwc(h, w, c), h * w * c);
-    for step in steps {
-        shape = next_shape(step, shape);
-        largest = largest.max(shape.len());
-    }
-    let mut output = vec![0.0f32; n * shape.len()];
+    let steps = &Step::all(plan.nodes, layers)[..];
+    let output_shape = plan.nodes.last().map_or(plan.input, |node| node.info.output);
+    let largest = plan.nodes.iter().map(|node| node.info.output.len()).fold(plan.input.len(), usize::max);
+    let mut output = vec![0.0f32; n * output_shape.len()];
     // Lengths to cut whole images by; neither is 0 in a network the macro made.
-    let (in_len, out_len) = ((h * w * c).max(1), shape.len().max(1));
+    let (in_len, out_len) = (plan.input.len().max(1), output_shape.len().max(1));
     if n == 0 {
         return output;
     }
@@ -91,8 +110,7 @@ pub fn infer(steps: &[Step<'_>], x: ArrayView4<'_, f32>, workspace: &Workspace) 
         let run = |(input, output): (&[f32], &mut [f32]), buffers: &mut ThreadBuffers| {
             for (input, output) in input.chunks(images * in_len).zip(output.chunks_mut(images * out_len)) {
                 let (n, len) = (input.len() / in_len, input.len());
-                Pass { steps, epilogues, n, input, buffers, output, at: At::Input, len }
-                    .run(Shape::Hwc(h, w, c));
+                Pass { steps, epilogues, n, input, buffers, output, at: At::Input, len }.run();
             }
         };
         if buffers.len() < threads {
@@ -115,29 +133,12 @@ fn set_epilogues(steps: &[Step<'_>], epilogues: &mut Vec<Epilogue>) {
     epilogues.resize_with(steps.len(), Epilogue::default);
     for (i, (step, epilogue)) in steps.iter().zip(epilogues).enumerate() {
         let (bn, act, _) = fusable(steps, i);
-        match *step {
-            Step::Conv(conv) => epilogue.set(conv.bias.as_ref().and_then(|b| b.as_slice()), bn, act),
-            Step::Dense(dense) => epilogue.set(dense.bias.as_ref().and_then(|b| b.as_slice()), bn, act),
-            Step::BatchNorm(bn) => epilogue.set(None, Some(bn), None),
-            _ => {}
+        match step.layer {
+            Some(Layer::Conv2d(conv)) => epilogue.set(conv.bias_values(), bn, act),
+            Some(Layer::Dense(dense)) => epilogue.set(dense.bias_values(), bn, act),
+            Some(Layer::BatchNorm(bn)) => epilogue.set(None, Some(bn), None),
+            None => {}
         }
-    }
-}
-
-/// The shape `step` turns `shape` into.
-fn next_shape(step: &Step<'_>, shape: Shape) -> Shape {
-    let c = shape.channels();
-    match *step {
-        Step::Conv(conv) => {
-            let g = conv.geometry();
-            Shape::Hwc(g.height.output, g.width.output, g.out_channels)
-        }
-        Step::Dense(dense) => Shape::Flat(dense.weight.dim().1),
-        Step::MaxPool(pool) => Shape::Hwc(pool.height.output, pool.width.output, c),
-        Step::AvgPool(pool) => Shape::Hwc(pool.height.output, pool.width.output, c),
-        Step::GlobalAvgPool | Step::GlobalMaxPool => Shape::Flat(c),
-        Step::Flatten => Shape::Flat(shape.len()),
-        Step::Dropout | Step::BatchNorm(_) | Step::Act(_) => shape,
     }
 }
 
@@ -157,54 +158,51 @@ struct Pass<'s, 'x, 'b> {
 }
 
 impl Pass<'_, '_, '_> {
-    fn run(mut self, mut shape: Shape) {
+    fn run(mut self) {
         let last_producer = self.steps.iter().rposition(Step::produces);
         let mut i = 0;
         while i < self.steps.len() {
-            let last = last_producer == Some(i);
-            let next = next_shape(&self.steps[i], shape);
-            let len = self.n * next.len();
-            match self.steps[i] {
-                Step::Conv(conv) => {
+            let (step, last) = (self.steps[i], last_producer == Some(i));
+            let (input, len) = (step.node.input, self.n * step.node.info.output.len());
+            let later_producer = last_producer.is_some_and(|p| p > i);
+            match (step.node.op, step.layer) {
+                (Op::Conv { .. }, Some(Layer::Conv2d(conv))) => {
                     let (epilogue, mut scratch) =
                         (&self.epilogues[i], std::mem::take(&mut self.buffers.scratch));
                     self.produce(len, last, |src, dst| conv.run(src, dst, &mut scratch, epilogue));
                     self.buffers.scratch = scratch;
                     i += fusable(self.steps, i).2;
                 }
-                Step::Dense(dense) => {
+                (Op::Dense { .. }, Some(Layer::Dense(dense))) => {
                     let epilogue = &self.epilogues[i];
                     self.produce(len, last, |src, dst| dense.run(src, dst, epilogue));
                     i += fusable(self.steps, i).2;
                 }
-                Step::MaxPool(pool) => {
+                (Op::MaxPool { height, width }, _) => {
                     let mut scratch = std::mem::take(&mut self.buffers.scratch);
-                    self.produce(len, last, |src, dst| pool.run(src, shape.channels(), dst, &mut scratch));
+                    let pool = MaxPool2d::new(height, width);
+                    self.produce(len, last, |src, dst| pool.run(src, input.channels(), dst, &mut scratch));
                     self.buffers.scratch = scratch;
                 }
-                Step::AvgPool(pool) => {
+                (Op::AvgPool { height, width }, _) => {
                     let mut scratch = std::mem::take(&mut self.buffers.scratch);
-                    self.produce(len, last, |src, dst| pool.run(src, shape.channels(), dst, &mut scratch));
+                    let pool = AvgPool2d::new(height, width);
+                    self.produce(len, last, |src, dst| pool.run(src, input.channels(), dst, &mut scratch));
                     self.buffers.scratch = scratch;
                 }
-                Step::GlobalAvgPool | Step::GlobalMaxPool => {
-                    let (c, cells) = (shape.channels(), shape.len() / shape.channels().max(1));
-                    let max = matches!(self.steps[i], Step::GlobalMaxPool);
+                (Op::GlobalAvgPool | Op::GlobalMaxPool, _) => {
+                    let (c, cells) = (input.channels(), input.len() / input.channels().max(1));
+                    let max = step.node.op == Op::GlobalMaxPool;
                     self.produce(len, last, |src, dst| global_pool(src, cells, c, dst, max));
                 }
-                Step::Flatten | Step::Dropout => {}
-                Step::BatchNorm(_) => {
-                    let (epilogue, later_producer) =
-                        (&self.epilogues[i], last_producer.is_some_and(|p| p > i));
-                    epilogue.apply(self.in_place(later_producer), shape.channels());
+                (Op::Flatten | Op::Dropout(_), _) => {}
+                (Op::BatchNorm { .. }, _) => {
+                    let epilogue = &self.epilogues[i];
+                    epilogue.apply(self.in_place(later_producer), input.channels());
                 }
-                Step::Act(act) => {
-                    let later_producer = last_producer.is_some_and(|p| p > i);
-                    act.apply(self.in_place(later_producer), shape.channels());
-                }
+                (Op::Act(act), _) => act.apply(self.in_place(later_producer), input.channels()),
+                (Op::Conv { .. } | Op::Dense { .. }, _) => unreachable!("the plan gives these layers"),
             }
-            // A fused batchnorm or activation keeps the shape.
-            shape = next;
             i += 1;
         }
         match self.at {
@@ -260,30 +258,19 @@ fn grown(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
 }
 
 /// The batchnorm and activation right after step `i`, and how many steps they are.
-fn fusable<'s>(steps: &'s [Step<'s>], i: usize) -> (Option<&'s BatchNorm>, Option<Activation>, usize) {
+fn fusable<'s>(
+    steps: &[Step<'s>],
+    i: usize,
+) -> (Option<&'s BatchNorm>, Option<cnn_shape::Activation>, usize) {
     let mut rest = steps[i + 1..].iter();
     let mut next = rest.next();
-    let bn = match next {
-        Some(Step::BatchNorm(bn)) => {
-            next = rest.next();
-            Some(*bn)
-        }
-        _ => None,
-    };
-    let act = match next {
-        Some(Step::Act(act)) => Some(*act),
+    let bn = next.and_then(Step::batchnorm);
+    if bn.is_some() {
+        next = rest.next();
+    }
+    let act = match next.map(|step| step.node.op) {
+        Some(Op::Act(act)) => Some(act),
         _ => None,
     };
     (bn, act, bn.is_some() as usize + act.is_some() as usize)
-}
-
-/// The values of a flat output as `(N, F)`.
-pub fn into_array2(values: Vec<f32>, shape: (usize, usize)) -> Array2<f32> {
-    // The pass made exactly N*F values: the macro worked the shapes out.
-    Array2::from_shape_vec(shape, values).expect("the pass gives N*F values")
-}
-
-/// The values of a spatial output as `(N, H, W, C)`.
-pub fn into_array4(values: Vec<f32>, shape: (usize, usize, usize, usize)) -> Array4<f32> {
-    Array4::from_shape_vec(shape, values).expect("the pass gives N*H*W*C values")
 }

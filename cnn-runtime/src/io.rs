@@ -9,15 +9,18 @@
 //! | biases, batchnorm | `[C]` | `[C]` (`num_batches_tracked` ignored) |
 //!
 //! Keys are `{field}.weight`, `.bias`, `.running_mean`, `.running_var`; for
-//! PyTorch the field is the module's index in the `nn.Sequential`.
+//! PyTorch the prefix is the module's name: its label, or its index in the
+//! `nn.Sequential`. Both come from the plan.
 
 use std::path::{Path, PathBuf};
 
+use cnn_shape::{Node, Op, Param, Plan};
 use ndarray::{Array1, Array2, Array4};
 use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, TensorView};
 
 use crate::Error;
-use crate::layers::{BatchNorm, Conv2d, ConvGeometry, Dense};
+use crate::infer::Layer;
+use crate::layers::{BatchNorm, Conv2d, Dense};
 
 /// Which layout and which keys a file has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,17 +30,6 @@ pub enum Layout {
     /// `safetensors.torch.save_file(model.state_dict())` of an `nn.Sequential`.
     PyTorch,
 }
-
-/// Where a layer's tensors are: its field name and its `nn.Sequential` index.
-#[derive(Clone, Copy, Debug)]
-pub struct Prefix {
-    pub field: &'static str,
-    pub module: usize,
-}
-
-/// The HxWxC a flat input was flattened from, if it was: PyTorch orders
-/// those features C, H, W.
-pub type FlatFrom = Option<(usize, usize, usize)>;
 
 /// A weights file read whole into memory.
 pub struct WeightFile {
@@ -77,16 +69,31 @@ pub struct Tensors<'a> {
     taken: Vec<String>,
 }
 
+/// Where a layer's tensors are in a file, and what its flat input was
+/// flattened from.
+#[derive(Clone, Copy, Debug)]
+struct Prefix {
+    field: &'static str,
+    param: Param,
+}
+
+impl Prefix {
+    fn of(node: &Node) -> Prefix {
+        let param = node.param.expect("the macro gives every layer with parameters its place");
+        Prefix { field: node.info.name, param }
+    }
+}
+
 fn key(prefix: Prefix, layout: Layout, name: &str) -> String {
     match layout {
         Layout::Cnn => format!("{}.{name}", prefix.field),
-        Layout::PyTorch => format!("{}.{name}", prefix.module),
+        Layout::PyTorch => format!("{}.{name}", prefix.param.torch),
     }
 }
 
 impl Tensors<'_> {
     /// The values of tensor `name`, which must have `shape` and a float type.
-    pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, Error> {
+    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, Error> {
         let path = || self.path.clone();
         let view = self.file.tensor(name).map_err(|_| Error::MissingTensor {
             path: path(),
@@ -138,72 +145,84 @@ impl Tensors<'_> {
         }
     }
 
-    fn vector(
-        &mut self,
-        prefix: Prefix,
-        name: &str,
-        len: usize,
-        flat_from: FlatFrom,
-    ) -> Result<Array1<f32>, Error> {
+    /// A `[len]` tensor; in PyTorch's layout after `flatten`, features
+    /// come in C, H, W order.
+    fn vector(&mut self, prefix: Prefix, name: &str, len: usize) -> Result<Array1<f32>, Error> {
         let values = self.take(&key(prefix, self.layout, name), &[len])?;
-        Ok(match (self.layout, flat_from) {
+        Ok(match (self.layout, prefix.param.flat_from) {
             (Layout::PyTorch, Some(hwc)) => Array1::from_shape_fn(len, |i| values[chw_index(i, hwc)]),
             _ => Array1::from(values),
         })
     }
+}
 
-    /// A convolution's weights.
-    pub fn conv(&mut self, prefix: Prefix, geometry: ConvGeometry, bias: bool) -> Result<Conv2d, Error> {
-        let g = geometry;
-        let (kh, kw, ci, co) = (g.height.kernel, g.width.kernel, g.in_channels / g.groups, g.out_channels);
-        let name = key(prefix, self.layout, "weight");
-        let weight = match self.layout {
-            Layout::Cnn => Array4::from_shape_vec((kh, kw, ci, co), self.take(&name, &[kh, kw, ci, co])?),
-            Layout::PyTorch => Array4::from_shape_vec((co, ci, kh, kw), self.take(&name, &[co, ci, kh, kw])?)
-                .map(|oihw| oihw.permuted_axes([2, 3, 1, 0]).as_standard_layout().into_owned()),
+impl Conv2d {
+    /// The convolution of a plan node, its tensors from `tensors`.
+    #[doc(hidden)]
+    pub fn load(tensors: &mut Tensors<'_>, node: &Node) -> Result<Conv2d, Error> {
+        let Op::Conv { geometry: g, bias } = node.op else { unreachable!("a conv node") };
+        let prefix = Prefix::of(node);
+        let [kh, kw, ci, co] = g.weight_shape();
+        let name = key(prefix, tensors.layout, "weight");
+        let weight = match tensors.layout {
+            Layout::Cnn => Array4::from_shape_vec((kh, kw, ci, co), tensors.take(&name, &[kh, kw, ci, co])?),
+            Layout::PyTorch => {
+                Array4::from_shape_vec((co, ci, kh, kw), tensors.take(&name, &[co, ci, kh, kw])?)
+                    .map(|oihw| oihw.permuted_axes([2, 3, 1, 0]))
+            }
         }
         .expect("the length was checked with the shape");
-        let bias = if bias { Some(self.vector(prefix, "bias", co, None)?) } else { None };
-        Ok(Conv2d::from_parts(g, weight, bias))
+        let bias = if bias { Some(tensors.vector(prefix, "bias", co)?) } else { None };
+        Ok(Conv2d::from_parts(g, weight, bias).expect("the shapes were checked against the file"))
     }
+}
 
-    /// A dense layer's weights; `flat_from` when its input came from `flatten`.
-    pub fn dense(
-        &mut self,
-        prefix: Prefix,
-        (inputs, outputs): (usize, usize),
-        bias: bool,
-        flat_from: FlatFrom,
-    ) -> Result<Dense, Error> {
-        let name = key(prefix, self.layout, "weight");
-        let weight = match self.layout {
-            Layout::Cnn => Array2::from_shape_vec((inputs, outputs), self.take(&name, &[inputs, outputs])?)
-                .expect("the length was checked with the shape"),
+impl Dense {
+    /// The dense layer of a plan node, its tensors from `tensors`; its
+    /// input's PyTorch order is undone if it came from `flatten`.
+    #[doc(hidden)]
+    pub fn load(tensors: &mut Tensors<'_>, node: &Node) -> Result<Dense, Error> {
+        let Op::Dense { inputs, outputs, bias } = node.op else { unreachable!("a dense node") };
+        let prefix = Prefix::of(node);
+        let name = key(prefix, tensors.layout, "weight");
+        let weight = match tensors.layout {
+            Layout::Cnn => {
+                Array2::from_shape_vec((inputs, outputs), tensors.take(&name, &[inputs, outputs])?)
+                    .expect("the length was checked with the shape")
+            }
             Layout::PyTorch => {
-                let rows = self.take(&name, &[outputs, inputs])?;
-                let column = |i| flat_from.map_or(i, |hwc| chw_index(i, hwc));
+                let rows = tensors.take(&name, &[outputs, inputs])?;
+                let column = |i| prefix.param.flat_from.map_or(i, |hwc| chw_index(i, hwc));
                 Array2::from_shape_fn((inputs, outputs), |(i, o)| rows[o * inputs + column(i)])
             }
         };
-        let bias = if bias { Some(self.vector(prefix, "bias", outputs, None)?) } else { None };
-        Ok(Dense { weight, bias })
+        let unflattened = Prefix { param: Param { flat_from: None, ..prefix.param }, ..prefix };
+        let bias = if bias { Some(tensors.vector(unflattened, "bias", outputs)?) } else { None };
+        Ok(Dense::from_parts(weight, bias).expect("the shapes were checked against the file"))
     }
+}
 
-    /// A batchnorm's weights and running statistics.
-    pub fn batchnorm(
-        &mut self,
-        prefix: Prefix,
-        channels: usize,
-        eps: f32,
-        flat_from: FlatFrom,
-    ) -> Result<BatchNorm, Error> {
-        Ok(BatchNorm {
-            weight: self.vector(prefix, "weight", channels, flat_from)?,
-            bias: self.vector(prefix, "bias", channels, flat_from)?,
-            running_mean: self.vector(prefix, "running_mean", channels, flat_from)?,
-            running_var: self.vector(prefix, "running_var", channels, flat_from)?,
-            ..BatchNorm::new(channels, eps)
-        })
+impl BatchNorm {
+    /// The batchnorm of a plan node, its tensors and statistics from `tensors`.
+    #[doc(hidden)]
+    pub fn load(tensors: &mut Tensors<'_>, node: &Node) -> Result<BatchNorm, Error> {
+        let Op::BatchNorm { channels, eps } = node.op else { unreachable!("a batchnorm node") };
+        let prefix = Prefix::of(node);
+        let mut bn = BatchNorm::new(channels, eps);
+        let loaded = [
+            tensors.vector(prefix, "weight", channels)?,
+            tensors.vector(prefix, "bias", channels)?,
+            tensors.vector(prefix, "running_mean", channels)?,
+            tensors.vector(prefix, "running_var", channels)?,
+        ];
+        let [weight, bias, mean, var] = loaded;
+        let set = bn
+            .set_weight(weight)
+            .and(bn.set_bias(bias))
+            .and(bn.set_running_mean(mean))
+            .and(bn.set_running_var(var));
+        set.expect("the shapes were checked against the file");
+        Ok(bn)
     }
 }
 
@@ -213,49 +232,61 @@ fn chw_index(i: usize, (h, w, c): (usize, usize, usize)) -> usize {
     channel * h * w + pixel
 }
 
+/// Saves the layers of `plan` to `path`, in this crate's layout.
+pub fn save(plan: &Plan, layers: &[Layer<'_>], path: &Path) -> Result<(), Error> {
+    let mut writer = TensorWriter::default();
+    for node in plan.nodes {
+        if let Some(param) = node.param {
+            writer.layer(node.info.name, layers[param.slot]);
+        }
+    }
+    writer.write(path)
+}
+
 /// Tensors to be written to a file, in this crate's layout.
 #[derive(Default)]
-pub struct TensorWriter {
+struct TensorWriter {
     tensors: Vec<(String, Vec<usize>, Vec<u8>)>,
 }
 
 impl TensorWriter {
-    pub fn new() -> TensorWriter {
-        TensorWriter::default()
-    }
-
     fn add<'a>(&mut self, name: String, shape: &[usize], values: impl IntoIterator<Item = &'a f32>) {
         let bytes = values.into_iter().flat_map(|v| v.to_le_bytes()).collect();
         self.tensors.push((name, shape.to_vec(), bytes));
     }
 
-    pub fn conv(&mut self, field: &str, conv: &Conv2d) {
-        self.add(format!("{field}.weight"), conv.weight.shape(), conv.weight.as_standard_layout().iter());
-        if let Some(bias) = &conv.bias {
-            self.add(format!("{field}.bias"), bias.shape(), bias);
-        }
-    }
-
-    pub fn dense(&mut self, field: &str, dense: &Dense) {
-        self.add(format!("{field}.weight"), dense.weight.shape(), dense.weight.as_standard_layout().iter());
-        if let Some(bias) = &dense.bias {
-            self.add(format!("{field}.bias"), bias.shape(), bias);
-        }
-    }
-
-    pub fn batchnorm(&mut self, field: &str, bn: &BatchNorm) {
-        for (name, values) in [
-            ("weight", &bn.weight),
-            ("bias", &bn.bias),
-            ("running_mean", &bn.running_mean),
-            ("running_var", &bn.running_var),
-        ] {
-            self.add(format!("{field}.{name}"), values.shape(), values);
+    fn layer(&mut self, field: &str, layer: Layer<'_>) {
+        let mut add =
+            |name: &str, shape: &[usize], values: &[f32]| self.add(format!("{field}.{name}"), shape, values);
+        match layer {
+            Layer::Conv2d(conv) => {
+                add("weight", conv.weight().shape(), conv.weight().as_slice().expect("standard layout"));
+                if let Some(bias) = conv.bias() {
+                    add("bias", bias.shape(), bias.as_slice().expect("standard layout"));
+                }
+            }
+            Layer::Dense(dense) => {
+                add("weight", dense.weight().shape(), dense.weight().as_slice().expect("standard layout"));
+                if let Some(bias) = dense.bias() {
+                    add("bias", bias.shape(), bias.as_slice().expect("standard layout"));
+                }
+            }
+            Layer::BatchNorm(bn) => {
+                let tensors = [
+                    ("weight", bn.weight()),
+                    ("bias", bn.bias()),
+                    ("running_mean", bn.running_mean()),
+                    ("running_var", bn.running_var()),
+                ];
+                for (name, values) in tensors {
+                    add(name, values.shape(), values.as_slice().expect("standard layout"));
+                }
+            }
         }
     }
 
     /// Writes the file, replacing any file at `path`.
-    pub fn write(self, path: &Path) -> Result<(), Error> {
+    fn write(self, path: &Path) -> Result<(), Error> {
         let invalid = |e: SafeTensorError| Error::Io {
             path: path.into(),
             source: std::io::Error::other(e.to_string()),

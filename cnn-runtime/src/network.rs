@@ -32,16 +32,30 @@ pub trait Network: Sized {
 pub trait Output: Clone + std::fmt::Debug {
     /// The same values with a dynamic number of axes, for generic code.
     fn into_dyn(self) -> ArrayD<f32>;
+
+    /// The values a pass made for `batch` images of `shape`.
+    #[doc(hidden)]
+    fn from_values(values: Vec<f32>, batch: usize, shape: Shape) -> Self;
 }
 
 impl Output for Array2<f32> {
     fn into_dyn(self) -> ArrayD<f32> {
         ArrayBase::into_dyn(self)
     }
+
+    fn from_values(values: Vec<f32>, batch: usize, shape: Shape) -> Self {
+        // The pass made exactly N*F values: the macro worked the shapes out.
+        Array2::from_shape_vec((batch, shape.len()), values).expect("the pass gives N*F values")
+    }
 }
 
 impl Output for Array4<f32> {
     fn into_dyn(self) -> ArrayD<f32> {
         ArrayBase::into_dyn(self)
+    }
+
+    fn from_values(values: Vec<f32>, batch: usize, shape: Shape) -> Self {
+        let Shape::Hwc(h, w, c) = shape else { unreachable!("a spatial output is HxWxC") };
+        Array4::from_shape_vec((batch, h, w, c), values).expect("the pass gives N*H*W*C values")
     }
 }

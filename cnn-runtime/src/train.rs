@@ -8,30 +8,36 @@
 //! a fixed order, so a seed gives bit-identical losses whatever the thread
 //! count.
 
+use cnn_shape::{Activation, Node, Op, Plan, Shape};
 use ndarray::{ArrayView2, ArrayView4};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::Error;
 use crate::layers::{
-    Activation, AvgPool2d, BatchNorm, BatchStats, Conv2d, Dense, Epilogue, MaxPool2d, global_pool,
+    AvgPool2d, BatchNorm, BatchStats, Conv2d, Dense, Epilogue, Kernels, MaxPool2d, global_pool,
     global_pool_backward,
 };
 use crate::optim::Optimizer;
-use crate::{Error, Shape};
 
-/// One layer of a training step, as the generated code lists them.
+/// A network's layer with parameters, as a training step changes it: the
+/// plan's nodes name them by their slot.
 #[derive(Debug)]
-pub enum TrainStep<'a> {
-    Conv(&'a mut Conv2d),
+pub enum LayerMut<'a> {
+    Conv2d(&'a mut Conv2d),
     Dense(&'a mut Dense),
     BatchNorm(&'a mut BatchNorm),
-    MaxPool(MaxPool2d),
-    AvgPool(AvgPool2d),
-    GlobalAvgPool,
-    GlobalMaxPool,
-    Flatten,
-    Dropout(f32),
-    Act(Activation),
+}
+
+impl LayerMut<'_> {
+    /// Its trainable tensors, in the order their gradients come.
+    fn tensors_mut(&mut self) -> Vec<&mut [f32]> {
+        match self {
+            LayerMut::Conv2d(conv) => conv.tensors_mut(),
+            LayerMut::Dense(dense) => dense.tensors_mut(),
+            LayerMut::BatchNorm(bn) => bn.tensors_mut(),
+        }
+    }
 }
 
 /// The generator a network's dropout layers draw from.
@@ -72,30 +78,29 @@ fn check_labels(labels: &[usize], batch: usize, classes: usize) -> Result<(), Er
 /// One step of gradient descent on the mean cross-entropy; returns that
 /// mean loss. A final softmax is taken with the loss (gradient `p - y`);
 /// without one the output is treated as logits.
-pub fn train_step<O: Optimizer + ?Sized>(
-    steps: &mut [TrainStep<'_>],
+pub(crate) fn train_step<O: Optimizer + ?Sized>(
+    plan: &Plan,
+    layers: &mut [LayerMut<'_>],
     x: ArrayView4<'_, f32>,
     labels: &[usize],
     opt: &mut O,
     rng: &mut DropoutRng,
 ) -> Result<f32, Error> {
-    let (n, h, w, c) = x.dim();
-    let fused_softmax = matches!(steps.last(), Some(TrainStep::Act(Activation::Softmax)));
-    let forward_len = steps.len() - fused_softmax as usize;
-    let output = output_shape(&steps[..forward_len], Shape::Hwc(h, w, c));
+    crate::check_input(&x, plan.input)?;
+    let n = x.dim().0;
+    let fused_softmax = matches!(plan.nodes.last(), Some(Node { op: Op::Act(Activation::Softmax), .. }));
+    let nodes = &plan.nodes[..plan.nodes.len() - fused_softmax as usize];
+    let output = nodes.last().map_or(plan.input, |node| node.info.output);
     let Shape::Flat(classes) = output else { return Err(Error::OutputNotFlat { output }) };
     check_labels(labels, n, classes)?;
 
-    // Forward, keeping every output: outputs[i] is step i's input.
+    // Forward, keeping every output: outputs[i] is node i's input.
     let mut outputs = vec![x.as_standard_layout().iter().copied().collect::<Vec<f32>>()];
-    let mut shapes = vec![Shape::Hwc(h, w, c)];
-    let mut kept = Vec::with_capacity(forward_len);
-    for step in steps[..forward_len].iter_mut() {
-        let (input, shape) =
-            (outputs.last().expect("the input is first"), *shapes.last().expect("the input is first"));
-        let (output, shape, keep) = forward(step, input, shape, n, rng);
+    let mut kept = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        let input = outputs.last().expect("the input is first");
+        let (output, keep) = forward(node, layers, input, n, rng);
         outputs.push(output);
-        shapes.push(shape);
         kept.push(keep);
     }
 
@@ -105,87 +110,75 @@ pub fn train_step<O: Optimizer + ?Sized>(
         cross_entropy(ArrayView2::from_shape((n, classes), logits).expect("n rows of classes"), labels);
 
     // Backward, then the update of every parameter tensor in order.
-    let mut grads: Vec<Vec<Vec<f32>>> = vec![Vec::new(); forward_len];
-    for i in (0..forward_len).rev() {
-        let (input, output, shape) = (&outputs[i], &outputs[i + 1], shapes[i]);
-        grad = backward(&steps[i], &kept[i], input, output, shape, grad, i > 0, &mut grads[i]);
+    let mut grads: Vec<Vec<Vec<f32>>> = vec![Vec::new(); nodes.len()];
+    for (i, node) in nodes.iter().enumerate().rev() {
+        let (input, output) = (&outputs[i], &outputs[i + 1]);
+        grad = backward(node, layers, &kept[i], input, output, grad, i > 0, &mut grads[i]);
     }
     opt.begin_step();
     let mut index = 0;
-    for (step, grads) in steps.iter_mut().zip(&grads) {
-        for (param, grad) in parameters(step).into_iter().zip(grads) {
-            opt.update(index, param, grad);
+    for (node, grads) in nodes.iter().zip(&grads) {
+        let Some(param) = node.param else { continue };
+        for (tensor, grad) in layers[param.slot].tensors_mut().into_iter().zip(grads) {
+            opt.update(index, tensor, grad);
             index += 1;
         }
     }
     Ok(loss)
 }
 
-/// The shape after `steps`.
-fn output_shape(steps: &[TrainStep<'_>], mut shape: Shape) -> Shape {
-    for step in steps {
-        shape = match step {
-            TrainStep::Conv(conv) => {
-                let g = conv.geometry();
-                Shape::Hwc(g.height.output, g.width.output, g.out_channels)
-            }
-            TrainStep::Dense(dense) => Shape::Flat(dense.weight.dim().1),
-            TrainStep::MaxPool(MaxPool2d { height, width })
-            | TrainStep::AvgPool(AvgPool2d { height, width }) => {
-                Shape::Hwc(height.output, width.output, shape.channels())
-            }
-            TrainStep::GlobalAvgPool | TrainStep::GlobalMaxPool => Shape::Flat(shape.channels()),
-            TrainStep::Flatten => Shape::Flat(shape.len()),
-            TrainStep::BatchNorm(_) | TrainStep::Dropout(_) | TrainStep::Act(_) => shape,
-        };
-    }
-    shape
-}
-
-/// One step of the training-mode forward pass.
+/// One node of the training-mode forward pass.
 fn forward(
-    step: &mut TrainStep<'_>,
+    node: &Node,
+    layers: &mut [LayerMut<'_>],
     input: &[f32],
-    shape: Shape,
     n: usize,
     rng: &mut DropoutRng,
-) -> (Vec<f32>, Shape, Kept) {
-    let output_shape = output_shape(std::slice::from_ref(step), shape);
-    let mut output = vec![0.0f32; n * output_shape.len()];
+) -> (Vec<f32>, Kept) {
+    let shape = node.input;
+    let mut output = vec![0.0f32; n * node.info.output.len()];
     let mut keep = Kept::Nothing;
-    match step {
-        TrainStep::Conv(conv) => {
-            let epilogue = Epilogue::new(conv.bias.as_ref().and_then(|b| b.as_slice()), None, None);
+    let layer = node.param.map(|p| p.slot);
+    match (node.op, layer.map(|slot| &mut layers[slot])) {
+        (Op::Conv { .. }, Some(LayerMut::Conv2d(conv))) => {
+            let epilogue = Epilogue::new(conv.bias_values(), None, None);
             conv.run(input, &mut output, &mut Vec::new(), &epilogue);
         }
-        TrainStep::Dense(dense) => {
-            let epilogue = Epilogue::new(dense.bias.as_ref().and_then(|b| b.as_slice()), None, None);
+        (Op::Dense { .. }, Some(LayerMut::Dense(dense))) => {
+            let epilogue = Epilogue::new(dense.bias_values(), None, None);
             dense.run(input, &mut output, &epilogue);
         }
-        TrainStep::BatchNorm(bn) => {
+        (Op::BatchNorm { .. }, Some(LayerMut::BatchNorm(bn))) => {
             output.copy_from_slice(input);
             keep = Kept::Stats(bn.train_forward(&mut output));
         }
-        TrainStep::MaxPool(pool) => pool.run(input, shape.channels(), &mut output, &mut Vec::new()),
-        TrainStep::AvgPool(pool) => pool.run(input, shape.channels(), &mut output, &mut Vec::new()),
-        TrainStep::GlobalAvgPool | TrainStep::GlobalMaxPool => {
-            let max = matches!(step, TrainStep::GlobalMaxPool);
+        (Op::MaxPool { height, width }, _) => {
+            MaxPool2d::new(height, width).run(input, shape.channels(), &mut output, &mut Vec::new())
+        }
+        (Op::AvgPool { height, width }, _) => {
+            AvgPool2d::new(height, width).run(input, shape.channels(), &mut output, &mut Vec::new())
+        }
+        (Op::GlobalAvgPool | Op::GlobalMaxPool, _) => {
+            let max = node.op == Op::GlobalMaxPool;
             global_pool(input, shape.len() / shape.channels().max(1), shape.channels(), &mut output, max);
         }
-        TrainStep::Flatten => output.copy_from_slice(input),
-        TrainStep::Dropout(p) => {
-            let (p, scale) = (*p, 1.0 / (1.0 - *p));
+        (Op::Flatten, _) => output.copy_from_slice(input),
+        (Op::Dropout(p), _) => {
+            let scale = 1.0 / (1.0 - p);
             let mask: Vec<f32> =
                 (0..input.len()).map(|_| if rng.0.random::<f32>() < p { 0.0 } else { scale }).collect();
             output.iter_mut().zip(input).zip(&mask).for_each(|((o, x), m)| *o = x * m);
             keep = Kept::Mask(mask);
         }
-        TrainStep::Act(act) => {
+        (Op::Act(act), _) => {
             output.copy_from_slice(input);
             act.apply(&mut output, shape.channels());
         }
+        (Op::Conv { .. } | Op::Dense { .. } | Op::BatchNorm { .. }, _) => {
+            unreachable!("the plan gives these layers")
+        }
     }
-    (output, output_shape, keep)
+    (output, keep)
 }
 
 /// The mean cross-entropy of `logits` and the gradient `(softmax - onehot) / N`.
@@ -205,65 +198,69 @@ fn cross_entropy(logits: ArrayView2<'_, f32>, labels: &[usize]) -> (f32, Vec<f32
     ((loss / n.max(1) as f64) as f32, grad)
 }
 
-/// One step of the backward pass: the gradient of the step's input (left
-/// empty for the first step, `want_input`), its parameters' into `grads`.
+/// One node of the backward pass: the gradient of its input (left empty
+/// for the first node, `want_input`), its parameters' into `grads`.
 #[allow(clippy::too_many_arguments)]
 fn backward(
-    step: &TrainStep<'_>,
+    node: &Node,
+    layers: &[LayerMut<'_>],
     kept: &Kept,
     input: &[f32],
     output: &[f32],
-    shape: Shape,
     mut grad: Vec<f32>,
     want_input: bool,
     grads: &mut Vec<Vec<f32>>,
 ) -> Vec<f32> {
+    let shape = node.input;
     let c = shape.channels();
-    match step {
-        TrainStep::Conv(conv) => {
-            let biases = conv.bias.as_ref().map(|b| b.len());
-            weighted(input.len(), conv.weight.len(), biases, want_input, grads, |dx, dw, db| {
+    match (node.op, node.param.map(|p| &layers[p.slot])) {
+        (Op::Conv { .. }, Some(LayerMut::Conv2d(conv))) => {
+            let biases = conv.bias_values().map(<[f32]>::len);
+            weighted(input.len(), conv.weight().len(), biases, want_input, grads, |dx, dw, db| {
                 conv.backward(input, &grad, dx, dw, db)
             })
         }
-        TrainStep::Dense(dense) => {
-            let biases = dense.bias.as_ref().map(|b| b.len());
-            weighted(input.len(), dense.weight.len(), biases, want_input, grads, |dx, dw, db| {
+        (Op::Dense { .. }, Some(LayerMut::Dense(dense))) => {
+            let biases = dense.bias_values().map(<[f32]>::len);
+            weighted(input.len(), dense.weight().len(), biases, want_input, grads, |dx, dw, db| {
                 dense.backward(input, &grad, dx, dw, db)
             })
         }
-        TrainStep::BatchNorm(bn) => {
+        (Op::BatchNorm { .. }, Some(LayerMut::BatchNorm(bn))) => {
             let Kept::Stats(stats) = kept else { unreachable!("batchnorm keeps its statistics") };
             let (mut dgamma, mut dbeta) = (vec![0.0f32; c], vec![0.0f32; c]);
             bn.backward(stats, &mut grad, &mut dgamma, &mut dbeta);
             grads.extend([dgamma, dbeta]);
             grad
         }
-        TrainStep::MaxPool(pool) => {
+        (Op::MaxPool { height, width }, _) => {
             let mut dx = vec![0.0f32; input.len()];
-            pool.backward(input, c, &grad, &mut dx);
+            MaxPool2d::new(height, width).backward(input, c, &grad, &mut dx);
             dx
         }
-        TrainStep::AvgPool(pool) => {
+        (Op::AvgPool { height, width }, _) => {
             let mut dx = vec![0.0f32; input.len()];
-            pool.backward(c, &grad, &mut dx);
+            AvgPool2d::new(height, width).backward(c, &grad, &mut dx);
             dx
         }
-        TrainStep::GlobalAvgPool | TrainStep::GlobalMaxPool => {
+        (Op::GlobalAvgPool | Op::GlobalMaxPool, _) => {
             let mut dx = vec![0.0f32; input.len()];
-            let max = matches!(step, TrainStep::GlobalMaxPool);
+            let max = node.op == Op::GlobalMaxPool;
             global_pool_backward(input, shape.len() / c.max(1), c, &grad, &mut dx, max);
             dx
         }
-        TrainStep::Flatten => grad,
-        TrainStep::Dropout(_) => {
+        (Op::Flatten, _) => grad,
+        (Op::Dropout(_), _) => {
             let Kept::Mask(mask) = kept else { unreachable!("dropout keeps its mask") };
             grad.iter_mut().zip(mask).for_each(|(g, m)| *g *= m);
             grad
         }
-        TrainStep::Act(act) => {
+        (Op::Act(act), _) => {
             act.backward(input, output, &mut grad, c);
             grad
+        }
+        (Op::Conv { .. } | Op::Dense { .. } | Op::BatchNorm { .. }, _) => {
+            unreachable!("the plan gives these layers")
         }
     }
 }
@@ -289,33 +286,8 @@ fn weighted(
     dx
 }
 
-/// The parameter tensors of a step, in the order their gradients come.
-fn parameters<'a>(step: &'a mut TrainStep<'_>) -> Vec<&'a mut [f32]> {
-    fn contiguous<D: ndarray::Dimension>(a: &mut ndarray::Array<f32, D>) -> &mut [f32] {
-        if !a.is_standard_layout() {
-            *a = a.as_standard_layout().into_owned();
-        }
-        a.as_slice_mut().expect("standard layout is contiguous")
-    }
-    match step {
-        TrainStep::Conv(conv) => {
-            let Conv2d { weight, bias, .. } = &mut **conv;
-            std::iter::once(contiguous(weight)).chain(bias.as_mut().map(contiguous)).collect()
-        }
-        TrainStep::Dense(dense) => {
-            let Dense { weight, bias } = &mut **dense;
-            std::iter::once(contiguous(weight)).chain(bias.as_mut().map(contiguous)).collect()
-        }
-        TrainStep::BatchNorm(bn) => {
-            let BatchNorm { weight, bias, .. } = &mut **bn;
-            vec![contiguous(weight), contiguous(bias)]
-        }
-        _ => Vec::new(),
-    }
-}
-
 /// The fraction of rows of `scores` whose largest value is at the label.
-pub fn accuracy(scores: ArrayView2<'_, f32>, labels: &[usize]) -> Result<f32, Error> {
+pub(crate) fn accuracy(scores: ArrayView2<'_, f32>, labels: &[usize]) -> Result<f32, Error> {
     check_labels(labels, scores.nrows(), scores.ncols())?;
     let correct = scores
         .rows()

@@ -16,7 +16,7 @@ pub struct Workspace {
 
 /// What a forward pass works in.
 #[derive(Default)]
-pub struct Buffers {
+pub(crate) struct Buffers {
     /// One epilogue per layer, its vectors refilled each pass and read by
     /// every thread.
     pub epilogues: Vec<Epilogue>,
@@ -26,7 +26,7 @@ pub struct Buffers {
 
 /// What one thread of a forward pass works in.
 #[derive(Default)]
-pub struct ThreadBuffers {
+pub(crate) struct ThreadBuffers {
     /// Two activation buffers used in turn: one read, one written.
     pub activations: [Vec<f32>; 2],
     /// Per thread of a layer: an im2col or direct-conv panel, or pool rows;
@@ -36,7 +36,7 @@ pub struct ThreadBuffers {
 
 impl Workspace {
     /// Runs `f` with this workspace's buffers, or fresh ones if they are in use.
-    pub fn with<T>(&self, f: impl FnOnce(&mut Buffers) -> T) -> T {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Buffers) -> T) -> T {
         match self.buffers.try_lock() {
             Ok(mut buffers) => f(&mut buffers),
             // Poisoned by a panic in another pass: its buffers may be half

@@ -23,7 +23,9 @@ mod panel;
 use std::ops::Range;
 
 use crate::cpu;
-use crate::layers::{ConvGeometry, Epilogue};
+use cnn_shape::ConvGeometry;
+
+use crate::layers::Epilogue;
 use panel::Panel;
 
 /// Output pixels computed together: one AVX-512 vector.
@@ -95,7 +97,7 @@ fn tile<const CO: usize, const FUSED: bool, const V: usize>(
     pad_weights::<CO>(weight, g, weights);
     let panel = &mut aligned(rest)[..layout.len(g)];
     let mut held = None;
-    for row in g.output_rows(rows.clone()) {
+    for row in crate::im2col::output_rows(g, rows.clone()) {
         let first = layout.load(x, g, row.image, row.oy, panel, &mut held);
         let (ox, len) = (row.columns.start, row.columns.len());
         let out_row = &mut out[(row.pixel - rows.start) * cout..][..len * cout];

@@ -13,7 +13,7 @@
 use std::ops::Range;
 
 use super::LANES;
-use crate::layers::ConvGeometry;
+use cnn_shape::ConvGeometry;
 
 /// The sizes of a panel.
 #[derive(Clone, Copy, Debug)]

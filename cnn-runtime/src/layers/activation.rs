@@ -1,41 +1,41 @@
 //! Activations, applied in place. `softmax` runs over the last axis.
 
+use cnn_shape::Activation;
 use ndarray::{Array, Dimension};
 
 use crate::math;
 
-/// An activation function.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Activation {
-    Relu,
-    /// Within 1e-6 of the exact value, tested over the whole f32 range.
-    Tanh,
-    /// Within 1e-6 of the exact value, tested over the whole f32 range.
-    Sigmoid,
-    /// Over channels (NHWC) or features (flat).
-    Softmax,
-    /// With the slope for negative inputs (0.01 by default, as PyTorch).
-    LeakyRelu(f32),
+/// Applies `activation` to every value of `x`, softmax over its last axis.
+///
+/// ```
+/// use cnn_runtime::layers::{Activation, activate};
+/// let y = activate(Activation::Relu, ndarray::arr1(&[-1.0f32, 2.0]));
+/// assert_eq!(y, ndarray::arr1(&[0.0, 2.0]));
+/// ```
+pub fn activate<D: Dimension>(activation: Activation, mut x: Array<f32, D>) -> Array<f32, D> {
+    let channels = x.shape().last().copied().unwrap_or(1);
+    match x.as_slice_mut() {
+        Some(values) => activation.apply(values, channels),
+        None => {
+            let mut standard = x.as_standard_layout().into_owned();
+            activation.apply(standard.as_slice_mut().expect("standard layout is contiguous"), channels);
+            x.assign(&standard);
+        }
+    }
+    x
 }
 
-impl Activation {
-    /// Applies the activation to every value, in place.
-    pub fn forward<D: Dimension>(self, mut x: Array<f32, D>) -> Array<f32, D> {
-        let channels = x.shape().last().copied().unwrap_or(1);
-        match x.as_slice_mut() {
-            Some(values) => self.apply(values, channels),
-            None => {
-                let mut standard = x.as_standard_layout().into_owned();
-                self.apply(standard.as_slice_mut().expect("standard layout is contiguous"), channels);
-                x.assign(&standard);
-            }
-        }
-        x
-    }
+/// The kernels of an activation. `tanh` and `sigmoid` are within 1e-6 of
+/// the exact value, tested over the whole f32 range.
+pub(crate) trait Kernels {
+    fn apply(self, values: &mut [f32], channels: usize);
+    fn backward(self, x: &[f32], y: &[f32], dy: &mut [f32], channels: usize);
+}
 
+impl Kernels for Activation {
     /// Applies the activation to rows of `channels` values, in place.
     #[inline(always)]
-    pub fn apply(self, values: &mut [f32], channels: usize) {
+    fn apply(self, values: &mut [f32], channels: usize) {
         match self {
             // `v < 0` keeps NaN, as PyTorch does.
             Activation::Relu => values.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v }),
@@ -57,7 +57,7 @@ impl Activation {
 
     /// Turns `dy`, the gradient of the output `y` of input `x`, into the
     /// gradient of the input, in place.
-    pub fn backward(self, x: &[f32], y: &[f32], dy: &mut [f32], channels: usize) {
+    fn backward(self, x: &[f32], y: &[f32], dy: &mut [f32], channels: usize) {
         match self {
             Activation::Relu => dy.iter_mut().zip(x).for_each(|(g, &x)| *g = if x > 0.0 { *g } else { 0.0 }),
             Activation::LeakyRelu(alpha) => {

@@ -9,64 +9,30 @@
 //! whatever the thread count, so results are bit-identical. The backward
 //! pass always goes through im2col + GEMM.
 
-use ndarray::{Array1, Array4, ArrayView4, Ix1, Ix4};
+use cnn_shape::{Axis, ConvGeometry, Node, Op};
+use ndarray::{Array1, Array4, ArrayView1, ArrayView4, ArrayViewMut1, ArrayViewMut4, Ix1, Ix4};
 use rayon::prelude::*;
 
-use super::Epilogue;
 use super::dense::sum_rows;
+use super::{Epilogue, tensor};
+use crate::Error;
 use crate::direct;
 use crate::gemm::{self, MatMut, MatRef};
 use crate::gemm_narrow;
 use crate::im2col::{SLACK, col2im_tile, im2col_tile};
 use crate::init::{self, InitRng};
-use crate::window::Axis;
 use crate::workspace::split_among_threads;
 
 /// How many bytes of im2col panel one tile may fill: it should stay in L2.
 const TILE_BYTES: usize = 256 * 1024;
 
-/// Where a convolution's windows fall, and how channels are grouped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvGeometry {
-    pub height: Axis,
-    pub width: Axis,
-    pub in_channels: usize,
-    pub out_channels: usize,
-    pub groups: usize,
+/// What the kernels ask of a geometry.
+trait Tiling {
+    fn is_pointwise(&self) -> bool;
+    fn tile_rows(&self) -> usize;
 }
 
-impl ConvGeometry {
-    /// Rows of the weight matrix: `kh * kw * cin / groups`.
-    pub fn patch_len(&self) -> usize {
-        self.height.kernel * self.width.kernel * (self.in_channels / self.groups)
-    }
-
-    /// Output values of one image.
-    pub fn output_len(&self) -> usize {
-        self.height.output * self.width.output * self.out_channels
-    }
-
-    /// Input values of one image.
-    pub fn input_len(&self) -> usize {
-        self.height.input * self.width.input * self.in_channels
-    }
-
-    /// The output pixels `pixels` of a batch (indices `(image * OH + oy) * OW + ox`),
-    /// output row by output row.
-    pub(crate) fn output_rows(&self, pixels: std::ops::Range<usize>) -> impl Iterator<Item = OutputRow> {
-        let (oh, ow) = (self.height.output, self.width.output);
-        let mut pixel = pixels.start;
-        std::iter::from_fn(move || {
-            (pixel < pixels.end).then(|| {
-                let (image, oy, ox) = (pixel / (oh * ow), pixel / ow % oh, pixel % ow);
-                let len = (ow - ox).min(pixels.end - pixel);
-                let row = OutputRow { image, oy, columns: ox..ox + len, pixel };
-                pixel += len;
-                row
-            })
-        })
-    }
-
+impl Tiling for ConvGeometry {
     /// A 1x1, stride 1, unpadded, ungrouped convolution: a plain GEMM on the input.
     fn is_pointwise(&self) -> bool {
         let plain = |a: &Axis| a.kernel == 1 && a.stride == 1 && a.pad_before == 0 && a.pad_after == 0;
@@ -82,23 +48,17 @@ impl ConvGeometry {
     }
 }
 
-/// The pixels of one output row of one image that a tile computes.
-pub(crate) struct OutputRow {
-    pub image: usize,
-    pub oy: usize,
-    pub columns: std::ops::Range<usize>,
-    /// The first pixel's index in the batch, `(image * OH + oy) * OW + columns.start`.
-    pub pixel: usize,
-}
-
-/// A 2-D convolution, `nn.Conv2d`.
+/// A 2-D convolution, `nn.Conv2d`. Its tensors can be read and changed
+/// through views, but not given another shape: the geometry the macro
+/// checked holds for as long as the layer lives.
 #[derive(Clone, Debug)]
 pub struct Conv2d {
-    /// `[KH, KW, CIN/G, COUT]`: read as a `[KH*KW*CIN/G, COUT]` matrix, the
-    /// weight of output channel `o` in group `o / (COUT/G)`.
-    pub weight: Array4<f32>,
+    /// `[KH, KW, CIN/G, COUT]`, in standard layout: read as a
+    /// `[KH*KW*CIN/G, COUT]` matrix, the weight of output channel `o` in
+    /// group `o / (COUT/G)`.
+    weight: Array4<f32>,
     /// `[COUT]`, or none for `nobias`.
-    pub bias: Option<Array1<f32>>,
+    bias: Option<Array1<f32>>,
     geometry: ConvGeometry,
 }
 
@@ -106,45 +66,98 @@ impl Conv2d {
     /// A convolution initialised as PyTorch does.
     pub fn new(geometry: ConvGeometry, bias: bool, rng: &mut InitRng) -> Conv2d {
         let g = geometry;
-        let shape = Ix4(g.height.kernel, g.width.kernel, g.in_channels / g.groups, g.out_channels);
         let fan_in = g.patch_len();
-        let weight = init::uniform(shape, fan_in, rng);
+        let weight = init::uniform(
+            Ix4(g.height.kernel, g.width.kernel, g.in_channels / g.groups, g.out_channels),
+            fan_in,
+            rng,
+        );
         let bias = bias.then(|| init::uniform(Ix1(g.out_channels), fan_in, rng));
         Conv2d { weight, bias, geometry }
     }
 
-    /// A convolution with the given weights, `[KH, KW, CIN/G, COUT]` and `[COUT]`.
-    ///
-    /// # Panics
-    ///
-    /// If their shapes do not fit the geometry.
-    pub fn from_parts(geometry: ConvGeometry, weight: Array4<f32>, bias: Option<Array1<f32>>) -> Conv2d {
-        let g = geometry;
-        let expected = [g.height.kernel, g.width.kernel, g.in_channels / g.groups, g.out_channels];
-        assert_eq!(weight.shape(), expected, "conv weight shape");
-        assert!(bias.as_ref().is_none_or(|b| b.len() == g.out_channels), "conv bias length");
-        Conv2d { weight, bias, geometry }
+    /// The layer of a plan node, initialised from `rng`.
+    #[doc(hidden)]
+    pub fn from_node(node: &Node, rng: &mut InitRng) -> Conv2d {
+        let Op::Conv { geometry, bias } = node.op else {
+            unreachable!("the macro pairs conv fields with conv nodes")
+        };
+        Conv2d::new(geometry, bias, rng)
+    }
+
+    /// A convolution with the given weights, `[KH, KW, CIN/G, COUT]` and
+    /// `[COUT]`; an error names the shape that does not fit the geometry.
+    pub fn from_parts(
+        geometry: ConvGeometry,
+        weight: Array4<f32>,
+        bias: Option<Array1<f32>>,
+    ) -> Result<Conv2d, Error> {
+        let mut conv = Conv2d { weight: Array4::zeros(geometry.weight_shape()), bias: None, geometry };
+        conv.set_weight(weight)?;
+        if let Some(bias) = bias {
+            conv.bias = Some(Array1::zeros(geometry.out_channels));
+            conv.set_bias(bias)?;
+        }
+        Ok(conv)
     }
 
     pub fn geometry(&self) -> &ConvGeometry {
         &self.geometry
     }
 
-    /// Convolves a batch `(N, H, W, CIN)` into `(N, OH, OW, COUT)`, bias added.
-    ///
-    /// # Panics
-    ///
-    /// If the input or the weights do not have the geometry's shape.
-    pub fn forward(&self, x: ArrayView4<'_, f32>) -> Array4<f32> {
+    /// `[KH, KW, CIN/G, COUT]`.
+    pub fn weight(&self) -> ArrayView4<'_, f32> {
+        self.weight.view()
+    }
+
+    /// The weight, to change in place.
+    pub fn weight_mut(&mut self) -> ArrayViewMut4<'_, f32> {
+        self.weight.view_mut()
+    }
+
+    /// Replaces the weight; an error if it is not `[KH, KW, CIN/G, COUT]`.
+    pub fn set_weight(&mut self, weight: Array4<f32>) -> Result<(), Error> {
+        tensor::replace(&mut self.weight, weight, "conv weight")
+    }
+
+    /// `[COUT]`, or `None` for a conv without bias.
+    pub fn bias(&self) -> Option<ArrayView1<'_, f32>> {
+        self.bias.as_ref().map(|b| b.view())
+    }
+
+    pub fn bias_mut(&mut self) -> Option<ArrayViewMut1<'_, f32>> {
+        self.bias.as_mut().map(|b| b.view_mut())
+    }
+
+    /// Replaces the bias; an error if it is not `[COUT]` or the conv has none.
+    pub fn set_bias(&mut self, bias: Array1<f32>) -> Result<(), Error> {
+        let current = self.bias.as_mut().ok_or(Error::NoBias { layer: "conv" })?;
+        tensor::replace(current, bias, "conv bias")
+    }
+
+    /// The weight and bias as slices, for the kernels and the optimizer.
+    pub(crate) fn tensors_mut(&mut self) -> Vec<&mut [f32]> {
+        std::iter::once(tensor::values_mut(&mut self.weight))
+            .chain(self.bias.as_mut().map(tensor::values_mut))
+            .collect()
+    }
+
+    pub(crate) fn bias_values(&self) -> Option<&[f32]> {
+        self.bias.as_ref().map(tensor::values)
+    }
+
+    /// Convolves a batch `(N, H, W, CIN)` into `(N, OH, OW, COUT)`, bias added;
+    /// an error for an input of another shape.
+    pub fn forward(&self, x: ArrayView4<'_, f32>) -> Result<Array4<f32>, Error> {
         let g = &self.geometry;
-        assert_eq!(&x.shape()[1..], &[g.height.input, g.width.input, g.in_channels], "conv input shape");
+        tensor::check_input(&x, [g.height.input, g.width.input, g.in_channels], "conv")?;
         let n = x.shape()[0];
         let x = x.as_standard_layout();
         let mut out = vec![0.0f32; n * g.output_len()];
-        let epilogue = Epilogue::new(self.bias.as_ref().and_then(|b| b.as_slice()), None, None);
+        let epilogue = Epilogue::new(self.bias_values(), None, None);
         self.run(x.as_slice().expect("standard layout is contiguous"), &mut out, &mut Vec::new(), &epilogue);
-        Array4::from_shape_vec((n, g.height.output, g.width.output, g.out_channels), out)
-            .expect("output length is n*oh*ow*cout")
+        Ok(Array4::from_shape_vec((n, g.height.output, g.width.output, g.out_channels), out)
+            .expect("output length is n*oh*ow*cout"))
     }
 
     /// Convolves the images in `x` (NHWC, contiguous) into `out`, applying
@@ -155,15 +168,14 @@ impl Conv2d {
     ///
     /// If the lengths of `x` and `out` are not whole images of the geometry,
     /// or the weights do not have its shape.
-    pub fn run(&self, x: &[f32], out: &mut [f32], scratch: &mut Vec<Vec<f32>>, epilogue: &Epilogue) {
+    pub(crate) fn run(&self, x: &[f32], out: &mut [f32], scratch: &mut Vec<Vec<f32>>, epilogue: &Epilogue) {
         let g = &self.geometry;
         let n = x.len() / g.input_len().max(1);
         assert!(
             x.len() == n * g.input_len() && out.len() == n * g.output_len(),
             "conv input or output length"
         );
-        let weight = self.weight.as_standard_layout();
-        let weight = weight.as_slice().expect("standard layout is contiguous");
+        let weight = tensor::values(&self.weight);
         assert_eq!(weight.len(), g.patch_len() * g.out_channels, "conv weight shape");
         let (rows, cout) = (n * g.height.output * g.width.output, g.out_channels);
         if rows == 0 {
@@ -255,7 +267,7 @@ impl Conv2d {
     /// of the output: `dw` (weight layout) and `db` are overwritten, `dx`
     /// (if wanted) too. Images are taken in fixed parts whose sums are added
     /// in order, so the result does not depend on the thread count.
-    pub fn backward(
+    pub(crate) fn backward(
         &self,
         x: &[f32],
         dy: &[f32],
@@ -268,8 +280,7 @@ impl Conv2d {
         let n = x.len() / g.input_len().max(1);
         let (patch, cout) = (g.patch_len(), g.out_channels);
         assert!(dy.len() == n * g.output_len() && dw.len() == patch * cout, "conv backward lengths");
-        let weight = self.weight.as_standard_layout();
-        let weight = weight.as_slice().expect("standard layout is contiguous");
+        let weight = tensor::values(&self.weight);
         let parts = n.div_ceil(IMAGES_PER_PART);
         let mut partial_dw = vec![0.0f32; parts * patch * cout];
         let mut dx_parts: Vec<&mut [f32]> = match dx {

@@ -1,20 +1,23 @@
 //! Fully connected layers: one GEMM per batch.
 
-use ndarray::{Array1, Array2, Array4, ArrayView2, Ix1, Ix2};
+use cnn_shape::{Node, Op};
+use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Ix1, Ix2};
 
-use super::Epilogue;
+use super::{Epilogue, tensor};
+use crate::Error;
 use crate::gemm::{self, MatMut, MatRef};
 use crate::gemm_narrow;
 use crate::init::{self, InitRng};
 
-/// A fully connected layer, `nn.Linear`.
+/// A fully connected layer, `nn.Linear`. Its tensors can be changed
+/// through views, but not given another shape.
 #[derive(Clone, Debug)]
 pub struct Dense {
     /// `[IN, OUT]`, the transpose of PyTorch's `[OUT, IN]`, so that the batch
     /// multiplies it directly. After `flatten` the rows run in H, W, C order.
-    pub weight: Array2<f32>,
+    weight: Array2<f32>,
     /// `[OUT]`, or none for `nobias`.
-    pub bias: Option<Array1<f32>>,
+    bias: Option<Array1<f32>>,
 }
 
 impl Dense {
@@ -25,20 +28,83 @@ impl Dense {
         Dense { weight, bias }
     }
 
-    /// `(N, IN)` into `(N, OUT)`.
-    ///
-    /// # Panics
-    ///
-    /// If the input does not have `IN` features.
-    pub fn forward(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
+    /// The layer of a plan node, initialised from `rng`.
+    #[doc(hidden)]
+    pub fn from_node(node: &Node, rng: &mut InitRng) -> Dense {
+        let Op::Dense { inputs, outputs, bias } = node.op else {
+            unreachable!("the macro pairs dense fields with dense nodes")
+        };
+        Dense::new(inputs, outputs, bias, rng)
+    }
+
+    /// A dense layer with the given weight `[IN, OUT]` and bias `[OUT]`.
+    pub fn from_parts(weight: Array2<f32>, bias: Option<Array1<f32>>) -> Result<Dense, Error> {
+        let outputs = weight.ncols();
+        let mut dense = Dense {
+            weight: Array2::zeros(weight.dim()),
+            bias: bias.as_ref().map(|_| Array1::zeros(outputs)),
+        };
+        dense.set_weight(weight)?;
+        if let Some(bias) = bias {
+            dense.set_bias(bias)?;
+        }
+        Ok(dense)
+    }
+
+    /// `(IN, OUT)`.
+    pub fn dim(&self) -> (usize, usize) {
+        self.weight.dim()
+    }
+
+    /// `[IN, OUT]`.
+    pub fn weight(&self) -> ArrayView2<'_, f32> {
+        self.weight.view()
+    }
+
+    pub fn weight_mut(&mut self) -> ArrayViewMut2<'_, f32> {
+        self.weight.view_mut()
+    }
+
+    /// Replaces the weight; an error if it is not `[IN, OUT]`.
+    pub fn set_weight(&mut self, weight: Array2<f32>) -> Result<(), Error> {
+        tensor::replace(&mut self.weight, weight, "dense weight")
+    }
+
+    /// `[OUT]`, or `None` for a layer without bias.
+    pub fn bias(&self) -> Option<ArrayView1<'_, f32>> {
+        self.bias.as_ref().map(|b| b.view())
+    }
+
+    pub fn bias_mut(&mut self) -> Option<ArrayViewMut1<'_, f32>> {
+        self.bias.as_mut().map(|b| b.view_mut())
+    }
+
+    /// Replaces the bias; an error if it is not `[OUT]` or the layer has none.
+    pub fn set_bias(&mut self, bias: Array1<f32>) -> Result<(), Error> {
+        let current = self.bias.as_mut().ok_or(Error::NoBias { layer: "dense layer" })?;
+        tensor::replace(current, bias, "dense bias")
+    }
+
+    pub(crate) fn tensors_mut(&mut self) -> Vec<&mut [f32]> {
+        std::iter::once(tensor::values_mut(&mut self.weight))
+            .chain(self.bias.as_mut().map(tensor::values_mut))
+            .collect()
+    }
+
+    pub(crate) fn bias_values(&self) -> Option<&[f32]> {
+        self.bias.as_ref().map(tensor::values)
+    }
+
+    /// `(N, IN)` into `(N, OUT)`; an error for an input of another width.
+    pub fn forward(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>, Error> {
         let (inputs, outputs) = self.weight.dim();
-        assert_eq!(x.shape()[1], inputs, "dense input features");
+        tensor::check_input(&x, [inputs], "dense")?;
         let n = x.shape()[0];
         let x = x.as_standard_layout();
         let mut out = vec![0.0f32; n * outputs];
-        let epilogue = Epilogue::new(self.bias.as_ref().and_then(|b| b.as_slice()), None, None);
+        let epilogue = Epilogue::new(self.bias_values(), None, None);
         self.run(x.as_slice().expect("contiguous"), &mut out, &epilogue);
-        Array2::from_shape_vec((n, outputs), out).expect("output length is n*out")
+        Ok(Array2::from_shape_vec((n, outputs), out).expect("output length is n*out"))
     }
 
     /// The rows of `x` (`IN` values each) into the rows of `out` (`OUT`
@@ -47,13 +113,12 @@ impl Dense {
     /// # Panics
     ///
     /// If the lengths are not whole rows of the same batch.
-    pub fn run(&self, x: &[f32], out: &mut [f32], epilogue: &Epilogue) {
+    pub(crate) fn run(&self, x: &[f32], out: &mut [f32], epilogue: &Epilogue) {
         let (inputs, outputs) = self.weight.dim();
         let n = out.len() / outputs.max(1);
         assert!(x.len() == n * inputs && out.len() == n * outputs, "dense input or output length");
-        let weight = self.weight.as_standard_layout();
         let a = MatRef::row_major(x, n, inputs);
-        let b = MatRef::row_major(weight.as_slice().expect("contiguous"), inputs, outputs);
+        let b = MatRef::row_major(tensor::values(&self.weight), inputs, outputs);
         gemm_narrow::multiply(a, b, MatMut::row_major(out, n, outputs));
         epilogue.apply(out, outputs);
     }
@@ -61,7 +126,7 @@ impl Dense {
     /// The gradients of a batch, given its input `x` and the gradient `dy`
     /// of the output: `dw = x^T dy`, `db` the sum of `dy`'s rows, and
     /// `dx = dy W^T` if wanted; all overwritten.
-    pub fn backward(
+    pub(crate) fn backward(
         &self,
         x: &[f32],
         dy: &[f32],
@@ -79,8 +144,7 @@ impl Dense {
             sum_rows(dy.data, db);
         }
         if let Some(dx) = dx {
-            let weight = self.weight.as_standard_layout();
-            let w = weight.as_slice().expect("contiguous");
+            let w = tensor::values(&self.weight);
             let w_t = MatRef::transposed(w, outputs, inputs, outputs);
             gemm::sgemm(1.0, dy, w_t, 0.0, MatMut::row_major(dx, n, inputs));
         }

@@ -1,11 +1,11 @@
 //! What a conv or dense layer does to its output while it is still in cache:
 //! bias, a following batchnorm, a following activation.
 
-use super::{Activation, BatchNorm};
+use super::{Activation, BatchNorm, Kernels};
 
 /// `y = act(x * scale + shift)` per output channel.
 #[derive(Clone, Debug, Default)]
-pub struct Epilogue {
+pub(crate) struct Epilogue {
     /// `None` means 1: no batchnorm.
     pub scale: Option<Vec<f32>>,
     /// Bias, or bias and batchnorm shift together; `None` means 0.

@@ -1,6 +1,8 @@
 //! The layers a generated network is made of, one file per family.
 //!
 //! Every layer takes and gives NHWC `(N, H, W, C)` or flat `(N, F)` arrays.
+//! A layer's tensors are private: views and `set_*` methods change their
+//! values, never their shapes, so a kernel can trust the geometry it gets.
 
 mod activation;
 mod conv;
@@ -8,11 +10,15 @@ mod dense;
 mod epilogue;
 mod norm;
 mod pool;
+mod tensor;
 
-pub use crate::window::Axis;
-pub use activation::Activation;
-pub use conv::{Conv2d, ConvGeometry};
+pub(crate) use activation::Kernels;
+pub use activation::activate;
+pub use cnn_shape::{Activation, Axis, ConvGeometry};
+pub use conv::Conv2d;
 pub use dense::{Dense, flatten};
-pub use epilogue::Epilogue;
-pub use norm::{BatchNorm, BatchStats};
-pub use pool::{AvgPool2d, MaxPool2d, global_avg_pool, global_max_pool, global_pool, global_pool_backward};
+pub(crate) use epilogue::Epilogue;
+pub use norm::BatchNorm;
+pub(crate) use norm::BatchStats;
+pub use pool::{AvgPool2d, MaxPool2d, global_avg_pool, global_max_pool};
+pub(crate) use pool::{global_pool, global_pool_backward};

@@ -1,24 +1,49 @@
 //! Batch normalisation over the last axis (channels or features).
 
-use ndarray::{Array, Array1, Dimension};
+use cnn_shape::{Node, Op};
+use ndarray::{Array, Array1, ArrayView1, ArrayViewMut1, Dimension};
 
 use super::epilogue::refill;
+use super::tensor;
+use crate::Error;
+use crate::init::InitRng;
 
-/// `nn.BatchNorm2d` on NHWC, `nn.BatchNorm1d` on flat features.
+/// `nn.BatchNorm2d` on NHWC, `nn.BatchNorm1d` on flat features. Its
+/// tensors, all `[C]`, can be changed through views, but not resized.
 #[derive(Clone, Debug)]
 pub struct BatchNorm {
-    /// Scale, `gamma`: `[C]`.
-    pub weight: Array1<f32>,
-    /// Shift, `beta`: `[C]`.
-    pub bias: Array1<f32>,
-    pub running_mean: Array1<f32>,
-    pub running_var: Array1<f32>,
-    pub eps: f32,
-    pub momentum: f32,
+    /// Scale, `gamma`.
+    weight: Array1<f32>,
+    /// Shift, `beta`.
+    bias: Array1<f32>,
+    running_mean: Array1<f32>,
+    running_var: Array1<f32>,
+    eps: f32,
+    momentum: f32,
+}
+
+/// The accessors of one `[C]` tensor: a view, a mutable view, a setter.
+macro_rules! accessors {
+    ($($field:ident, $field_mut:ident, $set:ident, $what:literal;)*) => {$(
+        #[doc = concat!("The ", $what, ", `[C]`.")]
+        pub fn $field(&self) -> ArrayView1<'_, f32> {
+            self.$field.view()
+        }
+
+        pub fn $field_mut(&mut self) -> ArrayViewMut1<'_, f32> {
+            self.$field.view_mut()
+        }
+
+        #[doc = concat!("Replaces the ", $what, "; an error if it is not `[C]`.")]
+        pub fn $set(&mut self, values: Array1<f32>) -> Result<(), Error> {
+            tensor::replace(&mut self.$field, values, concat!("batchnorm ", $what))
+        }
+    )*};
 }
 
 impl BatchNorm {
-    /// Weight 1, bias 0, running mean 0, running variance 1, as PyTorch.
+    /// Weight 1, bias 0, running mean 0, running variance 1, as PyTorch;
+    /// momentum 0.1.
     pub fn new(channels: usize, eps: f32) -> BatchNorm {
         BatchNorm {
             weight: Array1::ones(channels),
@@ -30,30 +55,67 @@ impl BatchNorm {
         }
     }
 
+    /// The layer of a plan node.
+    #[doc(hidden)]
+    pub fn from_node(node: &Node, _: &mut InitRng) -> BatchNorm {
+        let Op::BatchNorm { channels, eps } = node.op else {
+            unreachable!("the macro pairs batchnorm fields with batchnorm nodes")
+        };
+        BatchNorm::new(channels, eps)
+    }
+
+    accessors! {
+        weight, weight_mut, set_weight, "scale (gamma)";
+        bias, bias_mut, set_bias, "shift (beta)";
+        running_mean, running_mean_mut, set_running_mean, "running mean";
+        running_var, running_var_mut, set_running_var, "running variance";
+    }
+
+    /// The channels it normalises.
+    pub fn channels(&self) -> usize {
+        self.weight.len()
+    }
+
+    pub fn eps(&self) -> f32 {
+        self.eps
+    }
+
+    pub fn momentum(&self) -> f32 {
+        self.momentum
+    }
+
+    /// The trainable tensors, weight then bias.
+    pub(crate) fn tensors_mut(&mut self) -> Vec<&mut [f32]> {
+        vec![tensor::values_mut(&mut self.weight), tensor::values_mut(&mut self.bias)]
+    }
+
     /// Per channel, `scale = gamma / sqrt(var + eps)` and `shift = beta - mean * scale`,
     /// written into the given vectors.
-    pub fn scale_shift_into(&self, scale: &mut Vec<f32>, shift: &mut Vec<f32>) {
+    pub(crate) fn scale_shift_into(&self, scale: &mut Vec<f32>, shift: &mut Vec<f32>) {
         refill(scale, self.weight.iter().zip(&self.running_var).map(|(g, v)| g / (v + self.eps).sqrt()));
         refill(shift, scale.iter().zip(&self.bias).zip(&self.running_mean).map(|((s, b), m)| b - m * s));
     }
 
     /// Normalises with the running statistics (inference mode), in place.
-    pub fn forward<D: Dimension>(&self, mut x: Array<f32, D>) -> Array<f32, D> {
+    pub fn forward<D: Dimension>(&self, mut x: Array<f32, D>) -> Result<Array<f32, D>, Error> {
         let channels = self.weight.len();
-        assert_eq!(x.shape().last(), Some(&channels), "batchnorm channels");
+        if x.shape().last() != Some(&channels) {
+            let found = x.shape().to_vec();
+            return Err(Error::LayerInput { layer: "batchnorm", expected: vec![channels], found });
+        }
         let (mut scale, mut shift) = (Vec::new(), Vec::new());
         self.scale_shift_into(&mut scale, &mut shift);
         for mut lane in x.rows_mut() {
             lane.iter_mut().zip(&scale).zip(&shift).for_each(|((v, s), t)| *v = *v * s + t);
         }
-        x
+        Ok(x)
     }
 
     /// Normalises with the statistics of the batch (training mode), in
     /// place, over rows of `C` values; updates the running statistics with
     /// the momentum (the variance unbiased, as PyTorch) and returns what
     /// [`backward`](Self::backward) needs.
-    pub fn train_forward(&mut self, x: &mut [f32]) -> BatchStats {
+    pub(crate) fn train_forward(&mut self, x: &mut [f32]) -> BatchStats {
         let c = self.weight.len();
         let count = x.len() / c.max(1);
         let (mut mean, mut var) = (vec![0.0f64; c], vec![0.0f64; c]);
@@ -85,7 +147,7 @@ impl BatchNorm {
 
     /// The gradients of a training-mode pass: `dgamma`, `dbeta` overwritten,
     /// `dy` turned into the gradient of the input in place.
-    pub fn backward(&self, stats: &BatchStats, dy: &mut [f32], dgamma: &mut [f32], dbeta: &mut [f32]) {
+    pub(crate) fn backward(&self, stats: &BatchStats, dy: &mut [f32], dgamma: &mut [f32], dbeta: &mut [f32]) {
         let c = self.weight.len();
         let count = (dy.len() / c.max(1)).max(1) as f32;
         dgamma.fill(0.0);
@@ -108,7 +170,7 @@ impl BatchNorm {
 
 /// What a training-mode batchnorm keeps for its backward pass.
 #[derive(Clone, Debug, Default)]
-pub struct BatchStats {
+pub(crate) struct BatchStats {
     normalized: Vec<f32>,
     inv_std: Vec<f32>,
 }

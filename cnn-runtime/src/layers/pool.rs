@@ -9,9 +9,10 @@
 use ndarray::{Array2, Array4, ArrayView4};
 use rayon::prelude::*;
 
-use crate::cpu;
-use crate::window::Axis;
+use super::tensor;
 use crate::workspace::split_among_threads;
+use crate::{Error, cpu};
+use cnn_shape::Axis;
 
 /// Max pooling, `nn.MaxPool2d`: padding never wins the max.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,13 +35,13 @@ impl MaxPool2d {
     }
 
     /// Pools `(N, H, W, C)` into `(N, OH, OW, C)`.
-    pub fn forward(&self, x: ArrayView4<'_, f32>) -> Array4<f32> {
+    pub fn forward(&self, x: ArrayView4<'_, f32>) -> Result<Array4<f32>, Error> {
         forward(x, self.height, self.width, |x, c, out| self.run(x, c, out, &mut Vec::new()))
     }
 
     /// Pools the NHWC images of `x`, `channels` deep, into `out`. `scratch`
     /// holds a row per thread, grown as needed and kept for next time.
-    pub fn run(&self, x: &[f32], channels: usize, out: &mut [f32], scratch: &mut Vec<Vec<f32>>) {
+    pub(crate) fn run(&self, x: &[f32], channels: usize, out: &mut [f32], scratch: &mut Vec<Vec<f32>>) {
         pool::<Max>(x, channels, out, self.height, self.width, scratch);
     }
 }
@@ -51,13 +52,13 @@ impl AvgPool2d {
     }
 
     /// Pools `(N, H, W, C)` into `(N, OH, OW, C)`.
-    pub fn forward(&self, x: ArrayView4<'_, f32>) -> Array4<f32> {
+    pub fn forward(&self, x: ArrayView4<'_, f32>) -> Result<Array4<f32>, Error> {
         forward(x, self.height, self.width, |x, c, out| self.run(x, c, out, &mut Vec::new()))
     }
 
     /// Pools the NHWC images of `x`, `channels` deep, into `out`. `scratch`
     /// holds a row per thread, grown as needed and kept for next time.
-    pub fn run(&self, x: &[f32], channels: usize, out: &mut [f32], scratch: &mut Vec<Vec<f32>>) {
+    pub(crate) fn run(&self, x: &[f32], channels: usize, out: &mut [f32], scratch: &mut Vec<Vec<f32>>) {
         pool::<Mean>(x, channels, out, self.height, self.width, scratch);
     }
 }
@@ -106,13 +107,13 @@ fn forward(
     height: Axis,
     width: Axis,
     run: impl Fn(&[f32], usize, &mut [f32]),
-) -> Array4<f32> {
-    assert_eq!(&x.shape()[1..3], &[height.input, width.input], "pool input shape");
+) -> Result<Array4<f32>, Error> {
     let (n, c) = (x.shape()[0], x.shape()[3]);
+    tensor::check_input(&x, [height.input, width.input, c], "pool")?;
     let x = x.as_standard_layout();
     let mut out = vec![0.0f32; n * height.output * width.output * c];
     run(x.as_slice().expect("standard layout is contiguous"), c, &mut out);
-    Array4::from_shape_vec((n, height.output, width.output, c), out).expect("output length is n*oh*ow*c")
+    Ok(Array4::from_shape_vec((n, height.output, width.output, c), out).expect("output length is n*oh*ow*c"))
 }
 
 /// Input cells of window `o` along `axis`, and how many cells it has inside
@@ -224,7 +225,7 @@ pub fn global_max_pool(x: ArrayView4<'_, f32>) -> Array2<f32> {
 }
 
 /// The mean or max of each channel over the `cells` pixels of each image.
-pub fn global_pool(x: &[f32], cells: usize, c: usize, out: &mut [f32], max: bool) {
+pub(crate) fn global_pool(x: &[f32], cells: usize, c: usize, out: &mut [f32], max: bool) {
     for (image, pixel) in x.chunks_exact((cells * c).max(1)).zip(out.chunks_exact_mut(c.max(1))) {
         pixel.fill(if max { f32::NEG_INFINITY } else { 0.0 });
         for cell in image.chunks_exact(c) {
@@ -248,7 +249,7 @@ pub fn global_pool(x: &[f32], cells: usize, c: usize, out: &mut [f32], max: bool
 impl MaxPool2d {
     /// Routes each output gradient to the input cell that won its window
     /// (the first maximum, as in the forward pass); `dx` is overwritten.
-    pub fn backward(&self, x: &[f32], channels: usize, dy: &[f32], dx: &mut [f32]) {
+    pub(crate) fn backward(&self, x: &[f32], channels: usize, dy: &[f32], dx: &mut [f32]) {
         let (h, w, c) = (self.height, self.width, channels);
         let (image_len, out_len) = (h.input * w.input * c, h.output * w.output * c);
         dx.fill(0.0);
@@ -288,7 +289,7 @@ impl MaxPool2d {
 impl AvgPool2d {
     /// Spreads each output gradient over its window, divided as in the
     /// forward pass; `dx` is overwritten.
-    pub fn backward(&self, channels: usize, dy: &[f32], dx: &mut [f32]) {
+    pub(crate) fn backward(&self, channels: usize, dy: &[f32], dx: &mut [f32]) {
         let (h, w, c) = (self.height, self.width, channels);
         let (image_len, out_len) = (h.input * w.input * c, h.output * w.output * c);
         dx.fill(0.0);
@@ -314,7 +315,7 @@ impl AvgPool2d {
 
 /// The gradient of [`global_pool`]: spread over the cells (mean) or routed
 /// to the first maximum (max); `dx` is overwritten.
-pub fn global_pool_backward(x: &[f32], cells: usize, c: usize, dy: &[f32], dx: &mut [f32], max: bool) {
+pub(crate) fn global_pool_backward(x: &[f32], cells: usize, c: usize, dy: &[f32], dx: &mut [f32], max: bool) {
     let image_len = (cells * c).max(1);
     for ((image, dy), dx) in
         x.chunks_exact(image_len).zip(dy.chunks_exact(c.max(1))).zip(dx.chunks_exact_mut(image_len))

@@ -1,4 +1,5 @@
-//! The window arithmetic, with no syntax in sight.
+//! The sliding window along one spatial axis, shared by convolution and
+//! pooling.
 //!
 //! For each axis, with input `n`, kernel `k`, stride `s`, padding `pb` before
 //! and `pa` after, dilation `d`:
@@ -10,6 +11,8 @@
 //!
 //! `floor` rounds down; `ceil` rounds up unless the last window would then
 //! start past the input and its left padding (PyTorch's `ceil_mode`).
+//! Window `o` covers input positions `o*s - pb + i*d` for `i < k`; positions
+//! outside `0..n` are padding.
 
 use std::fmt;
 
@@ -21,7 +24,7 @@ pub enum Rounding {
     Ceil,
 }
 
-/// One axis of a sliding window.
+/// One axis of a sliding window, before its output size is known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
     pub input: usize,
@@ -83,6 +86,47 @@ pub fn out_size(w: &Window, rounding: Rounding) -> Result<usize, SizeError> {
     usize::try_from(out).map_err(|_| SizeError::Overflow)
 }
 
+/// One axis of a window with its output size worked out: what the plan
+/// holds and the kernels read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Axis {
+    pub input: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub pad_before: usize,
+    pub pad_after: usize,
+    pub dilation: usize,
+    pub output: usize,
+}
+
+impl Axis {
+    /// The axis of `window`, its output size from [`out_size`].
+    pub fn new(window: Window, rounding: Rounding) -> Result<Axis, SizeError> {
+        let output = out_size(&window, rounding)?;
+        let Window { input, kernel, stride, pad_before, pad_after, dilation } = window;
+        Ok(Axis { input, kernel, stride, pad_before, pad_after, dilation, output })
+    }
+
+    /// The window, without its output size.
+    pub const fn window(&self) -> Window {
+        let Axis { input, kernel, stride, pad_before, pad_after, dilation, .. } = *self;
+        Window { input, kernel, stride, pad_before, pad_after, dilation }
+    }
+
+    /// Where window `o` starts, in input coordinates (negative inside the padding).
+    #[inline]
+    pub fn start(&self, o: usize) -> isize {
+        (o * self.stride) as isize - self.pad_before as isize
+    }
+
+    /// The input position of tap `i` of window `o`, if it is not padding.
+    #[inline]
+    pub fn tap(&self, o: usize, i: usize) -> Option<usize> {
+        let pos = self.start(o) + (i * self.dilation) as isize;
+        (pos >= 0 && (pos as usize) < self.input).then_some(pos as usize)
+    }
+}
+
 /// A fraction shown as a decimal: `23 / 2` as `11.5`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ratio {
@@ -131,6 +175,26 @@ mod tests {
             Err(SizeError::Overflow)
         );
         assert_eq!(Ratio { num: 28, den: 3 }.to_string(), "9.33");
+    }
+
+    #[test]
+    fn follows_pytorch_ceil_mode() {
+        let ceil = |n, k, s, p| out_size(&window(n, k, s, p, 1), Rounding::Ceil);
+        // nn.MaxPool2d(3, 2, ceil_mode=True) on 6: ceil(3 / 2) + 1 = 3
+        assert_eq!(ceil(6, 3, 2, 0), Ok(3));
+        // MaxPool2d(2, 2, padding=1, ceil_mode=True) on 5: ceil(5 / 2) + 1 = 4,
+        // but window 3 would start at 6 >= 5 + 1, all in the right padding: 3
+        assert_eq!(ceil(5, 2, 2, 1), Ok(3));
+        // MaxPool2d(2, 2, ceil_mode=True) on 5: ceil(3 / 2) + 1 = 3
+        assert_eq!(ceil(5, 2, 2, 0), Ok(3));
+    }
+
+    #[test]
+    fn an_axis_keeps_its_window() {
+        let w = window(28, 5, 2, 2, 1);
+        let axis = Axis::new(w, Rounding::Floor).unwrap();
+        assert_eq!((axis.window(), axis.output), (w, 14));
+        assert_eq!((axis.start(0), axis.tap(0, 0), axis.tap(0, 2)), (-2, None, Some(0)));
     }
 
     /// Window positions counted one by one, in padded coordinates: window `o`

@@ -6,7 +6,7 @@ use std::fmt;
 /// The shape of one image (batch axis excluded).
 ///
 /// ```
-/// use cnn_runtime::Shape;
+/// use cnn_shape::Shape;
 /// assert_eq!(Shape::Hwc(28, 28, 1).to_string(), "28x28x1");
 /// assert_eq!(Shape::Flat(10).len(), 10);
 /// ```
@@ -20,10 +20,25 @@ pub enum Shape {
 
 impl Shape {
     /// The number of values in one image of this shape.
+    ///
+    /// # Panics
+    ///
+    /// On overflow, which the macro rules out for every shape it emits.
     pub const fn len(self) -> usize {
         match self {
             Shape::Hwc(h, w, c) => h * w * c,
             Shape::Flat(n) => n,
+        }
+    }
+
+    /// The number of values, or `None` if it overflows `usize`.
+    pub const fn checked_len(self) -> Option<usize> {
+        match self {
+            Shape::Hwc(h, w, c) => match h.checked_mul(w) {
+                Some(hw) => hw.checked_mul(c),
+                None => None,
+            },
+            Shape::Flat(n) => Some(n),
         }
     }
 
