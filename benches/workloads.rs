@@ -36,7 +36,7 @@ fn conv_gemm(conv: &Conv2d, batch: usize) -> (usize, usize, usize) {
 }
 
 fn dense_macs(dense: &Dense, batch: usize) -> usize {
-    batch * dense.weight.len()
+    batch * dense.weight().len()
 }
 
 fn input<N: Network>(batch: usize) -> Array4<f32> {

@@ -11,7 +11,7 @@
 //! `cargo run --release --example grokking`
 
 use cnn::data::read_mnist;
-use cnn::ndarray::{Array, s};
+use cnn::ndarray::s;
 use cnn::optim::Sgd;
 use rand::{Rng, SeedableRng};
 
@@ -34,10 +34,8 @@ fn main() -> Result<(), cnn::Error> {
     let mut net = GrokkingCnn::with_seed(0);
     // The book's initialisation.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    net.conv1.weight =
-        Array::from_shape_simple_fn(net.conv1.weight.raw_dim(), || rng.random_range(-0.01..0.01));
-    net.dense1.weight =
-        Array::from_shape_simple_fn(net.dense1.weight.raw_dim(), || rng.random_range(-0.1..0.1));
+    net.conv1.weight_mut().mapv_inplace(|_| rng.random_range(-0.01..0.01));
+    net.dense1.weight_mut().mapv_inplace(|_| rng.random_range(-0.1..0.1));
 
     let batch = 128;
     let mut opt = Sgd::new(2.0 / batch as f32);

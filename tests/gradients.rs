@@ -64,21 +64,15 @@ fn check<N: Clone>(net: &N, params: Params<N>, step: impl Fn(&mut N, &mut dyn Op
 /// The tensors of a conv, dense or batchnorm layer in the order
 /// `train_step` hands them over: weight, then bias.
 fn conv(c: &mut cnn::layers::Conv2d) -> Vec<&mut [f32]> {
-    let cnn::layers::Conv2d { weight, bias, .. } = c;
-    std::iter::once(weight.as_slice_mut().unwrap())
-        .chain(bias.as_mut().map(|b| b.as_slice_mut().unwrap()))
-        .collect()
+    c.parameters_mut()
 }
 
 fn dense(d: &mut cnn::layers::Dense) -> Vec<&mut [f32]> {
-    let cnn::layers::Dense { weight, bias } = d;
-    std::iter::once(weight.as_slice_mut().unwrap())
-        .chain(bias.as_mut().map(|b| b.as_slice_mut().unwrap()))
-        .collect()
+    d.parameters_mut()
 }
 
 fn bn(b: &mut cnn::layers::BatchNorm) -> Vec<&mut [f32]> {
-    vec![b.weight.as_slice_mut().unwrap(), b.bias.as_slice_mut().unwrap()]
+    b.parameters_mut()
 }
 
 cnn::cnn! {

@@ -25,13 +25,13 @@ fn check_conv(geometry: ConvGeometry, batch: usize, bias: bool, seed: u64) {
     let x = random4(&mut r, (batch, h.input, w.input, geometry.in_channels));
     let expected = common::conv(
         x.view(),
-        conv.weight.view(),
-        conv.bias.as_ref().map(|b| b.view()),
+        conv.weight(),
+        conv.bias(),
         win(&h),
         win(&w),
         geometry.groups,
     );
-    assert_close(&conv.forward(x.view()), &expected, 1e-4, &format!("{geometry:?}"));
+    assert_close(&conv.forward(x.view()).unwrap(), &expected, 1e-4, &format!("{geometry:?}"));
 }
 
 #[test]
@@ -49,7 +49,7 @@ fn conv_matches_reference_on_random_shapes() {
             let (k, d) = (r.random_range(1..=4), r.random_range(1..=2));
             let (pb, pa) = if padded { (r.random_range(0..=2), r.random_range(0..=2)) } else { (0, 0) };
             // Up to 20 wide: rows of more than one vector of 16 pixels.
-            Axis::new(r.random_range(1..=20), k, r.random_range(1..=3), pb, pa, d, false)
+            common::axis(r.random_range(1..=20), k, r.random_range(1..=3), pb, pa, d, false)
         };
         let (height, width) = (axis(&mut r), axis(&mut r));
         if height.output == 0 || width.output == 0 {
@@ -65,16 +65,16 @@ fn conv_matches_reference_on_random_shapes() {
 fn conv_spans_several_tiles_and_the_pointwise_path() {
     // 64 channels, 3x3: 576-value patches, ~113 rows a tile, 2*18*18 rows in all.
     let big = ConvGeometry {
-        height: Axis::new(18, 3, 1, 1, 1, 1, false),
-        width: Axis::new(18, 3, 1, 1, 1, 1, false),
+        height: common::axis(18, 3, 1, 1, 1, 1, false),
+        width: common::axis(18, 3, 1, 1, 1, 1, false),
         in_channels: 64,
         out_channels: 24,
         groups: 1,
     };
     check_conv(big, 2, true, 7);
     let pointwise = ConvGeometry {
-        height: Axis::new(9, 1, 1, 0, 0, 1, false),
-        width: Axis::new(7, 1, 1, 0, 0, 1, false),
+        height: common::axis(9, 1, 1, 0, 0, 1, false),
+        width: common::axis(7, 1, 1, 0, 0, 1, false),
         in_channels: 13,
         out_channels: 5,
         groups: 1,
@@ -93,7 +93,7 @@ fn pools_match_reference_with_padding_floor_and_ceil() {
         let axis = |r: &mut rand_chacha::ChaCha8Rng, ceil| {
             let k = r.random_range(1..=4);
             let p = r.random_range(0..=k / 2);
-            Axis::new(r.random_range(1..=12), k, r.random_range(1..=3), p, p, 1, ceil)
+            common::axis(r.random_range(1..=12), k, r.random_range(1..=3), p, p, 1, ceil)
         };
         let ceil = r.random_bool(0.5);
         let (height, width) = (axis(&mut r, ceil), axis(&mut r, ceil));
@@ -105,13 +105,13 @@ fn pools_match_reference_with_padding_floor_and_ceil() {
         let (h, w) = (win(&height), win(&width));
         let what = format!("{height:?} {width:?}");
         assert_close(
-            &MaxPool2d::new(height, width).forward(x.view()),
+            &MaxPool2d::new(height, width).forward(x.view()).unwrap(),
             &common::max_pool(x.view(), h, w),
             0.0,
             &what,
         );
         assert_close(
-            &AvgPool2d::new(height, width).forward(x.view()),
+            &AvgPool2d::new(height, width).forward(x.view()).unwrap(),
             &common::avg_pool(x.view(), h, w),
             1e-5,
             &what,
@@ -125,14 +125,14 @@ fn avg_pool_divisor_follows_pytorch_with_ceil() {
     // nn.AvgPool2d(2, 2, padding=1, ceil_mode=True) on a 1x4 row of ones
     // gives [0.5, 1, 0.5]: the windows at the ends hold one padded cell.
     let ones = cnn::ndarray::Array4::<f32>::ones((1, 1, 4, 1));
-    let pool = AvgPool2d::new(Axis::new(1, 1, 1, 0, 0, 1, true), Axis::new(4, 2, 2, 1, 1, 1, true));
-    let y = pool.forward(ones.view());
+    let pool = AvgPool2d::new(common::axis(1, 1, 1, 0, 0, 1, true), common::axis(4, 2, 2, 1, 1, 1, true));
+    let y = pool.forward(ones.view()).unwrap();
     assert_eq!(y.iter().copied().collect::<Vec<_>>(), [0.5, 1.0, 0.5]);
     // nn.AvgPool2d(2, 2, ceil_mode=True) on [1, 2, 3]: the last window hangs
     // past the input, with no padding to count: [1.5, 3].
     let row = cnn::ndarray::Array4::from_shape_vec((1, 1, 3, 1), vec![1.0, 2.0, 3.0]).unwrap();
-    let pool = AvgPool2d::new(Axis::new(1, 1, 1, 0, 0, 1, true), Axis::new(3, 2, 2, 0, 0, 1, true));
-    assert_eq!(pool.forward(row.view()).iter().copied().collect::<Vec<_>>(), [1.5, 3.0]);
+    let pool = AvgPool2d::new(common::axis(1, 1, 1, 0, 0, 1, true), common::axis(3, 2, 2, 0, 0, 1, true));
+    assert_eq!(pool.forward(row.view()).unwrap().iter().copied().collect::<Vec<_>>(), [1.5, 3.0]);
 }
 
 #[test]
@@ -142,8 +142,8 @@ fn dense_matches_reference() {
         let (n, inputs, outputs) = (r.random_range(1..=9), r.random_range(1..=70), r.random_range(1..=20));
         let dense = Dense::new(inputs, outputs, case % 3 != 0, &mut cnn::init::rng(case));
         let x = Array2::from_shape_simple_fn((n, inputs), || r.random_range(-1.0..1.0));
-        let expected = common::dense(x.view(), dense.weight.view(), dense.bias.as_ref().map(|b| b.view()));
-        assert_close(&dense.forward(x.view()), &expected, 1e-4, "dense");
+        let expected = common::dense(x.view(), dense.weight(), dense.bias());
+        assert_close(&dense.forward(x.view()).unwrap(), &expected, 1e-4, "dense");
     }
 }
 
@@ -152,20 +152,20 @@ fn batchnorm_and_activations_match_reference() {
     let mut r = rng(4);
     let x = random4(&mut r, (2, 3, 4, 5)) * 4.0;
     let mut bn = BatchNorm::new(5, 1e-3);
-    bn.weight = Array1::from_shape_simple_fn(5, || r.random_range(0.5..1.5));
-    bn.bias = Array1::from_shape_simple_fn(5, || r.random_range(-1.0..1.0));
-    bn.running_mean = Array1::from_shape_simple_fn(5, || r.random_range(-1.0..1.0));
-    bn.running_var = Array1::from_shape_simple_fn(5, || r.random_range(0.1..2.0));
+    bn.set_weight(Array1::from_shape_simple_fn(5, || r.random_range(0.5..1.5))).unwrap();
+    bn.set_bias(Array1::from_shape_simple_fn(5, || r.random_range(-1.0..1.0))).unwrap();
+    bn.set_running_mean(Array1::from_shape_simple_fn(5, || r.random_range(-1.0..1.0))).unwrap();
+    bn.set_running_var(Array1::from_shape_simple_fn(5, || r.random_range(0.1..2.0))).unwrap();
     let expected = common::batchnorm(
         x.as_slice().unwrap(),
         5,
-        &bn.weight,
-        &bn.bias,
-        &bn.running_mean,
-        &bn.running_var,
+        &bn.weight(),
+        &bn.bias(),
+        &bn.running_mean(),
+        &bn.running_var(),
         1e-3,
     );
-    let actual = bn.forward(x.clone());
+    let actual = bn.forward(x.clone()).unwrap();
     assert_close(&actual, &x.shape_owned(expected), 1e-5, "batchnorm");
 
     type Reference = fn(f32) -> f32;
@@ -176,10 +176,10 @@ fn batchnorm_and_activations_match_reference() {
         (Activation::LeakyRelu(0.2), |v| if v < 0.0 { 0.2 * v } else { v }),
     ];
     for (act, reference) in cases {
-        assert_close(&act.forward(x.clone()), &x.mapv(reference), 1e-6, &format!("{act:?}"));
+        assert_close(&cnn::layers::activate(act, x.clone()), &x.mapv(reference), 1e-6, &format!("{act:?}"));
     }
     let flat = Array2::from_shape_simple_fn((4, 7), || r.random_range(-30.0..30.0));
-    assert_close(&Activation::Softmax.forward(flat.clone()), &common::softmax_rows(&flat), 1e-6, "softmax");
+    assert_close(&cnn::layers::activate(Activation::Softmax, flat.clone()), &common::softmax_rows(&flat), 1e-6, "softmax");
 }
 
 trait ShapeOwned {

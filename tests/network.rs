@@ -100,18 +100,18 @@ fn a_wrong_input_shape_is_an_error_naming_both_shapes() {
 #[test]
 fn seeds_are_deterministic_and_init_follows_pytorch_bounds() {
     let (a, b, c) = (LeNet5::new(), LeNet5::with_seed(0), LeNet5::with_seed(1));
-    assert_eq!(a.conv1.weight, b.conv1.weight);
-    assert_eq!(a.dense3.bias, b.dense3.bias);
-    assert_ne!(a.conv1.weight, c.conv1.weight);
-    assert_eq!(<LeNet5 as Network>::new().dense1.weight, LeNet5::default().dense1.weight);
+    assert_eq!(a.conv1.weight(), b.conv1.weight());
+    assert_eq!(a.dense3.bias(), b.dense3.bias());
+    assert_ne!(a.conv1.weight(), c.conv1.weight());
+    assert_eq!(<LeNet5 as Network>::new().dense1.weight(), LeNet5::default().dense1.weight());
     // U(-1/sqrt(fan_in), 1/sqrt(fan_in)): fan_in = 1*5*5 for conv1, 400 for dense1.
     let within = |values: &[f32], fan_in: f32| values.iter().all(|v| v.abs() <= 1.0 / fan_in.sqrt());
-    assert!(within(a.conv1.weight.as_slice().unwrap(), 25.0));
-    assert!(within(a.dense1.weight.as_slice().unwrap(), 400.0));
-    assert!(!within(a.conv1.weight.as_slice().unwrap(), 100.0), "spread over the whole range");
+    assert!(within(a.conv1.weight().as_slice().unwrap(), 25.0));
+    assert!(within(a.dense1.weight().as_slice().unwrap(), 400.0));
+    assert!(!within(a.conv1.weight().as_slice().unwrap(), 100.0), "spread over the whole range");
     let bn = Cifar3Block::new().bn2;
-    assert!(bn.weight.iter().all(|&v| v == 1.0) && bn.running_var.iter().all(|&v| v == 1.0));
-    assert!(bn.bias.iter().all(|&v| v == 0.0) && bn.running_mean.iter().all(|&v| v == 0.0));
+    assert!(bn.weight().iter().all(|&v| v == 1.0) && bn.running_var().iter().all(|&v| v == 1.0));
+    assert!(bn.bias().iter().all(|&v| v == 0.0) && bn.running_mean().iter().all(|&v| v == 0.0));
 }
 
 #[test]
@@ -150,8 +150,8 @@ fn ref_conv(layer: &cnn::layers::Conv2d, x: &Array4<f32>) -> Array4<f32> {
     let (h, w) = conv_win(layer);
     common::conv(
         x.view(),
-        layer.weight.view(),
-        layer.bias.as_ref().map(|b| b.view()),
+        layer.weight(),
+        layer.bias(),
         h,
         w,
         layer.geometry().groups,
@@ -159,7 +159,7 @@ fn ref_conv(layer: &cnn::layers::Conv2d, x: &Array4<f32>) -> Array4<f32> {
 }
 
 fn ref_dense(layer: &cnn::layers::Dense, x: &Array2<f32>) -> Array2<f32> {
-    common::dense(x.view(), layer.weight.view(), layer.bias.as_ref().map(|b| b.view()))
+    common::dense(x.view(), layer.weight(), layer.bias())
 }
 
 fn pool2(x: &Array4<f32>, k: usize, floor_or_exact: bool) -> (Win, Win) {
@@ -206,11 +206,11 @@ fn cifar_3block_with_batchnorm_matches_reference() {
     let mut net = Cifar3Block::with_seed(13);
     let mut r = rng(8);
     for bn in [&mut net.bn1, &mut net.bn2, &mut net.bn3] {
-        let c = bn.weight.len();
-        bn.weight = cnn::ndarray::Array1::from_shape_simple_fn(c, || r.random_range(0.5..1.5));
-        bn.bias = cnn::ndarray::Array1::from_shape_simple_fn(c, || r.random_range(-0.5..0.5));
-        bn.running_mean = cnn::ndarray::Array1::from_shape_simple_fn(c, || r.random_range(-0.2..0.2));
-        bn.running_var = cnn::ndarray::Array1::from_shape_simple_fn(c, || r.random_range(0.5..2.0));
+        let c = bn.weight().len();
+        bn.set_weight(cnn::ndarray::Array1::from_shape_simple_fn(c, || r.random_range(0.5..1.5))).unwrap();
+        bn.set_bias(cnn::ndarray::Array1::from_shape_simple_fn(c, || r.random_range(-0.5..0.5))).unwrap();
+        bn.set_running_mean(cnn::ndarray::Array1::from_shape_simple_fn(c, || r.random_range(-0.2..0.2))).unwrap();
+        bn.set_running_var(cnn::ndarray::Array1::from_shape_simple_fn(c, || r.random_range(0.5..2.0))).unwrap();
     }
     let x = random4(&mut r, (2, 32, 32, 3));
     let mut t = x.clone();
@@ -220,10 +220,10 @@ fn cifar_3block_with_batchnorm_matches_reference() {
         let normed = common::batchnorm(
             y.as_slice().unwrap(),
             c,
-            &bn.weight,
-            &bn.bias,
-            &bn.running_mean,
-            &bn.running_var,
+            &bn.weight(),
+            &bn.bias(),
+            &bn.running_mean(),
+            &bn.running_var(),
             1e-5,
         );
         let y = Array4::from_shape_vec(y.raw_dim(), normed).unwrap().mapv(|v| v.max(0.0));

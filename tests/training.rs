@@ -91,18 +91,18 @@ fn batchnorm_updates_running_statistics_in_training_only() {
     }
     let mut net = Normed::new();
     let x = Array4::from_shape_fn((6, 4, 4, 2), |(n, y, x, c)| (n + 2 * y + 3 * x + c) as f32 / 10.0);
-    let before = net.bn1.running_mean.clone();
+    let before = net.bn1.running_mean().clone();
     net.forward(x.view()).unwrap();
-    assert_eq!(net.bn1.running_mean, before, "inference leaves the statistics alone");
+    assert_eq!(net.bn1.running_mean(), before, "inference leaves the statistics alone");
     net.train_step(x.view(), &[0, 1, 0, 1, 0, 1], &mut Sgd::new(0.0)).unwrap();
     // running = 0.9 * 0 + 0.1 * batch mean of the conv output.
-    let conv = net.conv1.forward(x.view());
+    let conv = net.conv1.forward(x.view()).unwrap();
     for ch in 0..3 {
         let values: Vec<f32> = conv.iter().skip(ch).step_by(3).copied().collect();
         let mean = values.iter().sum::<f32>() / values.len() as f32;
         let unbiased = values.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / (values.len() - 1) as f32;
-        assert!((net.bn1.running_mean[ch] - 0.1 * mean).abs() < 1e-5);
-        assert!((net.bn1.running_var[ch] - (0.9 + 0.1 * unbiased)).abs() < 1e-4);
+        assert!((net.bn1.running_mean()[ch] - 0.1 * mean).abs() < 1e-5);
+        assert!((net.bn1.running_var()[ch] - (0.9 + 0.1 * unbiased)).abs() < 1e-4);
     }
 }
 

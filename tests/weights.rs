@@ -30,15 +30,15 @@ fn saved_lenet(name: &str) -> (PathBuf, Vec<u8>) {
 fn a_round_trip_gives_bit_identical_outputs() {
     let mut net = Cifar3Block::with_seed(9);
     let mut r = rng(30);
-    net.bn2.running_mean.mapv_inplace(|_| r.random_range(-1.0..1.0));
-    net.bn2.running_var.mapv_inplace(|_| r.random_range(0.5..2.0));
+    net.bn2.running_mean_mut().mapv_inplace(|_| r.random_range(-1.0..1.0));
+    net.bn2.running_var_mut().mapv_inplace(|_| r.random_range(0.5..2.0));
     let path = temp_path("cifar.safetensors");
     net.save(&path).unwrap();
     let loaded = Cifar3Block::load(&path).unwrap();
     let x = random4(&mut r, (3, 32, 32, 3));
     assert_eq!(net.forward(x.view()).unwrap(), loaded.forward(x.view()).unwrap());
-    assert_eq!(net.bn2.running_var, loaded.bn2.running_var);
-    assert_eq!(net.conv3.weight, loaded.conv3.weight);
+    assert_eq!(net.bn2.running_var(), loaded.bn2.running_var());
+    assert_eq!(net.conv3.weight(), loaded.conv3.weight());
 }
 
 #[test]

@@ -31,11 +31,11 @@ pub enum LayerMut<'a> {
 
 impl LayerMut<'_> {
     /// Its trainable tensors, in the order their gradients come.
-    fn tensors_mut(&mut self) -> Vec<&mut [f32]> {
+    fn parameters_mut(&mut self) -> Vec<&mut [f32]> {
         match self {
-            LayerMut::Conv2d(conv) => conv.tensors_mut(),
-            LayerMut::Dense(dense) => dense.tensors_mut(),
-            LayerMut::BatchNorm(bn) => bn.tensors_mut(),
+            LayerMut::Conv2d(conv) => conv.parameters_mut(),
+            LayerMut::Dense(dense) => dense.parameters_mut(),
+            LayerMut::BatchNorm(bn) => bn.parameters_mut(),
         }
     }
 }
@@ -119,7 +119,7 @@ pub(crate) fn train_step<O: Optimizer + ?Sized>(
     let mut index = 0;
     for (node, grads) in nodes.iter().zip(&grads) {
         let Some(param) = node.param else { continue };
-        for (tensor, grad) in layers[param.slot].tensors_mut().into_iter().zip(grads) {
+        for (tensor, grad) in layers[param.slot].parameters_mut().into_iter().zip(grads) {
             opt.update(index, tensor, grad);
             index += 1;
         }

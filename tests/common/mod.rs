@@ -2,7 +2,7 @@
 //! sharing no code with the runtime.
 #![allow(dead_code)]
 
-use cnn::ndarray::{Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView4};
+use cnn::ndarray::{Array2, Array4, ArrayView1, ArrayView2, ArrayView4};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -138,10 +138,10 @@ pub fn global_avg(x: ArrayView4<f32>) -> Array2<f32> {
 pub fn batchnorm(
     x: &[f32],
     c: usize,
-    gamma: &Array1<f32>,
-    beta: &Array1<f32>,
-    mean: &Array1<f32>,
-    var: &Array1<f32>,
+    gamma: &ArrayView1<f32>,
+    beta: &ArrayView1<f32>,
+    mean: &ArrayView1<f32>,
+    var: &ArrayView1<f32>,
     eps: f32,
 ) -> Vec<f32> {
     x.iter()
@@ -183,4 +183,22 @@ pub fn assert_close<D: cnn::ndarray::Dimension>(
     for (i, (a, e)) in actual.iter().zip(expected.iter()).enumerate() {
         assert!((a - e).abs() <= tol * e.abs().max(1.0), "{what}: element {i}: {a} vs {e}");
     }
+}
+
+/// The axis of a window, its output from the crate's arithmetic (rounded
+/// down, or up with `ceil`); an output of 0 where the window does not fit.
+pub fn axis(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    pad_before: usize,
+    pad_after: usize,
+    dilation: usize,
+    ceil: bool,
+) -> cnn::layers::Axis {
+    use cnn::layers::{Axis, Rounding, Window};
+    let window = Window { input, kernel, stride, pad_before, pad_after, dilation };
+    let rounding = if ceil { Rounding::Ceil } else { Rounding::Floor };
+    Axis::new(window, rounding)
+        .unwrap_or(Axis { input, kernel, stride, pad_before, pad_after, dilation, output: 0 })
 }

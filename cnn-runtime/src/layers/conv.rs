@@ -136,7 +136,7 @@ impl Conv2d {
     }
 
     /// The weight and bias as slices, for the kernels and the optimizer.
-    pub(crate) fn tensors_mut(&mut self) -> Vec<&mut [f32]> {
+    pub fn parameters_mut(&mut self) -> Vec<&mut [f32]> {
         std::iter::once(tensor::values_mut(&mut self.weight))
             .chain(self.bias.as_mut().map(tensor::values_mut))
             .collect()

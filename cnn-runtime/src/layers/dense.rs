@@ -85,7 +85,7 @@ impl Dense {
         tensor::replace(current, bias, "dense bias")
     }
 
-    pub(crate) fn tensors_mut(&mut self) -> Vec<&mut [f32]> {
+    pub fn parameters_mut(&mut self) -> Vec<&mut [f32]> {
         std::iter::once(tensor::values_mut(&mut self.weight))
             .chain(self.bias.as_mut().map(tensor::values_mut))
             .collect()

@@ -14,7 +14,7 @@ mod tensor;
 
 pub(crate) use activation::Kernels;
 pub use activation::activate;
-pub use cnn_shape::{Activation, Axis, ConvGeometry};
+pub use cnn_shape::{Activation, Axis, ConvGeometry, Rounding, Window};
 pub use conv::Conv2d;
 pub use dense::{Dense, flatten};
 pub(crate) use epilogue::Epilogue;

@@ -85,7 +85,7 @@ impl BatchNorm {
     }
 
     /// The trainable tensors, weight then bias.
-    pub(crate) fn tensors_mut(&mut self) -> Vec<&mut [f32]> {
+    pub fn parameters_mut(&mut self) -> Vec<&mut [f32]> {
         vec![tensor::values_mut(&mut self.weight), tensor::values_mut(&mut self.bias)]
     }
 
