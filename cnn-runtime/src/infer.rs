@@ -29,12 +29,29 @@ struct Step<'a> {
     layer: Option<Layer<'a>>,
 }
 
-impl<'a> Step<'a> {
-    /// The plan's nodes paired with their layers.
-    fn all(nodes: &'a [Node], layers: &[Layer<'a>]) -> Vec<Step<'a>> {
-        nodes.iter().map(|node| Step { node, layer: node.param.map(|p| layers[p.slot]) }).collect()
+/// The plan's nodes, each paired with its layer when asked for.
+#[derive(Clone, Copy)]
+struct Steps<'a> {
+    nodes: &'a [Node],
+    layers: &'a [Layer<'a>],
+}
+
+impl<'a> Steps<'a> {
+    fn len(&self) -> usize {
+        self.nodes.len()
     }
 
+    fn get(&self, i: usize) -> Option<Step<'a>> {
+        let node = self.nodes.get(i)?;
+        Some(Step { node, layer: node.param.map(|p| self.layers[p.slot]) })
+    }
+
+    fn iter(self) -> impl Iterator<Item = Step<'a>> {
+        (0..self.len()).filter_map(move |i| self.get(i))
+    }
+}
+
+impl<'a> Step<'a> {
     /// Whether the step writes new values rather than changing them in place.
     fn produces(&self) -> bool {
         matches!(
@@ -90,7 +107,7 @@ pub(crate) fn infer(
     let n = x.dim().0;
     let x = x.as_standard_layout();
     let input = x.as_slice().expect("standard layout is contiguous");
-    let steps = &Step::all(plan.nodes, layers)[..];
+    let steps = Steps { nodes: plan.nodes, layers };
     let output_shape = plan.nodes.last().map_or(plan.input, |node| node.info.output);
     let largest = plan.nodes.iter().map(|node| node.info.output.len()).fold(plan.input.len(), usize::max);
     let mut output = vec![0.0f32; n * output_shape.len()];
@@ -129,7 +146,7 @@ pub(crate) fn infer(
 /// Each step's epilogue, once for every chunk of the pass: a conv's or
 /// dense layer's with the batchnorm and activation after it, a batchnorm's
 /// own; none for the rest.
-fn set_epilogues(steps: &[Step<'_>], epilogues: &mut Vec<Epilogue>) {
+fn set_epilogues(steps: Steps<'_>, epilogues: &mut Vec<Epilogue>) {
     epilogues.resize_with(steps.len(), Epilogue::default);
     for (i, (step, epilogue)) in steps.iter().zip(epilogues).enumerate() {
         let (bn, act, _) = fusable(steps, i);
@@ -143,7 +160,7 @@ fn set_epilogues(steps: &[Step<'_>], epilogues: &mut Vec<Epilogue>) {
 }
 
 struct Pass<'s, 'x, 'b> {
-    steps: &'s [Step<'s>],
+    steps: Steps<'s>,
     /// From [`set_epilogues`].
     epilogues: &'s [Epilogue],
     n: usize,
@@ -159,10 +176,10 @@ struct Pass<'s, 'x, 'b> {
 
 impl Pass<'_, '_, '_> {
     fn run(mut self) {
-        let last_producer = self.steps.iter().rposition(Step::produces);
+        let last_producer = self.steps.iter().enumerate().filter(|(_, s)| s.produces()).last().map(|(i, _)| i);
         let mut i = 0;
-        while i < self.steps.len() {
-            let (step, last) = (self.steps[i], last_producer == Some(i));
+        while let Some(step) = self.steps.get(i) {
+            let last = last_producer == Some(i);
             let (input, len) = (step.node.input, self.n * step.node.info.output.len());
             let later_producer = last_producer.is_some_and(|p| p > i);
             match (step.node.op, step.layer) {
@@ -258,15 +275,11 @@ fn grown(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
 }
 
 /// The batchnorm and activation right after step `i`, and how many steps they are.
-fn fusable<'s>(
-    steps: &[Step<'s>],
-    i: usize,
-) -> (Option<&'s BatchNorm>, Option<cnn_shape::Activation>, usize) {
-    let mut rest = steps[i + 1..].iter();
-    let mut next = rest.next();
-    let bn = next.and_then(Step::batchnorm);
+fn fusable<'s>(steps: Steps<'s>, i: usize) -> (Option<&'s BatchNorm>, Option<cnn_shape::Activation>, usize) {
+    let mut next = steps.get(i + 1);
+    let bn = next.and_then(|step| step.batchnorm());
     if bn.is_some() {
-        next = rest.next();
+        next = steps.get(i + 2);
     }
     let act = match next.map(|step| step.node.op) {
         Some(Op::Act(act)) => Some(act),
