@@ -67,7 +67,11 @@ fn accuracy(net: &LeNet5, test: &Dataset) -> Result<f32, cnn::Error> {
 
 /// The training loss per batch (red) and the test accuracy per epoch
 /// (blue, as error rate on the same 0-1 axis, log scale).
-fn plot(path: &str, losses: &[f32], accuracies: &[f32]) -> Result<(), Box<dyn std::error::Error>> {
+fn plot(
+    path: &std::path::Path,
+    losses: &[f32],
+    accuracies: &[f32],
+) -> Result<(), Box<dyn std::error::Error>> {
     let root = BitMapBackend::new(path, (900, 500)).into_drawing_area();
     root.fill(&WHITE)?;
     let steps = losses.len() as f32;
@@ -123,8 +127,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         all_losses.extend(losses);
         accuracies.push(accuracy);
     }
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/target/mnist-curves.png");
-    plot(path, &all_losses, &accuracies)?;
-    println!("curves: {path} (red: training loss, 50-batch mean; blue: test error per epoch; log scale)");
+    // Cargo's target directory, wherever `CARGO_TARGET_DIR` puts it,
+    // made if it is not there yet: three epochs are not lost to a missing folder.
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"), Into::into);
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("mnist-curves.png");
+    plot(&path, &all_losses, &accuracies)?;
+    println!(
+        "curves: {} (red: training loss, 50-batch mean; blue: test error per epoch; log scale)",
+        path.display()
+    );
     Ok(())
 }

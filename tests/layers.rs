@@ -23,14 +23,7 @@ fn check_conv(geometry: ConvGeometry, batch: usize, bias: bool, seed: u64) {
     let conv = Conv2d::new(geometry, bias, &mut cnn::init::rng(seed));
     let (h, w) = (geometry.height, geometry.width);
     let x = random4(&mut r, (batch, h.input, w.input, geometry.in_channels));
-    let expected = common::conv(
-        x.view(),
-        conv.weight(),
-        conv.bias(),
-        win(&h),
-        win(&w),
-        geometry.groups,
-    );
+    let expected = common::conv(x.view(), conv.weight(), conv.bias(), win(&h), win(&w), geometry.groups);
     assert_close(&conv.forward(x.view()).unwrap(), &expected, 1e-4, &format!("{geometry:?}"));
 }
 
@@ -179,7 +172,12 @@ fn batchnorm_and_activations_match_reference() {
         assert_close(&cnn::layers::activate(act, x.clone()), &x.mapv(reference), 1e-6, &format!("{act:?}"));
     }
     let flat = Array2::from_shape_simple_fn((4, 7), || r.random_range(-30.0..30.0));
-    assert_close(&cnn::layers::activate(Activation::Softmax, flat.clone()), &common::softmax_rows(&flat), 1e-6, "softmax");
+    assert_close(
+        &cnn::layers::activate(Activation::Softmax, flat.clone()),
+        &common::softmax_rows(&flat),
+        1e-6,
+        "softmax",
+    );
 }
 
 trait ShapeOwned {

@@ -148,14 +148,7 @@ fn conv_win(layer: &cnn::layers::Conv2d) -> (Win, Win) {
 
 fn ref_conv(layer: &cnn::layers::Conv2d, x: &Array4<f32>) -> Array4<f32> {
     let (h, w) = conv_win(layer);
-    common::conv(
-        x.view(),
-        layer.weight(),
-        layer.bias(),
-        h,
-        w,
-        layer.geometry().groups,
-    )
+    common::conv(x.view(), layer.weight(), layer.bias(), h, w, layer.geometry().groups)
 }
 
 fn ref_dense(layer: &cnn::layers::Dense, x: &Array2<f32>) -> Array2<f32> {
@@ -209,8 +202,10 @@ fn cifar_3block_with_batchnorm_matches_reference() {
         let c = bn.weight().len();
         bn.set_weight(cnn::ndarray::Array1::from_shape_simple_fn(c, || r.random_range(0.5..1.5))).unwrap();
         bn.set_bias(cnn::ndarray::Array1::from_shape_simple_fn(c, || r.random_range(-0.5..0.5))).unwrap();
-        bn.set_running_mean(cnn::ndarray::Array1::from_shape_simple_fn(c, || r.random_range(-0.2..0.2))).unwrap();
-        bn.set_running_var(cnn::ndarray::Array1::from_shape_simple_fn(c, || r.random_range(0.5..2.0))).unwrap();
+        bn.set_running_mean(cnn::ndarray::Array1::from_shape_simple_fn(c, || r.random_range(-0.2..0.2)))
+            .unwrap();
+        bn.set_running_var(cnn::ndarray::Array1::from_shape_simple_fn(c, || r.random_range(0.5..2.0)))
+            .unwrap();
     }
     let x = random4(&mut r, (2, 32, 32, 3));
     let mut t = x.clone();

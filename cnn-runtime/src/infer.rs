@@ -176,7 +176,8 @@ struct Pass<'s, 'x, 'b> {
 
 impl Pass<'_, '_, '_> {
     fn run(mut self) {
-        let last_producer = self.steps.iter().enumerate().filter(|(_, s)| s.produces()).last().map(|(i, _)| i);
+        let last_producer =
+            self.steps.iter().enumerate().filter(|(_, s)| s.produces()).last().map(|(i, _)| i);
         let mut i = 0;
         while let Some(step) = self.steps.get(i) {
             let last = last_producer == Some(i);

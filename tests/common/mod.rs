@@ -199,6 +199,13 @@ pub fn axis(
     use cnn::layers::{Axis, Rounding, Window};
     let window = Window { input, kernel, stride, pad_before, pad_after, dilation };
     let rounding = if ceil { Rounding::Ceil } else { Rounding::Floor };
-    Axis::new(window, rounding)
-        .unwrap_or(Axis { input, kernel, stride, pad_before, pad_after, dilation, output: 0 })
+    Axis::new(window, rounding).unwrap_or(Axis {
+        input,
+        kernel,
+        stride,
+        pad_before,
+        pad_after,
+        dilation,
+        output: 0,
+    })
 }
