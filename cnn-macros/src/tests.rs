@@ -1,7 +1,7 @@
 //! The whole pipeline on token streams: it never panics, always answers with
 //! code or spanned errors, and is cheap.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{LineColumn, TokenStream, TokenTree};
 use proptest::prelude::*;
 
 use super::expand;
@@ -11,6 +11,7 @@ const SEEDS: &[&str] = &[
     "input 32x32x3; conv 32 k7 s2 floor; relu; flatten; dense 5408 -> 10",
     "input 32x32x3; conv 32 k3 p1 relu; batchnorm; maxpool 2; conv 64 k3 p1 relu; batchnorm; maxpool 2; conv 64 k3 p1 relu; maxpool 2; flatten; dense 64*4*4 -> 10",
     "input 28x28x1; conv 8 k5 s2 p2 floor relu; conv 16 k3 s2 p1 floor relu; conv 32 k3 s2 p1 relu; conv 32 k3 s2 p1 floor relu; globalavgpool; dense 10",
+    "input 16x16x3; /// the stem\n r#type: conv 8 k3 relu; #[doc = \"norm\"] größe: batchnorm; flatten; fc: dense 10",
     "input 33x31x4; stem: conv 4 -> 8 k3x5 s2x1 p1x2 d1 g2 nobias floor leakyrelu 0.2; batchnorm 1e-3; conv 8 k3 same d2 sigmoid; maxpool 3 s2 p1 ceil; avgpool k2x2 s1 floor; globalmaxpool; dense 8 -> 16 relu; dropout 0.25; dense 4 softmax",
 ];
 
@@ -67,6 +68,20 @@ fn token() -> impl Strategy<Value = String> {
         "=>",
         "k",
         "s",
+        "r#type:",
+        "type:",
+        "self:",
+        "Self:",
+        "_:",
+        "_",
+        "größe:",
+        "r#match",
+        "/// a doc comment\n",
+        "#[doc = \"docs\"]",
+        "#[inline]",
+        "#![doc = \"inner\"]",
+        "#",
+        "!",
     ]);
     let prefix = prop::sample::select(vec!["k", "s", "p", "d", "g"]);
     prop_oneof![
@@ -82,13 +97,45 @@ fn token() -> impl Strategy<Value = String> {
     ]
 }
 
-/// Runs the pipeline; the output must parse back as items or an expression.
+/// Runs the pipeline; the output must parse back as items or an
+/// expression, and every `compile_error!` in it must point into the input.
 fn run(text: &str) -> Result<(), TestCaseError> {
     let Ok(stream) = text.parse::<TokenStream>() else { return Ok(()) };
+    let Some(range) = extent(stream.clone()) else { return Ok(()) };
     let output = expand(stream);
+    let mut errors = Vec::new();
+    error_spans(output.clone(), &mut errors);
+    for (start, end) in errors {
+        let inside = range.0 <= start && end <= range.1;
+        prop_assert!(inside, "an error of `{}` points at {:?}..{:?}, outside {:?}", text, start, end, range);
+    }
     let parsed = syn::parse2::<syn::File>(output.clone()).is_ok() || syn::parse2::<syn::Expr>(output).is_ok();
     prop_assert!(parsed, "output of `{}` is not Rust", text);
     Ok(())
+}
+
+/// Where the tokens start and end, as (line, column).
+fn extent(tokens: TokenStream) -> Option<((usize, usize), (usize, usize))> {
+    let at = |lc: LineColumn| (lc.line, lc.column);
+    let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+    Some((at(tokens.first()?.span().start()), at(tokens.last()?.span().end())))
+}
+
+/// The start of each `compile_error!` and the end of its message.
+fn error_spans(tokens: TokenStream, out: &mut Vec<((usize, usize), (usize, usize))>) {
+    let at = |lc: LineColumn| (lc.line, lc.column);
+    let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+    for (i, token) in tokens.iter().enumerate() {
+        match token {
+            TokenTree::Ident(id) if id == "compile_error" => {
+                if let Some(TokenTree::Group(message)) = tokens.get(i + 2) {
+                    out.push((at(id.span().start()), at(message.span().end())));
+                }
+            }
+            TokenTree::Group(group) => error_spans(group.stream(), out),
+            _ => {}
+        }
+    }
 }
 
 fn wrap(body: String, item: bool) -> String {
@@ -115,7 +162,9 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 }
 
 fn mutate(seed: &str, mutations: &[Mutation]) -> String {
-    let mut words: Vec<String> = seed.replace(';', " ; ").split_whitespace().map(String::from).collect();
+    // Words as tokens; a doc comment keeps its line.
+    let mut words: Vec<String> =
+        seed.replace(';', " ; ").split(' ').filter(|w| !w.is_empty()).map(String::from).collect();
     for m in mutations {
         let n = words.len().max(1);
         match m {
@@ -128,6 +177,21 @@ fn mutate(seed: &str, mutations: &[Mutation]) -> String {
         }
     }
     words.join(" ")
+}
+
+#[test]
+fn errors_point_into_the_input() {
+    // One rejected label, one unknown option, one wrong size: each error
+    // is checked by `run` to lie inside the input.
+    for text in [
+        "pub struct Net { input 28x28x1; type: conv 8 k3; conv 8 q3; flatten; dense 7 -> 10 }",
+        "input 28x28x1; #[inline] conv 8 k3; flatten; dense 10",
+        "pub struct Net { }",
+    ] {
+        run(text).unwrap();
+        let output = expand(text.parse().unwrap()).to_string();
+        assert!(output.contains("compile_error"), "{text}");
+    }
 }
 
 proptest! {
