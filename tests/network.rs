@@ -133,6 +133,18 @@ fn summary_shows_shapes_arithmetic_and_totals() {
     assert!(FastaiMnist::summary().contains("(28 + 2*2 - 5) / 2 + 1 = 14.5 -> 14 (floor)"));
 }
 
+/// `net.forward(x)` against `expected` with the fastest kernels and with
+/// the portable ones (im2col + matrixmultiply) that other CPUs run.
+macro_rules! assert_both_kernels {
+    ($net:ident, $x:ident, $expected:ident, $what:literal) => {
+        for kernels in [cnn::__private::Kernels::Fastest, cnn::__private::Kernels::Portable] {
+            $net.__cnn_set_kernels(kernels);
+            let what = format!("{} ({kernels:?})", $what);
+            assert_close(&$net.forward($x.view()).unwrap(), &$expected, 1e-4, &what);
+        }
+    };
+}
+
 fn conv_win(layer: &cnn::layers::Conv2d) -> (Win, Win) {
     let g = layer.geometry();
     let win = |a: &cnn::layers::Axis| Win {
@@ -174,7 +186,7 @@ fn lenet5_matches_reference() {
     let t = ref_dense(&net.dense1, &t).mapv(common::tanh);
     let t = ref_dense(&net.dense2, &t).mapv(common::tanh);
     let expected = ref_dense(&net.dense3, &t);
-    assert_close(&net.forward(x.view()).unwrap(), &expected, 1e-4, "LeNet-5");
+    assert_both_kernels!(net, x, expected, "LeNet-5");
 }
 
 #[test]
@@ -191,7 +203,7 @@ fn tf_cifar_with_its_floor_pool_matches_reference() {
     let t = common::flatten(ref_conv(&net.conv3, &t).mapv(relu).view());
     let t = ref_dense(&net.dense1, &t).mapv(relu);
     let expected = ref_dense(&net.dense2, &t);
-    assert_close(&net.forward(x.view()).unwrap(), &expected, 1e-4, "TF CIFAR");
+    assert_both_kernels!(net, x, expected, "TF CIFAR");
 }
 
 #[test]
@@ -226,7 +238,7 @@ fn cifar_3block_with_batchnorm_matches_reference() {
         t = common::max_pool(y.view(), h, w);
     }
     let expected = ref_dense(&net.dense1, &common::flatten(t.view()));
-    assert_close(&net.forward(x.view()).unwrap(), &expected, 1e-4, "3-block CIFAR");
+    assert_both_kernels!(net, x, expected, "3-block CIFAR");
 }
 
 #[test]
@@ -238,7 +250,7 @@ fn fastai_mnist_with_global_pool_matches_reference() {
         t = ref_conv(conv, &t).mapv(|v| v.max(0.0));
     }
     let expected = ref_dense(&net.dense1, &common::global_avg(t.view()));
-    assert_close(&net.forward(x.view()).unwrap(), &expected, 1e-4, "fastai MNIST");
+    assert_both_kernels!(net, x, expected, "fastai MNIST");
 }
 
 #[test]

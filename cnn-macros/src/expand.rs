@@ -296,6 +296,13 @@ pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, body: &Body,
                 #p::accuracy(&Self::__CNN_PLAN, &[#(#layers),*], x, labels, &self.__cnn_workspace)
             }
 
+            /// Runs later passes through the portable kernels only (or the
+            /// fastest again): for tests that cover both on one machine.
+            #[doc(hidden)]
+            pub fn __cnn_set_kernels(&self, kernels: #p::Kernels) {
+                self.__cnn_workspace.set_kernels(kernels)
+            }
+
             /// The layer table, like Keras's `model.summary()`.
             pub fn summary() -> ::std::string::String {
                 ::std::string::String::from(#summary)

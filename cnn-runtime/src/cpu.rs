@@ -37,3 +37,14 @@ pub fn has_avx512() -> bool {
     #[cfg(not(target_arch = "x86_64"))]
     false
 }
+
+/// Which kernels a pass may use: the fastest this CPU runs, or only the
+/// portable ones every CPU runs (im2col + matrixmultiply for convolutions
+/// and dense layers), so that this machine's tests cover both.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kernels {
+    #[default]
+    Fastest,
+    Portable,
+}

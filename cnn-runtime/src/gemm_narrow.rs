@@ -23,6 +23,7 @@ use std::ops::Range;
 use pulp::bytemuck;
 use pulp::{Simd, WithSimd};
 
+use crate::cpu::Kernels;
 use crate::gemm::{MatMut, MatRef};
 use cnn_shape::ConvGeometry;
 
@@ -48,8 +49,8 @@ fn available() -> bool {
 ///
 /// If the dimensions disagree, a matrix does not fit in its slice or a
 /// column stride is not 1: bugs of the caller, never of user input.
-pub fn multiply(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>) {
-    if !available() {
+pub fn multiply(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>, kernels: Kernels) {
+    if !available() || kernels == Kernels::Portable {
         return crate::gemm::sgemm(1.0, a, b, 0.0, c);
     }
     assert!(a.col_stride == 1, "gemm: strided columns");
@@ -61,8 +62,8 @@ pub fn multiply(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>) {
 /// Whether [`multiply_patches`] can convolve `g` once padded: where the
 /// kernel here runs, without groups or dilation across, so that each kernel
 /// row of a patch is one run of the input.
-pub fn reads_patches(g: &ConvGeometry) -> bool {
-    available() && g.groups == 1 && g.width.dilation == 1
+pub fn reads_patches(g: &ConvGeometry, kernels: Kernels) -> bool {
+    available() && kernels == Kernels::Fastest && g.groups == 1 && g.width.dilation == 1
 }
 
 /// `c = a * b` where row `i` of `a` would be the im2col patch of output
@@ -75,7 +76,7 @@ pub fn reads_patches(g: &ConvGeometry) -> bool {
 pub fn multiply_patches(x: &[f32], g: &ConvGeometry, pixels: Range<usize>, b: MatRef<'_>, c: MatMut<'_>) {
     let (h, w) = (g.height, g.width);
     let unpadded = h.pad_before + h.pad_after + w.pad_before + w.pad_after == 0;
-    assert!(reads_patches(g) && unpadded, "gemm: patches that are not runs of the input");
+    assert!(reads_patches(g, Kernels::Fastest) && unpadded, "gemm: patches that are not runs of the input");
     assert!(x.len().is_multiple_of(g.input_len()), "gemm: x is not whole images");
     product(Rows::Patches { x, g, first_pixel: pixels.start, pixels: pixels.len() }, b, c);
 }
@@ -399,7 +400,7 @@ mod tests {
                 let (a, b) = (values(m * lda, 1), values(k * ldb, 2));
                 let mut c = vec![f32::NAN; m * ldc];
                 let (a, b) = (MatRef::block(&a, m, k, lda), MatRef::block(&b, k, n, ldb));
-                multiply(a, b, MatMut::block(&mut c, m, n, ldc));
+                multiply(a, b, MatMut::block(&mut c, m, n, ldc), Kernels::Fastest);
                 let expected = reference(a, b);
                 for i in 0..m {
                     for j in 0..ldc {

@@ -10,7 +10,8 @@ use cnn_shape::{Node, Op, Plan};
 use ndarray::ArrayView4;
 use rayon::prelude::*;
 
-use crate::layers::{AvgPool2d, BatchNorm, Conv2d, Dense, Epilogue, Kernels, MaxPool2d, global_pool};
+use crate::cpu::Kernels;
+use crate::layers::{Apply, AvgPool2d, BatchNorm, Conv2d, Dense, Epilogue, MaxPool2d, global_pool};
 use crate::workspace::{Buffers, ThreadBuffers, Workspace};
 
 /// A network's layer with parameters, as the pass reads it: the plan's
@@ -108,6 +109,7 @@ pub(crate) fn infer(
     let x = x.as_standard_layout();
     let input = x.as_slice().expect("standard layout is contiguous");
     let steps = Steps { nodes: plan.nodes, layers };
+    let kernels = workspace.kernels();
     let output_shape = plan.nodes.last().map_or(plan.input, |node| node.info.output);
     let largest = plan.nodes.iter().map(|node| node.info.output.len()).fold(plan.input.len(), usize::max);
     let mut output = vec![0.0f32; n * output_shape.len()];
@@ -127,7 +129,7 @@ pub(crate) fn infer(
         let run = |(input, output): (&[f32], &mut [f32]), buffers: &mut ThreadBuffers| {
             for (input, output) in input.chunks(images * in_len).zip(output.chunks_mut(images * out_len)) {
                 let (n, len) = (input.len() / in_len, input.len());
-                Pass { steps, epilogues, n, input, buffers, output, at: At::Input, len }.run();
+                Pass { steps, kernels, epilogues, n, input, buffers, output, at: At::Input, len }.run();
             }
         };
         if buffers.len() < threads {
@@ -161,6 +163,7 @@ fn set_epilogues(steps: Steps<'_>, epilogues: &mut Vec<Epilogue>) {
 
 struct Pass<'s, 'x, 'b> {
     steps: Steps<'s>,
+    kernels: Kernels,
     /// From [`set_epilogues`].
     epilogues: &'s [Epilogue],
     n: usize,
@@ -176,6 +179,7 @@ struct Pass<'s, 'x, 'b> {
 
 impl Pass<'_, '_, '_> {
     fn run(mut self) {
+        let kernels = self.kernels;
         let last_producer =
             self.steps.iter().enumerate().filter(|(_, s)| s.produces()).last().map(|(i, _)| i);
         let mut i = 0;
@@ -187,13 +191,13 @@ impl Pass<'_, '_, '_> {
                 (Op::Conv { .. }, Some(Layer::Conv2d(conv))) => {
                     let (epilogue, mut scratch) =
                         (&self.epilogues[i], std::mem::take(&mut self.buffers.scratch));
-                    self.produce(len, last, |src, dst| conv.run(src, dst, &mut scratch, epilogue));
+                    self.produce(len, last, |src, dst| conv.run(src, dst, &mut scratch, epilogue, kernels));
                     self.buffers.scratch = scratch;
                     i += fusable(self.steps, i).2;
                 }
                 (Op::Dense { .. }, Some(Layer::Dense(dense))) => {
                     let epilogue = &self.epilogues[i];
-                    self.produce(len, last, |src, dst| dense.run(src, dst, epilogue));
+                    self.produce(len, last, |src, dst| dense.run(src, dst, epilogue, kernels));
                     i += fusable(self.steps, i).2;
                 }
                 (Op::MaxPool { height, width }, _) => {

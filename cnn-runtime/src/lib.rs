@@ -40,6 +40,7 @@ pub use network::{Network, Output};
 pub mod private {
     use ndarray::ArrayView4;
 
+    pub use crate::cpu::Kernels;
     pub use crate::infer::Layer;
     pub use crate::train::{DropoutRng, LayerMut};
     pub use crate::workspace::Workspace;

@@ -14,8 +14,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::Error;
+use crate::cpu::Kernels;
 use crate::layers::{
-    AvgPool2d, BatchNorm, BatchStats, Conv2d, Dense, Epilogue, Kernels, MaxPool2d, global_pool,
+    Apply, AvgPool2d, BatchNorm, BatchStats, Conv2d, Dense, Epilogue, MaxPool2d, global_pool,
     global_pool_backward,
 };
 use crate::optim::Optimizer;
@@ -142,11 +143,11 @@ fn forward(
     match (node.op, layer.map(|slot| &mut layers[slot])) {
         (Op::Conv { .. }, Some(LayerMut::Conv2d(conv))) => {
             let epilogue = Epilogue::new(conv.bias_values(), None, None);
-            conv.run(input, &mut output, &mut Vec::new(), &epilogue);
+            conv.run(input, &mut output, &mut Vec::new(), &epilogue, Kernels::Fastest);
         }
         (Op::Dense { .. }, Some(LayerMut::Dense(dense))) => {
             let epilogue = Epilogue::new(dense.bias_values(), None, None);
-            dense.run(input, &mut output, &epilogue);
+            dense.run(input, &mut output, &epilogue, Kernels::Fastest);
         }
         (Op::BatchNorm { .. }, Some(LayerMut::BatchNorm(bn))) => {
             output.copy_from_slice(input);

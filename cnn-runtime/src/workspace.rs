@@ -1,10 +1,12 @@
 //! Buffers a network keeps between forward passes, so that after the first
 //! call a pass allocates only its output.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, TryLockError};
 
 use rayon::prelude::*;
 
+use crate::cpu::Kernels;
 use crate::layers::Epilogue;
 
 /// The reusable memory of one network. Concurrent passes do not wait for
@@ -12,6 +14,9 @@ use crate::layers::Epilogue;
 #[derive(Default)]
 pub struct Workspace {
     buffers: Mutex<Buffers>,
+    /// Set for tests of the portable kernels, through the hidden
+    /// `__cnn_set_kernels` of a generated network.
+    portable: AtomicBool,
 }
 
 /// What a forward pass works in.
@@ -35,6 +40,15 @@ pub(crate) struct ThreadBuffers {
 }
 
 impl Workspace {
+    pub(crate) fn kernels(&self) -> Kernels {
+        if self.portable.load(Ordering::Relaxed) { Kernels::Portable } else { Kernels::Fastest }
+    }
+
+    /// Which kernels the network's later passes use.
+    pub fn set_kernels(&self, kernels: Kernels) {
+        self.portable.store(kernels == Kernels::Portable, Ordering::Relaxed);
+    }
+
     /// Runs `f` with this workspace's buffers, or fresh ones if they are in use.
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Buffers) -> T) -> T {
         match self.buffers.try_lock() {

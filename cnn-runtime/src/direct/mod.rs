@@ -22,7 +22,7 @@ mod panel;
 
 use std::ops::Range;
 
-use crate::cpu;
+use crate::cpu::{self, Kernels};
 use cnn_shape::ConvGeometry;
 
 use crate::layers::Epilogue;
@@ -35,8 +35,8 @@ const LANES: usize = 16;
 const MAX_CHANNELS: usize = 8;
 
 /// Whether `g` is convolved here rather than by im2col + GEMM.
-pub fn is_direct(g: &ConvGeometry) -> bool {
-    g.out_channels / g.groups <= MAX_CHANNELS
+pub fn is_direct(g: &ConvGeometry, kernels: Kernels) -> bool {
+    kernels == Kernels::Fastest && g.out_channels / g.groups <= MAX_CHANNELS
 }
 
 /// What a tile reads.

@@ -27,12 +27,12 @@ pub fn activate<D: Dimension>(activation: Activation, mut x: Array<f32, D>) -> A
 
 /// The kernels of an activation. `tanh` and `sigmoid` are within 1e-6 of
 /// the exact value, tested over the whole f32 range.
-pub(crate) trait Kernels {
+pub(crate) trait Apply {
     fn apply(self, values: &mut [f32], channels: usize);
     fn backward(self, x: &[f32], y: &[f32], dy: &mut [f32], channels: usize);
 }
 
-impl Kernels for Activation {
+impl Apply for Activation {
     /// Applies the activation to rows of `channels` values, in place.
     #[inline(always)]
     fn apply(self, values: &mut [f32], channels: usize) {

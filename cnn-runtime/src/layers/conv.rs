@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use super::dense::sum_rows;
 use super::{Epilogue, tensor};
 use crate::Error;
+use crate::cpu::Kernels;
 use crate::direct;
 use crate::gemm::{self, MatMut, MatRef};
 use crate::gemm_narrow;
@@ -155,7 +156,13 @@ impl Conv2d {
         let x = x.as_standard_layout();
         let mut out = vec![0.0f32; n * g.output_len()];
         let epilogue = Epilogue::new(self.bias_values(), None, None);
-        self.run(x.as_slice().expect("standard layout is contiguous"), &mut out, &mut Vec::new(), &epilogue);
+        self.run(
+            x.as_slice().expect("standard layout is contiguous"),
+            &mut out,
+            &mut Vec::new(),
+            &epilogue,
+            Kernels::Fastest,
+        );
         Ok(Array4::from_shape_vec((n, g.height.output, g.width.output, g.out_channels), out)
             .expect("output length is n*oh*ow*cout"))
     }
@@ -168,7 +175,14 @@ impl Conv2d {
     ///
     /// If the lengths of `x` and `out` are not whole images of the geometry,
     /// or the weights do not have its shape.
-    pub(crate) fn run(&self, x: &[f32], out: &mut [f32], scratch: &mut Vec<Vec<f32>>, epilogue: &Epilogue) {
+    pub(crate) fn run(
+        &self,
+        x: &[f32],
+        out: &mut [f32],
+        scratch: &mut Vec<Vec<f32>>,
+        epilogue: &Epilogue,
+        kernels: Kernels,
+    ) {
         let g = &self.geometry;
         let n = x.len() / g.input_len().max(1);
         assert!(
@@ -182,8 +196,8 @@ impl Conv2d {
             return;
         }
         let tile_rows = g.tile_rows().min(rows);
-        let direct = direct::is_direct(g);
-        let patches = !direct && !g.is_pointwise() && gemm_narrow::reads_patches(g);
+        let direct = direct::is_direct(g, kernels);
+        let patches = !direct && !g.is_pointwise() && gemm_narrow::reads_patches(g, kernels);
         let panel_len = if direct {
             direct::scratch_len(g)
         } else if g.is_pointwise() || patches {
@@ -219,7 +233,7 @@ impl Conv2d {
                     gemm_narrow::multiply_patches(x, g_in, rows, b, c);
                     epilogue.apply(out_tile, cout);
                 } else {
-                    self.tile(x, weight, rows, out_tile, col);
+                    self.tile(x, weight, rows, out_tile, col, kernels);
                     epilogue.apply(out_tile, cout);
                 }
             }
@@ -235,6 +249,7 @@ impl Conv2d {
         rows: std::ops::Range<usize>,
         out: &mut [f32],
         col: &mut [f32],
+        kernels: Kernels,
     ) {
         let g = &self.geometry;
         let (cout, len) = (g.out_channels, rows.len());
@@ -248,6 +263,7 @@ impl Conv2d {
                 a,
                 MatRef::row_major(weight, g.in_channels, cout),
                 MatMut::row_major(out, len, cout),
+                kernels,
             );
             return;
         }
@@ -259,7 +275,7 @@ impl Conv2d {
             let a = MatRef::row_major(col, len, patch);
             let b = MatRef::block(&weight[group * cout_g..], patch, cout_g, cout);
             let c = MatMut::block(&mut out[group * cout_g..], len, cout_g, cout);
-            gemm_narrow::multiply(a, b, c);
+            gemm_narrow::multiply(a, b, c, kernels);
         }
     }
 

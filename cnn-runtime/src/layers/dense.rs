@@ -5,6 +5,7 @@ use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayViewMut1, Arr
 
 use super::{Epilogue, tensor};
 use crate::Error;
+use crate::cpu::Kernels;
 use crate::gemm::{self, MatMut, MatRef};
 use crate::gemm_narrow;
 use crate::init::{self, InitRng};
@@ -103,7 +104,7 @@ impl Dense {
         let x = x.as_standard_layout();
         let mut out = vec![0.0f32; n * outputs];
         let epilogue = Epilogue::new(self.bias_values(), None, None);
-        self.run(x.as_slice().expect("contiguous"), &mut out, &epilogue);
+        self.run(x.as_slice().expect("contiguous"), &mut out, &epilogue, Kernels::Fastest);
         Ok(Array2::from_shape_vec((n, outputs), out).expect("output length is n*out"))
     }
 
@@ -113,13 +114,13 @@ impl Dense {
     /// # Panics
     ///
     /// If the lengths are not whole rows of the same batch.
-    pub(crate) fn run(&self, x: &[f32], out: &mut [f32], epilogue: &Epilogue) {
+    pub(crate) fn run(&self, x: &[f32], out: &mut [f32], epilogue: &Epilogue, kernels: Kernels) {
         let (inputs, outputs) = self.weight.dim();
         let n = out.len() / outputs.max(1);
         assert!(x.len() == n * inputs && out.len() == n * outputs, "dense input or output length");
         let a = MatRef::row_major(x, n, inputs);
         let b = MatRef::row_major(tensor::values(&self.weight), inputs, outputs);
-        gemm_narrow::multiply(a, b, MatMut::row_major(out, n, outputs));
+        gemm_narrow::multiply(a, b, MatMut::row_major(out, n, outputs), kernels);
         epilogue.apply(out, outputs);
     }
 

@@ -1,7 +1,7 @@
 //! What a conv or dense layer does to its output while it is still in cache:
 //! bias, a following batchnorm, a following activation.
 
-use super::{Activation, BatchNorm, Kernels};
+use super::{Activation, Apply, BatchNorm};
 
 /// `y = act(x * scale + shift)` per output channel.
 #[derive(Clone, Debug, Default)]

@@ -12,7 +12,7 @@ mod norm;
 mod pool;
 mod tensor;
 
-pub(crate) use activation::Kernels;
+pub(crate) use activation::Apply;
 pub use activation::activate;
 pub use cnn_shape::{Activation, Axis, ConvGeometry, Rounding, Window};
 pub use conv::Conv2d;
