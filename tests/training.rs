@@ -91,7 +91,7 @@ fn batchnorm_updates_running_statistics_in_training_only() {
     }
     let mut net = Normed::new();
     let x = Array4::from_shape_fn((6, 4, 4, 2), |(n, y, x, c)| (n + 2 * y + 3 * x + c) as f32 / 10.0);
-    let before = net.bn1.running_mean().clone();
+    let before = net.bn1.running_mean().to_owned();
     net.forward(x.view()).unwrap();
     assert_eq!(net.bn1.running_mean(), before, "inference leaves the statistics alone");
     net.train_step(x.view(), &[0, 1, 0, 1, 0, 1], &mut Sgd::new(0.0)).unwrap();

@@ -114,15 +114,18 @@ fn run(text: &str) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// Where the tokens start and end, as (line, column).
-fn extent(tokens: TokenStream) -> Option<((usize, usize), (usize, usize))> {
+/// Where some tokens start and end, each as (line, column).
+type Extent = ((usize, usize), (usize, usize));
+
+/// Where the tokens start and end.
+fn extent(tokens: TokenStream) -> Option<Extent> {
     let at = |lc: LineColumn| (lc.line, lc.column);
     let tokens: Vec<TokenTree> = tokens.into_iter().collect();
     Some((at(tokens.first()?.span().start()), at(tokens.last()?.span().end())))
 }
 
 /// The start of each `compile_error!` and the end of its message.
-fn error_spans(tokens: TokenStream, out: &mut Vec<((usize, usize), (usize, usize))>) {
+fn error_spans(tokens: TokenStream, out: &mut Vec<Extent>) {
     let at = |lc: LineColumn| (lc.line, lc.column);
     let tokens: Vec<TokenTree> = tokens.into_iter().collect();
     for (i, token) in tokens.iter().enumerate() {
