@@ -142,3 +142,38 @@ fn a_network_is_its_own_plan() {
         [Shape::Hwc(4, 4, 12), Shape::Hwc(4, 4, 12), Shape::Hwc(4, 4, 12), Shape::Flat(192), Shape::Flat(10)]
     );
 }
+
+#[test]
+fn load_pytorch_reads_a_labelled_layer_by_its_label() {
+    use safetensors::tensor::{Dtype, TensorView};
+    let tensor = |shape: Vec<usize>, first: f32| {
+        let n: usize = shape.iter().product();
+        let values: Vec<u8> = (0..n).flat_map(|i| (first + i as f32).to_le_bytes()).collect();
+        (shape, values)
+    };
+    let tensors = [
+        ("type.weight", tensor(vec![4, 2, 3, 3], 0.0)),
+        ("type.bias", tensor(vec![4], 100.0)),
+        ("größe.weight", tensor(vec![4], 1.0)),
+        ("größe.bias", tensor(vec![4], 0.0)),
+        ("größe.running_mean", tensor(vec![4], 0.0)),
+        ("größe.running_var", tensor(vec![4], 1.0)),
+        ("fc.weight", tensor(vec![3, 144], 0.0)),
+        ("fc.bias", tensor(vec![3], 0.0)),
+    ];
+    let views: Vec<(&str, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, (shape, bytes))| (*name, TensorView::new(Dtype::F32, shape.clone(), bytes).unwrap()))
+        .collect();
+    let path = std::env::temp_dir().join(format!("cnn-labelled-torch-{}.safetensors", std::process::id()));
+    std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+    let net = Labelled::load_pytorch(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    // OIHW [co, ci, ky, kx] = ((co * 2 + ci) * 3 + ky) * 3 + kx, read as [ky, kx, ci, co].
+    assert_eq!(net.r#type.weight()[[1, 2, 1, 3]], (((3 * 2 + 1) * 3 + 1) * 3 + 2) as f32);
+    assert_eq!(net.r#type.bias().unwrap()[2], 102.0);
+    assert_eq!(net.größe.running_var()[3], 4.0);
+    // After flatten PyTorch's columns run C, H, W: feature (y, x, c) = (0, 1, 2) is column 2*36 + 1.
+    let feature = 4 + 2; // (0 * 6 + 1) * 4 + 2
+    assert_eq!(net.fc.weight()[[feature, 0]], (2 * 36 + 1) as f32);
+}
