@@ -133,11 +133,11 @@ fn summary_shows_shapes_arithmetic_and_totals() {
     assert!(FastaiMnist::summary().contains("(28 + 2*2 - 5) / 2 + 1 = 14.5 -> 14 (floor)"));
 }
 
-/// `net.forward(x)` against `expected` with the fastest kernels and with
-/// the portable ones (im2col + matrixmultiply) that other CPUs run.
+/// `net.forward(x)` against `expected` with every variant of the kernels:
+/// the fastest, AVX2, the baseline and the portable im2col + matrixmultiply.
 macro_rules! assert_both_kernels {
     ($net:ident, $x:ident, $expected:ident, $what:literal) => {
-        for kernels in [cnn::__private::Kernels::Fastest, cnn::__private::Kernels::Portable] {
+        for kernels in cnn::__private::Kernels::ALL {
             $net.__cnn_set_kernels(kernels);
             let what = format!("{} ({kernels:?})", $what);
             assert_close(&$net.forward($x.view()).unwrap(), &$expected, 1e-4, &what);

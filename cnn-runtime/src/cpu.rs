@@ -21,30 +21,76 @@ pub fn vectorized<R>(kernel: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(kernel)
 }
 
-/// Whether `f32::mul_add` is one instruction inside [`vectorized`]: x86 with
-/// AVX2 + FMA or AVX-512, or ARM with NEON. Elsewhere (wasm among them) it
-/// may be a call into libm.
-pub fn has_fma() -> bool {
+/// Whether `f32::mul_add` is one instruction inside code dispatched for
+/// `kernels`: x86 with AVX2 + FMA or AVX-512, or ARM with NEON. Elsewhere
+/// (wasm among them) it may be a call into libm.
+pub fn has_fma(kernels: Kernels) -> bool {
     cfg!(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64"))
-        && !matches!(pulp::Arch::new(), pulp::Arch::Scalar)
+        && !matches!(kernels.arch(), pulp::Arch::Scalar)
 }
 
-/// Whether [`vectorized`] code runs 16 lanes wide (AVX-512), with 32
-/// vector registers rather than 16.
-pub fn has_avx512() -> bool {
+/// Whether code dispatched for `kernels` runs 16 lanes wide (AVX-512),
+/// with 32 vector registers rather than 16.
+pub fn has_avx512(kernels: Kernels) -> bool {
     #[cfg(target_arch = "x86_64")]
-    return matches!(pulp::Arch::new(), pulp::Arch::V4(_));
+    return matches!(kernels.arch(), pulp::Arch::V4(_));
     #[cfg(not(target_arch = "x86_64"))]
     false
 }
 
-/// Which kernels a pass may use: the fastest this CPU runs, or only the
-/// portable ones every CPU runs (im2col + matrixmultiply for convolutions
-/// and dense layers), so that this machine's tests cover both.
+/// Which kernels a pass may use: the fastest this CPU runs, or those of a
+/// smaller CPU, so that this machine's tests cover every variant.
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Kernels {
+    /// The widest vectors the CPU has (AVX-512 here: 16 lanes, two vectors
+    /// of pixels at a time in the direct conv).
     #[default]
     Fastest,
+    /// AVX2 + FMA (8 lanes), where the CPU has it.
+    Avx2,
+    /// The x86-64 baseline, without FMA: the direct conv as built, and
+    /// im2col + matrixmultiply for the GEMMs.
+    Baseline,
+    /// Only what every CPU runs: im2col + matrixmultiply for convolutions
+    /// and dense layers.
     Portable,
+}
+
+impl Kernels {
+    /// Every variant, for tests.
+    pub const ALL: [Kernels; 4] = [Kernels::Fastest, Kernels::Avx2, Kernels::Baseline, Kernels::Portable];
+
+    /// What the vector kernels are dispatched to.
+    pub(crate) fn arch(self) -> pulp::Arch {
+        match self {
+            Kernels::Fastest => pulp::Arch::new(),
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2 => pulp::x86::V3::try_new().map_or(pulp::Arch::Scalar, pulp::Arch::V3),
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernels::Avx2 => pulp::Arch::new(),
+            Kernels::Baseline | Kernels::Portable => pulp::Arch::Scalar,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The variants the tests run are the ones they are named after.
+    #[test]
+    fn each_variant_runs_its_own_code() {
+        assert!(!has_fma(Kernels::Baseline) && !has_avx512(Kernels::Baseline));
+        assert!(matches!(Kernels::Portable.arch(), pulp::Arch::Scalar));
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            assert!(matches!(Kernels::Avx2.arch(), pulp::Arch::V3(_)));
+            assert!(has_fma(Kernels::Avx2) && !has_avx512(Kernels::Avx2));
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            assert!(has_avx512(Kernels::Fastest));
+        }
+    }
 }

@@ -38,8 +38,8 @@ const B_PART_BYTES: usize = 16 * 1024;
 
 /// Whether the kernel here runs: on x86 with AVX2 + FMA or AVX-512.
 /// Elsewhere matrixmultiply's kernels are the better choice.
-fn available() -> bool {
-    cfg!(any(target_arch = "x86", target_arch = "x86_64")) && crate::cpu::has_fma()
+fn available(kernels: Kernels) -> bool {
+    cfg!(any(target_arch = "x86", target_arch = "x86_64")) && crate::cpu::has_fma(kernels)
 }
 
 /// `c = a * b`, each a row-major block (unit column stride): by the kernel
@@ -50,20 +50,20 @@ fn available() -> bool {
 /// If the dimensions disagree, a matrix does not fit in its slice or a
 /// column stride is not 1: bugs of the caller, never of user input.
 pub fn multiply(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>, kernels: Kernels) {
-    if !available() || kernels == Kernels::Portable {
+    if !available(kernels) {
         return crate::gemm::sgemm(1.0, a, b, 0.0, c);
     }
     assert!(a.col_stride == 1, "gemm: strided columns");
     let fits = a.rows == 0 || a.cols == 0 || (a.rows - 1) * a.row_stride + a.cols <= a.data.len();
     assert!(fits, "gemm: a out of bounds");
-    product(Rows::Matrix(a), b, c);
+    product(Rows::Matrix(a), b, c, kernels);
 }
 
 /// Whether [`multiply_patches`] can convolve `g` once padded: where the
 /// kernel here runs, without groups or dilation across, so that each kernel
 /// row of a patch is one run of the input.
 pub fn reads_patches(g: &ConvGeometry, kernels: Kernels) -> bool {
-    available() && kernels == Kernels::Fastest && g.groups == 1 && g.width.dilation == 1
+    available(kernels) && g.groups == 1 && g.width.dilation == 1
 }
 
 /// `c = a * b` where row `i` of `a` would be the im2col patch of output
@@ -73,16 +73,23 @@ pub fn reads_patches(g: &ConvGeometry, kernels: Kernels) -> bool {
 /// # Panics
 ///
 /// If `g` does not [`reads_patches`], or the dimensions disagree.
-pub fn multiply_patches(x: &[f32], g: &ConvGeometry, pixels: Range<usize>, b: MatRef<'_>, c: MatMut<'_>) {
+pub fn multiply_patches(
+    x: &[f32],
+    g: &ConvGeometry,
+    pixels: Range<usize>,
+    b: MatRef<'_>,
+    c: MatMut<'_>,
+    kernels: Kernels,
+) {
     let (h, w) = (g.height, g.width);
     let unpadded = h.pad_before + h.pad_after + w.pad_before + w.pad_after == 0;
-    assert!(reads_patches(g, Kernels::Fastest) && unpadded, "gemm: patches that are not runs of the input");
+    assert!(reads_patches(g, kernels) && unpadded, "gemm: patches that are not runs of the input");
     assert!(x.len().is_multiple_of(g.input_len()), "gemm: x is not whole images");
-    product(Rows::Patches { x, g, first_pixel: pixels.start, pixels: pixels.len() }, b, c);
+    product(Rows::Patches { x, g, first_pixel: pixels.start, pixels: pixels.len() }, b, c, kernels);
 }
 
 /// `c = a * b` on a CPU where the kernel runs.
-fn product(a: Rows<'_>, b: MatRef<'_>, c: MatMut<'_>) {
+fn product(a: Rows<'_>, b: MatRef<'_>, c: MatMut<'_>, kernels: Kernels) {
     let (m, k, n) = (a.len(), a.k(), b.cols);
     assert!(b.rows == k && c.rows == m && c.cols == n, "gemm: mismatched dimensions");
     assert!(b.col_stride == 1 && c.col_stride == 1, "gemm: strided columns");
@@ -94,7 +101,7 @@ fn product(a: Rows<'_>, b: MatRef<'_>, c: MatMut<'_>) {
     if k == 0 {
         c.data.chunks_mut(c.row_stride).take(m).for_each(|row| row[..n].fill(0.0));
     } else if m > 0 && n > 0 {
-        pulp::Arch::new().dispatch(Product { a, b, c });
+        kernels.arch().dispatch(Product { a, b, c });
     }
 }
 
@@ -384,35 +391,38 @@ mod tests {
         };
         // Rows around every MR and the tails 4 and 1; columns around every
         // number of vectors at 8 and 16 lanes; strides wider than the matrix.
-        for (m, k, n) in [
-            (1, 1, 1),
-            (3, 0, 5),
-            (30, 400, 64),
-            (12, 1000, 20),
-            (29, 27, 32),
-            (53, 5, 64),
-            (7, 300, 16),
-            (13, 9, 70),
-            (50, 3, 8),
-        ] {
+        for (kernels, (m, k, n)) in Kernels::ALL.into_iter().flat_map(|kernels| {
+            [
+                (1, 1, 1),
+                (3, 0, 5),
+                (30, 400, 64),
+                (12, 1000, 20),
+                (29, 27, 32),
+                (53, 5, 64),
+                (7, 300, 16),
+                (13, 9, 70),
+                (50, 3, 8),
+            ]
+            .map(|size| (kernels, size))
+        }) {
             for n in [n, n + 3] {
                 let (lda, ldb, ldc) = (k + 2, n + 5, n + 1);
                 let (a, b) = (values(m * lda, 1), values(k * ldb, 2));
                 let mut c = vec![f32::NAN; m * ldc];
                 let (a, b) = (MatRef::block(&a, m, k, lda), MatRef::block(&b, k, n, ldb));
-                multiply(a, b, MatMut::block(&mut c, m, n, ldc), Kernels::Fastest);
+                multiply(a, b, MatMut::block(&mut c, m, n, ldc), kernels);
                 let expected = reference(a, b);
                 for i in 0..m {
                     for j in 0..ldc {
                         let got = c[i * ldc + j];
                         if j >= n {
-                            assert!(got.is_nan(), "{m}x{k}x{n}: wrote past column {n}");
+                            assert!(got.is_nan(), "{kernels:?} {m}x{k}x{n}: wrote past column {n}");
                             continue;
                         }
                         let want = expected[i * n + j];
                         assert!(
                             (got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()),
-                            "{m}x{k}x{n} ({i}, {j}): {got} vs {want}"
+                            "{kernels:?} {m}x{k}x{n} ({i}, {j}): {got} vs {want}"
                         );
                     }
                 }

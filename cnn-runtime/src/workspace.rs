@@ -1,7 +1,7 @@
 //! Buffers a network keeps between forward passes, so that after the first
 //! call a pass allocates only its output.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, TryLockError};
 
 use rayon::prelude::*;
@@ -14,9 +14,9 @@ use crate::layers::Epilogue;
 #[derive(Default)]
 pub struct Workspace {
     buffers: Mutex<Buffers>,
-    /// Set for tests of the portable kernels, through the hidden
-    /// `__cnn_set_kernels` of a generated network.
-    portable: AtomicBool,
+    /// Which [`Kernels`] passes use, as an index into `Kernels::ALL`: set
+    /// for tests through the hidden `__cnn_set_kernels` of a network.
+    kernels: AtomicUsize,
 }
 
 /// What a forward pass works in.
@@ -41,12 +41,13 @@ pub(crate) struct ThreadBuffers {
 
 impl Workspace {
     pub(crate) fn kernels(&self) -> Kernels {
-        if self.portable.load(Ordering::Relaxed) { Kernels::Portable } else { Kernels::Fastest }
+        Kernels::ALL[self.kernels.load(Ordering::Relaxed) % Kernels::ALL.len()]
     }
 
     /// Which kernels the network's later passes use.
     pub fn set_kernels(&self, kernels: Kernels) {
-        self.portable.store(kernels == Kernels::Portable, Ordering::Relaxed);
+        let index = Kernels::ALL.iter().position(|&k| k == kernels).unwrap_or(0);
+        self.kernels.store(index, Ordering::Relaxed);
     }
 
     /// Runs `f` with this workspace's buffers, or fresh ones if they are in use.

@@ -46,6 +46,7 @@ pub struct Conv<'a> {
     /// `[KH, KW, CIN/G, COUT]`.
     pub weight: &'a [f32],
     pub epilogue: &'a Epilogue,
+    pub kernels: Kernels,
 }
 
 /// Scratch values one thread needs: each group's weights padded to
@@ -62,7 +63,7 @@ pub fn direct_tile(conv: Conv<'_>, x: &[f32], rows: Range<usize>, out: &mut [f32
     // vectors of pixels at a time where AVX-512's 32 registers hold their sums.
     macro_rules! run {
         ($fused:literal, $v:literal) => {
-            cpu::vectorized(
+            conv.kernels.arch().dispatch(
                 #[inline(always)]
                 || match conv.g.out_channels / conv.g.groups {
                     ..=2 => tile::<2, $fused, $v>(conv, x, rows, out, scratch),
@@ -73,7 +74,7 @@ pub fn direct_tile(conv: Conv<'_>, x: &[f32], rows: Range<usize>, out: &mut [f32
             )
         };
     }
-    match (cpu::has_fma(), cpu::has_avx512()) {
+    match (cpu::has_fma(conv.kernels), cpu::has_avx512(conv.kernels)) {
         (true, true) => run!(true, 2),
         (true, false) => run!(true, 1),
         (false, _) => run!(false, 1),
@@ -90,7 +91,7 @@ fn tile<const CO: usize, const FUSED: bool, const V: usize>(
     out: &mut [f32],
     scratch: &mut [f32],
 ) {
-    let Conv { g, weight, epilogue } = conv;
+    let Conv { g, weight, epilogue, .. } = conv;
     let cout = g.out_channels;
     let layout = Panel::new(g);
     let (weights, rest) = scratch.split_at_mut(g.groups * g.patch_len() * CO);

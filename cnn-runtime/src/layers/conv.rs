@@ -150,19 +150,21 @@ impl Conv2d {
     /// Convolves a batch `(N, H, W, CIN)` into `(N, OH, OW, COUT)`, bias added;
     /// an error for an input of another shape.
     pub fn forward(&self, x: ArrayView4<'_, f32>) -> Result<Array4<f32>, Error> {
+        self.forward_with(x, Kernels::Fastest)
+    }
+
+    /// [`forward`](Self::forward) through the given kernels, for tests.
+    #[doc(hidden)]
+    pub fn forward_with(&self, x: ArrayView4<'_, f32>, kernels: Kernels) -> Result<Array4<f32>, Error> {
         let g = &self.geometry;
         tensor::check_input(&x, [g.height.input, g.width.input, g.in_channels], "conv")?;
         let n = x.shape()[0];
         let x = x.as_standard_layout();
-        let mut out = vec![0.0f32; n * g.output_len()];
+        // NaN until written: a value a kernel skips shows in the output.
+        let mut out = vec![f32::NAN; n * g.output_len()];
         let epilogue = Epilogue::new(self.bias_values(), None, None);
-        self.run(
-            x.as_slice().expect("standard layout is contiguous"),
-            &mut out,
-            &mut Vec::new(),
-            &epilogue,
-            Kernels::Fastest,
-        );
+        let x = x.as_slice().expect("standard layout is contiguous");
+        self.run(x, &mut out, &mut Vec::new(), &epilogue, kernels);
         Ok(Array4::from_shape_vec((n, g.height.output, g.width.output, g.out_channels), out)
             .expect("output length is n*oh*ow*cout"))
     }
@@ -226,11 +228,17 @@ impl Conv2d {
                 let start = (first_tile + t) * tile_rows;
                 let rows = start..start + out_tile.len() / cout;
                 if direct {
-                    direct::direct_tile(direct::Conv { g, weight, epilogue }, x, rows, out_tile, col);
+                    direct::direct_tile(
+                        direct::Conv { g, weight, epilogue, kernels },
+                        x,
+                        rows,
+                        out_tile,
+                        col,
+                    );
                 } else if patches {
                     let b = MatRef::row_major(weight, g.patch_len(), cout);
                     let c = MatMut::row_major(out_tile, rows.len(), cout);
-                    gemm_narrow::multiply_patches(x, g_in, rows, b, c);
+                    gemm_narrow::multiply_patches(x, g_in, rows, b, c, kernels);
                     epilogue.apply(out_tile, cout);
                 } else {
                     self.tile(x, weight, rows, out_tile, col, kernels);
