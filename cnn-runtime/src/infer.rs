@@ -6,12 +6,12 @@
 //! layer that makes new values writes straight into the output, the pass's
 //! only allocation once the workspace has grown.
 
-use cnn_shape::{Node, Op, Plan};
+use cnn_shape::{Node, Op, Plan, Shape};
 use ndarray::ArrayView4;
 use rayon::prelude::*;
 
 use crate::cpu::Kernels;
-use crate::layers::{Apply, AvgPool2d, BatchNorm, Conv2d, Dense, Epilogue, MaxPool2d, global_pool};
+use crate::layers::{Apply, AvgPool2d, BatchNorm, Conv2d, Dense, Epilogue, MaxPool2d, global_pool, upsample};
 use crate::workspace::{Buffers, ThreadBuffers, Workspace};
 
 /// A network's layer with parameters, as the pass reads it: the plan's
@@ -35,6 +35,8 @@ struct Step<'a> {
 struct Steps<'a> {
     nodes: &'a [Node],
     layers: &'a [Layer<'a>],
+    /// The index of `nodes[0]` among all the plan's nodes, depth first.
+    first: usize,
 }
 
 impl<'a> Steps<'a> {
@@ -63,6 +65,9 @@ impl<'a> Step<'a> {
                 | Op::AvgPool { .. }
                 | Op::GlobalAvgPool
                 | Op::GlobalMaxPool
+                | Op::Upsample { .. }
+                | Op::Residual { .. }
+                | Op::Concat { .. }
         )
     }
 
@@ -108,10 +113,10 @@ pub(crate) fn infer(
     let n = x.dim().0;
     let x = x.as_standard_layout();
     let input = x.as_slice().expect("standard layout is contiguous");
-    let steps = Steps { nodes: plan.nodes, layers };
+    let steps = Steps { nodes: plan.nodes, layers, first: 0 };
     let kernels = workspace.kernels();
     let output_shape = plan.nodes.last().map_or(plan.input, |node| node.info.output);
-    let largest = plan.nodes.iter().map(|node| node.info.output.len()).fold(plan.input.len(), usize::max);
+    let largest = largest(plan.nodes).max(plan.input.len());
     let mut output = vec![0.0f32; n * output_shape.len()];
     // Lengths to cut whole images by; neither is 0 in a network the macro made.
     let (in_len, out_len) = (plan.input.len().max(1), output_shape.len().max(1));
@@ -145,19 +150,36 @@ pub(crate) fn infer(
     output
 }
 
-/// Each step's epilogue, once for every chunk of the pass: a conv's or
-/// dense layer's with the batchnorm and activation after it, a batchnorm's
-/// own; none for the rest.
+/// The values of the largest output of `nodes` and the nodes inside them.
+fn largest(nodes: &[Node]) -> usize {
+    let inner = |node: &Node| node.branches().map(largest).max().unwrap_or(0);
+    nodes.iter().map(|node| node.info.output.len().max(inner(node))).max().unwrap_or(0)
+}
+
+/// Each node's epilogue, depth first, once for every chunk of the pass: a
+/// conv's or dense layer's with the batchnorm and activation after it, a
+/// batchnorm's own; none for the rest.
 fn set_epilogues(steps: Steps<'_>, epilogues: &mut Vec<Epilogue>) {
-    epilogues.resize_with(steps.len(), Epilogue::default);
-    for (i, (step, epilogue)) in steps.iter().zip(epilogues).enumerate() {
+    if steps.first == 0 {
+        let all = steps.nodes.iter().map(Node::size).sum();
+        epilogues.resize_with(all, Epilogue::default);
+    }
+    let mut flat = steps.first;
+    for (i, step) in steps.iter().enumerate() {
         let (bn, act, _) = fusable(steps, i);
+        let epilogue = &mut epilogues[flat];
         match step.layer {
             Some(Layer::Conv2d(conv)) => epilogue.set(conv.bias_values(), bn, act),
             Some(Layer::Dense(dense)) => epilogue.set(dense.bias_values(), bn, act),
             Some(Layer::BatchNorm(bn)) => epilogue.set(None, Some(bn), None),
             None => {}
         }
+        let mut inner = flat + 1;
+        for nodes in step.node.branches() {
+            set_epilogues(Steps { nodes, layers: steps.layers, first: inner }, epilogues);
+            inner += nodes.iter().map(Node::size).sum::<usize>();
+        }
+        flat += step.node.size();
     }
 }
 
@@ -182,23 +204,24 @@ impl Pass<'_, '_, '_> {
         let kernels = self.kernels;
         let last_producer =
             self.steps.iter().enumerate().filter(|(_, s)| s.produces()).last().map(|(i, _)| i);
-        let mut i = 0;
+        let (mut i, mut flat) = (0, self.steps.first);
         while let Some(step) = self.steps.get(i) {
             let last = last_producer == Some(i);
             let (input, len) = (step.node.input, self.n * step.node.info.output.len());
             let later_producer = last_producer.is_some_and(|p| p > i);
+            let mut fused = 0;
             match (step.node.op, step.layer) {
                 (Op::Conv { .. }, Some(Layer::Conv2d(conv))) => {
                     let (epilogue, mut scratch) =
-                        (&self.epilogues[i], std::mem::take(&mut self.buffers.scratch));
+                        (&self.epilogues[flat], std::mem::take(&mut self.buffers.scratch));
                     self.produce(len, last, |src, dst| conv.run(src, dst, &mut scratch, epilogue, kernels));
                     self.buffers.scratch = scratch;
-                    i += fusable(self.steps, i).2;
+                    fused = fusable(self.steps, i).2;
                 }
                 (Op::Dense { .. }, Some(Layer::Dense(dense))) => {
-                    let epilogue = &self.epilogues[i];
+                    let epilogue = &self.epilogues[flat];
                     self.produce(len, last, |src, dst| dense.run(src, dst, epilogue, kernels));
-                    i += fusable(self.steps, i).2;
+                    fused = fusable(self.steps, i).2;
                 }
                 (Op::MaxPool { height, width }, _) => {
                     let mut scratch = std::mem::take(&mut self.buffers.scratch);
@@ -219,13 +242,26 @@ impl Pass<'_, '_, '_> {
                 }
                 (Op::Flatten | Op::Dropout(_), _) => {}
                 (Op::BatchNorm { .. }, _) => {
-                    let epilogue = &self.epilogues[i];
+                    let epilogue = &self.epilogues[flat];
                     epilogue.apply(self.in_place(later_producer), input.channels());
                 }
                 (Op::Act(act), _) => act.apply(self.in_place(later_producer), input.channels()),
+                (Op::Upsample { height, width }, _) => {
+                    let Shape::Hwc(h, w, c) = input else { unreachable!("upsampling is spatial") };
+                    self.produce(len, last, |src, dst| upsample(src, (h, w, c), (height, width), dst));
+                }
+                (Op::Residual { .. } | Op::Concat { .. }, _) => {
+                    let mut inner = self.buffers.inner.take().unwrap_or_default();
+                    let block = Block { node: step.node, first: flat + 1, steps: self.steps, kernels, epilogues: self.epilogues, n: self.n };
+                    self.produce(len, last, |src, dst| block.run(src, dst, &mut inner));
+                    self.buffers.inner = Some(inner);
+                }
                 (Op::Conv { .. } | Op::Dense { .. }, _) => unreachable!("the plan gives these layers"),
             }
-            i += 1;
+            for skipped in 0..=fused {
+                flat += self.steps.get(i + skipped).map_or(1, |s| s.node.size());
+            }
+            i += 1 + fused;
         }
         match self.at {
             At::Output => {}
@@ -267,6 +303,73 @@ impl Pass<'_, '_, '_> {
         match self.at {
             At::Buffer(k) => &mut self.buffers.activations[k][..self.len],
             _ => &mut self.output[..self.len],
+        }
+    }
+}
+
+/// A residual or concat block of a pass, and where its nodes' epilogues are.
+struct Block<'s> {
+    node: &'s Node,
+    /// The depth-first index of its first inner node.
+    first: usize,
+    steps: Steps<'s>,
+    kernels: Kernels,
+    epilogues: &'s [Epilogue],
+    n: usize,
+}
+
+impl Block<'_> {
+    /// Runs the block on `x`, its input, into `out`, with the buffers of
+    /// the next depth: a residual's body straight into `out`, then the
+    /// shortcut's values (or the input itself) added; a concat's branches
+    /// each through `merge` into their channels of `out`.
+    fn run(&self, x: &[f32], out: &mut [f32], buffers: &mut ThreadBuffers) {
+        let mut first = self.first;
+        let mut branch = |nodes: &'static [Node], out: &mut [f32], buffers: &mut ThreadBuffers| {
+            let steps = Steps { nodes, layers: self.steps.layers, first };
+            first += nodes.iter().map(Node::size).sum::<usize>();
+            let (epilogues, kernels, n) = (self.epilogues, self.kernels, self.n);
+            Pass { steps, kernels, epilogues, n, input: x, buffers, output: out, at: At::Input, len: x.len() }.run();
+        };
+        let mut merge = std::mem::take(&mut buffers.merge);
+        let (shape, act) = match self.node.op {
+            Op::Residual { body, shortcut, act } => {
+                branch(body, out, buffers);
+                let shortcut: &[f32] = match shortcut {
+                    Some(nodes) => {
+                        let values = grown(&mut merge, out.len());
+                        branch(nodes, &mut values[..out.len()], buffers);
+                        &values[..out.len()]
+                    }
+                    None => x,
+                };
+                out.iter_mut().zip(shortcut).for_each(|(o, s)| *o += s);
+                (self.node.info.output, act)
+            }
+            Op::Concat { branches, act } => {
+                let (channels, mut at) = (self.node.info.output.channels(), 0);
+                let pixels = out.len() / channels.max(1);
+                for nodes in branches {
+                    let width = nodes.last().map_or(self.node.input, |node| node.info.output).channels();
+                    let values: &[f32] = if nodes.is_empty() {
+                        x
+                    } else {
+                        let values = grown(&mut merge, pixels * width);
+                        branch(nodes, &mut values[..pixels * width], buffers);
+                        &values[..pixels * width]
+                    };
+                    for (pixel, part) in out.chunks_exact_mut(channels).zip(values.chunks_exact(width.max(1))) {
+                        pixel[at..at + width].copy_from_slice(part);
+                    }
+                    at += width;
+                }
+                (self.node.info.output, act)
+            }
+            _ => unreachable!("a block is a residual or a concat"),
+        };
+        buffers.merge = merge;
+        if let Some(act) = act {
+            act.apply(out, shape.channels());
         }
     }
 }

@@ -234,12 +234,16 @@ fn chw_index(i: usize, (h, w, c): (usize, usize, usize)) -> usize {
 
 /// Saves the layers of `plan` to `path`, in this crate's layout.
 pub fn save(plan: &Plan, layers: &[Layer<'_>], path: &Path) -> Result<(), Error> {
-    let mut writer = TensorWriter::default();
-    for node in plan.nodes {
-        if let Some(param) = node.param {
-            writer.layer(node.info.name, layers[param.slot]);
+    fn add(nodes: &[Node], layers: &[Layer<'_>], writer: &mut TensorWriter) {
+        for node in nodes {
+            if let Some(param) = node.param {
+                writer.layer(node.info.name, layers[param.slot]);
+            }
+            node.branches().for_each(|nodes| add(nodes, layers, writer));
         }
     }
+    let mut writer = TensorWriter::default();
+    add(plan.nodes, layers, &mut writer);
     writer.write(path)
 }
 

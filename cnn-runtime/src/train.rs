@@ -17,7 +17,7 @@ use crate::Error;
 use crate::cpu::Kernels;
 use crate::layers::{
     Apply, AvgPool2d, BatchNorm, BatchStats, Conv2d, Dense, Epilogue, MaxPool2d, global_pool,
-    global_pool_backward,
+    global_pool_backward, upsample, upsample_backward,
 };
 use crate::optim::Optimizer;
 
@@ -58,11 +58,56 @@ impl Default for DropoutRng {
     }
 }
 
-/// What the forward pass keeps for the backward pass of one step.
+/// What the forward pass keeps for the backward pass of one node.
 enum Kept {
     Nothing,
     Stats(BatchStats),
     Mask(Vec<f32>),
+    /// A block: each branch's record (the shortcut after the body), and the
+    /// merged values before the block's activation.
+    Block { branches: Vec<Record>, merged: Vec<f32> },
+}
+
+/// The forward pass of a sequence of nodes: `outputs[i]` is node `i`'s
+/// input, the last one the sequence's output.
+struct Record {
+    outputs: Vec<Vec<f32>>,
+    kept: Vec<Kept>,
+}
+
+impl Record {
+    fn output(&self) -> &[f32] {
+        self.outputs.last().expect("the input is first")
+    }
+}
+
+/// Runs `nodes` in training mode on `input`, keeping what backward needs.
+fn forward_all(nodes: &[Node], layers: &mut [LayerMut<'_>], input: Vec<f32>, n: usize, rng: &mut DropoutRng) -> Record {
+    let mut record = Record { outputs: vec![input], kept: Vec::with_capacity(nodes.len()) };
+    for node in nodes {
+        let (output, keep) = forward(node, layers, record.output(), n, rng);
+        record.outputs.push(output);
+        record.kept.push(keep);
+    }
+    record
+}
+
+/// The gradient of the input of `nodes` from `grad`, its output's; the
+/// parameters' gradients into `grads`, by slot. The first node's input
+/// gradient is left empty unless `want_input`.
+fn backward_all(
+    nodes: &[Node],
+    layers: &[LayerMut<'_>],
+    record: &Record,
+    mut grad: Vec<f32>,
+    want_input: bool,
+    grads: &mut [Vec<Vec<f32>>],
+) -> Vec<f32> {
+    for (i, node) in nodes.iter().enumerate().rev() {
+        let (input, output) = (&record.outputs[i], &record.outputs[i + 1]);
+        grad = backward(node, layers, &record.kept[i], input, output, grad, want_input || i > 0, grads);
+    }
+    grad
 }
 
 /// Checks the labels against the batch and the number of classes.
@@ -95,32 +140,21 @@ pub(crate) fn train_step<O: Optimizer + ?Sized>(
     let Shape::Flat(classes) = output else { return Err(Error::OutputNotFlat { output }) };
     check_labels(labels, n, classes)?;
 
-    // Forward, keeping every output: outputs[i] is node i's input.
-    let mut outputs = vec![x.as_standard_layout().iter().copied().collect::<Vec<f32>>()];
-    let mut kept = Vec::with_capacity(nodes.len());
-    for node in nodes {
-        let input = outputs.last().expect("the input is first");
-        let (output, keep) = forward(node, layers, input, n, rng);
-        outputs.push(output);
-        kept.push(keep);
-    }
+    // Forward, keeping every output.
+    let input = x.as_standard_layout().iter().copied().collect::<Vec<f32>>();
+    let record = forward_all(nodes, layers, input, n, rng);
 
     // The loss and its gradient with respect to the logits.
-    let logits = outputs.last().expect("the logits are last");
-    let (loss, mut grad) =
-        cross_entropy(ArrayView2::from_shape((n, classes), logits).expect("n rows of classes"), labels);
+    let logits = ArrayView2::from_shape((n, classes), record.output()).expect("n rows of classes");
+    let (loss, grad) = cross_entropy(logits, labels);
 
-    // Backward, then the update of every parameter tensor in order.
-    let mut grads: Vec<Vec<Vec<f32>>> = vec![Vec::new(); nodes.len()];
-    for (i, node) in nodes.iter().enumerate().rev() {
-        let (input, output) = (&outputs[i], &outputs[i + 1]);
-        grad = backward(node, layers, &kept[i], input, output, grad, i > 0, &mut grads[i]);
-    }
+    // Backward, then the update of every parameter tensor, slot by slot.
+    let mut grads: Vec<Vec<Vec<f32>>> = vec![Vec::new(); layers.len()];
+    backward_all(nodes, layers, &record, grad, false, &mut grads);
     opt.begin_step();
     let mut index = 0;
-    for (node, grads) in nodes.iter().zip(&grads) {
-        let Some(param) = node.param else { continue };
-        for (tensor, grad) in layers[param.slot].parameters_mut().into_iter().zip(grads) {
+    for (layer, grads) in layers.iter_mut().zip(&grads) {
+        for (tensor, grad) in layer.parameters_mut().into_iter().zip(grads) {
             opt.update(index, tensor, grad);
             index += 1;
         }
@@ -175,11 +209,45 @@ fn forward(
             output.copy_from_slice(input);
             act.apply(&mut output, shape.channels());
         }
-        (Op::Conv { .. } | Op::Dense { .. } | Op::BatchNorm { .. }, _) => {
-            unreachable!("the plan gives these layers")
+        (Op::Upsample { height, width }, _) => {
+            let Shape::Hwc(h, w, c) = shape else { unreachable!("upsampling is spatial") };
+            upsample(input, (h, w, c), (height, width), &mut output);
         }
+        (Op::Residual { body, shortcut, act }, _) => {
+            let mut branches = vec![forward_all(body, layers, input.to_vec(), n, rng)];
+            branches.extend(shortcut.map(|nodes| forward_all(nodes, layers, input.to_vec(), n, rng)));
+            let shortcut = branches.get(1).map_or(input, Record::output);
+            output.iter_mut().zip(branches[0].output()).zip(shortcut).for_each(|((o, b), s)| *o = b + s);
+            keep = merged(act, &mut output, node.info.output, branches);
+        }
+        (Op::Concat { branches, act }, _) => {
+            let records: Vec<Record> =
+                branches.iter().map(|nodes| forward_all(nodes, layers, input.to_vec(), n, rng)).collect();
+            let channels = node.info.output.channels();
+            let pixels = output.len() / channels.max(1);
+            let mut at = 0;
+            for record in &records {
+                let width = record.output().len() / pixels.max(1);
+                for (pixel, part) in output.chunks_exact_mut(channels).zip(record.output().chunks_exact(width.max(1))) {
+                    pixel[at..at + width].copy_from_slice(part);
+                }
+                at += width;
+            }
+            keep = merged(act, &mut output, node.info.output, records);
+        }
+        (Op::Conv { .. } | Op::Dense { .. } | Op::BatchNorm { .. }, _) => unreachable!("the plan gives these layers"),
     }
     (output, keep)
+}
+
+/// A block's record: its branches, and its merged values before `act`,
+/// which is applied to `output` in place.
+fn merged(act: Option<Activation>, output: &mut [f32], shape: Shape, branches: Vec<Record>) -> Kept {
+    let merged = output.to_vec();
+    if let Some(act) = act {
+        act.apply(output, shape.channels());
+    }
+    Kept::Block { branches, merged }
 }
 
 /// The mean cross-entropy of `logits` and the gradient `(softmax - onehot) / N`.
@@ -210,20 +278,21 @@ fn backward(
     output: &[f32],
     mut grad: Vec<f32>,
     want_input: bool,
-    grads: &mut Vec<Vec<f32>>,
+    grads: &mut [Vec<Vec<f32>>],
 ) -> Vec<f32> {
     let shape = node.input;
     let c = shape.channels();
+    let slot = node.param.map_or(0, |p| p.slot);
     match (node.op, node.param.map(|p| &layers[p.slot])) {
         (Op::Conv { .. }, Some(LayerMut::Conv2d(conv))) => {
             let biases = conv.bias_values().map(<[f32]>::len);
-            weighted(input.len(), conv.weight().len(), biases, want_input, grads, |dx, dw, db| {
+            weighted(input.len(), conv.weight().len(), biases, want_input, &mut grads[slot], |dx, dw, db| {
                 conv.backward(input, &grad, dx, dw, db)
             })
         }
         (Op::Dense { .. }, Some(LayerMut::Dense(dense))) => {
             let biases = dense.bias_values().map(<[f32]>::len);
-            weighted(input.len(), dense.weight().len(), biases, want_input, grads, |dx, dw, db| {
+            weighted(input.len(), dense.weight().len(), biases, want_input, &mut grads[slot], |dx, dw, db| {
                 dense.backward(input, &grad, dx, dw, db)
             })
         }
@@ -231,7 +300,7 @@ fn backward(
             let Kept::Stats(stats) = kept else { unreachable!("batchnorm keeps its statistics") };
             let (mut dgamma, mut dbeta) = (vec![0.0f32; c], vec![0.0f32; c]);
             bn.backward(stats, &mut grad, &mut dgamma, &mut dbeta);
-            grads.extend([dgamma, dbeta]);
+            grads[slot].extend([dgamma, dbeta]);
             grad
         }
         (Op::MaxPool { height, width }, _) => {
@@ -260,9 +329,46 @@ fn backward(
             act.backward(input, output, &mut grad, c);
             grad
         }
-        (Op::Conv { .. } | Op::Dense { .. } | Op::BatchNorm { .. }, _) => {
-            unreachable!("the plan gives these layers")
+        (Op::Upsample { height, width }, _) => {
+            let Shape::Hwc(h, w, c) = shape else { unreachable!("upsampling is spatial") };
+            let mut dx = vec![0.0f32; input.len()];
+            upsample_backward(&grad, (h, w, c), (height, width), &mut dx);
+            dx
         }
+        (Op::Residual { body, shortcut, act }, _) => {
+            let Kept::Block { branches, merged } = kept else { unreachable!("a block keeps its branches") };
+            if let Some(act) = act {
+                act.backward(merged, output, &mut grad, node.info.output.channels());
+            }
+            // The addition hands the same gradient to both paths.
+            let through_shortcut = match shortcut {
+                Some(nodes) => backward_all(nodes, layers, &branches[1], grad.clone(), true, grads),
+                None => grad.clone(),
+            };
+            let mut dx = backward_all(body, layers, &branches[0], grad, true, grads);
+            dx.iter_mut().zip(&through_shortcut).for_each(|(d, s)| *d += s);
+            dx
+        }
+        (Op::Concat { branches: nodes, act }, _) => {
+            let Kept::Block { branches, merged } = kept else { unreachable!("a block keeps its branches") };
+            let channels = node.info.output.channels();
+            if let Some(act) = act {
+                act.backward(merged, output, &mut grad, channels);
+            }
+            // The join hands each branch the gradient of its channels.
+            let (pixels, mut at) = (grad.len() / channels.max(1), 0);
+            let mut dx = vec![0.0f32; input.len()];
+            for (nodes, record) in nodes.iter().zip(branches) {
+                let width = record.output().len() / pixels.max(1);
+                let part: Vec<f32> =
+                    grad.chunks_exact(channels).flat_map(|pixel| pixel[at..at + width].iter().copied()).collect();
+                let part = backward_all(nodes, layers, record, part, true, grads);
+                dx.iter_mut().zip(&part).for_each(|(d, p)| *d += p);
+                at += width;
+            }
+            dx
+        }
+        (Op::Conv { .. } | Op::Dense { .. } | Op::BatchNorm { .. }, _) => unreachable!("the plan gives these layers"),
     }
 }
 

@@ -37,6 +37,11 @@ pub(crate) struct ThreadBuffers {
     /// Per thread of a layer: an im2col or direct-conv panel, or pool rows;
     /// past them, a conv's input padded once for all those threads.
     pub scratch: Vec<Vec<f32>>,
+    /// What the branches of a block work in, while these buffers hold the
+    /// block's input and output.
+    pub inner: Option<Box<ThreadBuffers>>,
+    /// A branch's output before it is added or joined.
+    pub merge: Vec<f32>,
 }
 
 impl Workspace {

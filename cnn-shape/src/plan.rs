@@ -40,6 +40,13 @@ pub enum Op {
     Flatten,
     Dropout(f32),
     Act(Activation),
+    /// Nearest-neighbour upsampling by whole factors.
+    Upsample { height: usize, width: usize },
+    /// `act(body(x) + shortcut(x))`; no shortcut is the identity.
+    Residual { body: &'static [Node], shortcut: Option<&'static [Node]>, act: Option<Activation> },
+    /// `act` of the branches' outputs joined along the last axis, in order;
+    /// an empty branch is the identity.
+    Concat { branches: &'static [&'static [Node]], act: Option<Activation> },
 }
 
 /// Where a layer with parameters keeps them.
@@ -62,6 +69,24 @@ impl Op {
     }
 }
 
+impl Node {
+    /// The sequences of nodes this one holds: a block's branches, in order,
+    /// the shortcut after the body.
+    pub fn branches(&self) -> impl Iterator<Item = &'static [Node]> + '_ {
+        let (first, rest): (Option<&'static [Node]>, &[&'static [Node]]) = match &self.op {
+            Op::Residual { body, shortcut, .. } => (Some(*body), shortcut.as_slice()),
+            Op::Concat { branches, .. } => (None, branches),
+            _ => (None, &[]),
+        };
+        first.into_iter().chain(rest.iter().copied())
+    }
+
+    /// This node and all the nodes inside it, depth first.
+    pub fn size(&self) -> usize {
+        1 + self.branches().map(|nodes| nodes.iter().map(Node::size).sum::<usize>()).sum::<usize>()
+    }
+}
+
 /// An activation function, as a layer or fused after conv and dense.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Activation {
@@ -72,6 +97,10 @@ pub enum Activation {
     Softmax,
     /// With its negative slope.
     LeakyRelu(f32),
+    /// `min(max(x, 0), 6)`.
+    Relu6,
+    /// `x * sigmoid(x)`.
+    Silu,
 }
 
 /// Where a convolution's windows fall, and how its channels are grouped.

@@ -44,6 +44,17 @@ impl Apply for Activation {
             }
             Activation::Tanh => math::tanh_slice(values),
             Activation::Sigmoid => math::sigmoid_slice(values),
+            // As PyTorch's hardtanh(0, 6): NaN stays NaN.
+            Activation::Relu6 => values.iter_mut().for_each(|v| {
+                *v = if *v < 0.0 {
+                    0.0
+                } else if *v > 6.0 {
+                    6.0
+                } else {
+                    *v
+                }
+            }),
+            Activation::Silu => values.iter_mut().for_each(|v| *v *= math::sigmoid(*v)),
             Activation::Softmax => {
                 for row in values.chunks_exact_mut(channels.max(1)) {
                     let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
@@ -64,6 +75,13 @@ impl Apply for Activation {
                 dy.iter_mut().zip(x).for_each(|(g, &x)| *g = if x > 0.0 { *g } else { alpha * *g })
             }
             Activation::Tanh => dy.iter_mut().zip(y).for_each(|(g, &y)| *g *= 1.0 - y * y),
+            Activation::Relu6 => {
+                dy.iter_mut().zip(x).for_each(|(g, &x)| *g = if x > 0.0 && x < 6.0 { *g } else { 0.0 })
+            }
+            Activation::Silu => dy.iter_mut().zip(x).for_each(|(g, &x)| {
+                let s = math::sigmoid(x);
+                *g *= s * (1.0 + x * (1.0 - s));
+            }),
             Activation::Sigmoid => dy.iter_mut().zip(y).for_each(|(g, &y)| *g *= y * (1.0 - y)),
             Activation::Softmax => {
                 for (g, y) in dy.chunks_exact_mut(channels.max(1)).zip(y.chunks_exact(channels.max(1))) {

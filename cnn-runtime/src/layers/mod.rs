@@ -11,6 +11,7 @@ mod epilogue;
 mod norm;
 mod pool;
 mod tensor;
+mod upsample;
 
 pub(crate) use activation::Apply;
 pub use activation::activate;
@@ -22,3 +23,4 @@ pub use norm::BatchNorm;
 pub(crate) use norm::BatchStats;
 pub use pool::{AvgPool2d, MaxPool2d, global_avg_pool, global_max_pool};
 pub(crate) use pool::{global_pool, global_pool_backward};
+pub(crate) use upsample::{upsample, upsample_backward};
