@@ -6,7 +6,7 @@ use syn::{Attribute, Ident, Visibility};
 /// One `cnn!` invocation: structs, or the layers of an expression.
 pub enum Invocation {
     Items(Vec<NetworkItem>),
-    Expr(Body),
+    Expr(Network),
 }
 
 /// `#[attrs] pub struct Name { layers }`.
@@ -14,24 +14,61 @@ pub struct NetworkItem {
     pub attrs: Vec<Attribute>,
     pub vis: Visibility,
     pub name: Ident,
-    pub body: Body,
+    pub network: Network,
 }
 
-/// The layers between the braces, and the errors met while parsing them.
-pub struct Body {
-    /// One entry per layer; `None` where the layer did not parse.
-    pub layers: Vec<Option<Layer>>,
+/// A network's items, and every error met while parsing them, at any depth.
+pub struct Network {
+    pub body: Body,
     pub errors: Vec<syn::Error>,
-    /// The whole body, for errors that belong to no single layer.
+}
+
+/// The items between the braces of a network or a block.
+pub struct Body {
+    /// One entry per item; `None` where the item did not parse.
+    pub items: Vec<Option<Item>>,
+    /// The whole body, for errors that belong to no single item.
     pub tokens: TokenStream,
 }
 
-/// `[/// docs] [label:] keyword options...`
-pub struct Layer {
+/// `[/// docs] [label:] layer-or-block`
+pub struct Item {
     /// Doc comments and `#[doc]` attributes: the rustdoc of its field.
     pub docs: Vec<Attribute>,
     /// As written, `r#` included: the field's name.
     pub label: Option<Ident>,
+    pub kind: ItemKind,
+}
+
+pub enum ItemKind {
+    Layer(Layer),
+    Block(Block),
+}
+
+/// `{ ITEMS }`, `residual { BODY } [LABEL:] [shortcut { ITEMS }] [ACT]`,
+/// `concat [LABEL:] { A } [LABEL:] { B } ... [ACT]`
+pub struct Block {
+    /// The keyword (or the braces of a sequence), where its errors point.
+    pub keyword: TokenStream,
+    pub shape: BlockShape,
+    /// The activation after the merge.
+    pub act: Option<Act>,
+}
+
+pub enum BlockShape {
+    Seq(Body),
+    Residual { body: Body, shortcut: Option<Branch> },
+    Concat(Vec<Branch>),
+}
+
+/// A shortcut or a concat's branch, with its label.
+pub struct Branch {
+    pub label: Option<Ident>,
+    pub body: Body,
+}
+
+/// `keyword options...`
+pub struct Layer {
     pub kind: Kind,
     pub options: Vec<Opt>,
     /// The layer from keyword to last option.
@@ -60,6 +97,7 @@ pub enum Kind {
     Dense,
     BatchNorm,
     Dropout,
+    Upsample,
     Act(ActKind),
 }
 
@@ -71,6 +109,8 @@ pub enum ActKind {
     Sigmoid,
     Softmax,
     LeakyRelu,
+    Relu6,
+    Silu,
 }
 
 /// An activation with its parameter.
@@ -121,11 +161,14 @@ impl Kind {
         ("dense", Kind::Dense),
         ("batchnorm", Kind::BatchNorm),
         ("dropout", Kind::Dropout),
+        ("upsample", Kind::Upsample),
         ("relu", Kind::Act(ActKind::Relu)),
         ("tanh", Kind::Act(ActKind::Tanh)),
         ("sigmoid", Kind::Act(ActKind::Sigmoid)),
         ("softmax", Kind::Act(ActKind::Softmax)),
         ("leakyrelu", Kind::Act(ActKind::LeakyRelu)),
+        ("relu6", Kind::Act(ActKind::Relu6)),
+        ("silu", Kind::Act(ActKind::Silu)),
     ];
 
     pub fn from_keyword(word: &str) -> Option<Kind> {

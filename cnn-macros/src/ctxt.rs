@@ -4,13 +4,43 @@
 
 use std::fmt;
 
-use crate::ast::{Kind, OptValue};
+use crate::ast::{Act, Kind, OptValue};
+
+/// An item as the check sees it: a layer (by its index among all the
+/// network's layers, depth first), a block, or an item that did not parse.
+pub struct ItemInput {
+    /// The label as written, without `r#`.
+    pub label: Option<String>,
+    pub kind: InputKind,
+}
+
+pub enum InputKind {
+    Layer(usize),
+    Seq(Vec<ItemInput>),
+    /// `block` is its index among the network's residuals and concats.
+    Residual {
+        block: usize,
+        body: Vec<ItemInput>,
+        shortcut: Option<BranchInput>,
+        act: Option<Act>,
+    },
+    Concat {
+        block: usize,
+        branches: Vec<BranchInput>,
+        act: Option<Act>,
+    },
+    Broken,
+}
+
+/// A shortcut or a branch of a concat.
+pub struct BranchInput {
+    pub label: Option<String>,
+    pub items: Vec<ItemInput>,
+}
 
 /// A layer as the check sees it.
 pub struct LayerInput {
     pub kind: Kind,
-    /// The label as written, without `r#`.
-    pub label: Option<String>,
     pub options: Vec<OptInput>,
     pub source: String,
 }
@@ -26,6 +56,8 @@ pub enum Site {
     Body,
     Layer(usize),
     Option(usize, usize),
+    /// The keyword of a residual or concat.
+    Block(usize),
 }
 
 #[derive(Debug)]

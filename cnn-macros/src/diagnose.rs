@@ -49,11 +49,12 @@ fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Opt
 
 pub fn layer_list() -> String {
     let words: Vec<&str> = Kind::KEYWORDS.iter().map(|(word, _)| *word).collect();
-    format!("help: the layers are {}", words.join(", "))
+    format!("help: the layers are {}; the blocks `{{ ... }}`, `residual` and `concat`", words.join(", "))
 }
 
 pub fn unknown_layer(word: &str) -> String {
-    let guess = closest(word, Kind::KEYWORDS.iter().map(|(w, _)| *w));
+    let blocks = ["residual", "concat", "shortcut"];
+    let guess = closest(word, Kind::KEYWORDS.iter().map(|(w, _)| *w).chain(blocks));
     let guess = guess.map(|g| format!("did you mean `{g}`? ")).unwrap_or_default();
     format!("unknown layer `{word}`\nhelp: {guess}{}", layer_list().trim_start_matches("help: "))
 }
@@ -68,6 +69,7 @@ fn grammar(kind: Kind) -> &'static str {
         Kind::Dense => "dense [IN ->] OUT [nobias] [ACT]",
         Kind::BatchNorm => "batchnorm [EPS]",
         Kind::Dropout => "dropout P",
+        Kind::Upsample => "upsample S or upsample SxT",
         Kind::Act(ActKind::LeakyRelu) => "leakyrelu [ALPHA]",
         Kind::GlobalAvgPool | Kind::GlobalMaxPool | Kind::Flatten | Kind::Act(_) => "no options",
     }
@@ -75,11 +77,23 @@ fn grammar(kind: Kind) -> &'static str {
 
 /// Words an option may be, for "did you mean".
 fn option_words(kind: Kind) -> &'static [&'static str] {
-    const ACTS: [&str; 5] = ["relu", "tanh", "sigmoid", "softmax", "leakyrelu"];
+    const CONV: &[&str] = &[
+        "same",
+        "valid",
+        "nobias",
+        "floor",
+        "relu",
+        "tanh",
+        "sigmoid",
+        "softmax",
+        "leakyrelu",
+        "relu6",
+        "silu",
+    ];
     match kind {
-        Kind::Conv => &["same", "valid", "nobias", "floor", ACTS[0], ACTS[1], ACTS[2], ACTS[3], ACTS[4]],
+        Kind::Conv => CONV,
         Kind::MaxPool | Kind::AvgPool => &["floor", "ceil"],
-        Kind::Dense => &["nobias", ACTS[0], ACTS[1], ACTS[2], ACTS[3], ACTS[4]],
+        Kind::Dense => &["nobias", "relu", "tanh", "sigmoid", "softmax", "leakyrelu", "relu6", "silu"],
         _ => &[],
     }
 }
@@ -411,4 +425,89 @@ pub fn pool_fixes(p: &PoolSpec, h: usize, w: usize) -> Vec<String> {
         );
     }
     fixes
+}
+
+/// A residual whose body and shortcut give different shapes.
+pub fn residual_mismatch(
+    input: Shape,
+    (body, body_from): (Shape, &From),
+    shortcut: Option<(Shape, &From)>,
+) -> String {
+    let first = match shortcut {
+        None => format!(
+            "residual body gives {body} but the identity shortcut gives the block's input, {input}\n\
+             body ends at {body_from}"
+        ),
+        Some((shortcut, from)) => format!(
+            "residual body gives {body} but its shortcut gives {shortcut}\nbody ends at {body_from}; shortcut ends at {from}"
+        ),
+    };
+    match projection(input, body) {
+        Some(fix) => format!("{first}\nhelp: project the shortcut: `{fix}` gives {body}"),
+        None => format!("{first}\nhelp: the body and the shortcut must give the same shape"),
+    }
+}
+
+/// A shortcut from `input` to `target`, checked with the arithmetic of the
+/// layers it is made of: a strided 1x1 conv and a batchnorm, as torchvision's.
+fn projection(input: Shape, target: Shape) -> Option<String> {
+    let (Shape::Hwc(h, w, _), Shape::Hwc(oh, ow, oc)) = (input, target) else {
+        return match (input, target) {
+            (Shape::Flat(_), Shape::Flat(n)) => Some(format!("shortcut {{ dense {n} nobias; batchnorm; }}")),
+            _ => None,
+        };
+    };
+    let gives = |s: usize, rounding| {
+        let axis = |n| Window { input: n, kernel: 1, stride: s, pad_before: 0, pad_after: 0, dilation: 1 };
+        out_size(&axis(h), rounding) == Ok(oh) && out_size(&axis(w), rounding) == Ok(ow)
+    };
+    let limit = h.max(w).min(64);
+    let (s, floor) = (1..=limit)
+        .find(|&s| gives(s, Rounding::Exact))
+        .map(|s| (s, false))
+        .or_else(|| (1..=limit).find(|&s| gives(s, Rounding::Floor)).map(|s| (s, true)))?;
+    let stride = if s == 1 { String::new() } else { format!(" s{s}") };
+    let floor = if floor { " floor" } else { "" };
+    Some(format!("shortcut {{ conv {oc} k1{stride} nobias{floor}; batchnorm; }}"))
+}
+
+/// The shape of branches joined along channels (or features), or why they
+/// cannot be.
+pub fn joined(outputs: &[(Shape, &From)]) -> Result<Shape, String> {
+    let flat = outputs.iter().filter(|(s, _)| matches!(s, Shape::Flat(_))).count();
+    let describe = |b: usize| format!("branch {b} gives {} (its last item: {})", outputs[b].0, outputs[b].1);
+    if flat != 0 && flat != outputs.len() {
+        let (f, s) = (
+            outputs.iter().position(|(s, _)| matches!(s, Shape::Flat(_))).unwrap_or(0),
+            outputs.iter().position(|(s, _)| matches!(s, Shape::Hwc(..))).unwrap_or(0),
+        );
+        return Err(format!(
+            "concat joins flat branches or spatial ones, not both: {} but {}\n\
+             help: add `flatten` at the end of branch {s}, or make every branch spatial",
+            describe(s),
+            describe(f)
+        ));
+    }
+    let total = outputs.iter().try_fold(0usize, |sum, (s, _)| sum.checked_add(s.channels()));
+    let total = total.ok_or_else(|| "the joined channels overflow usize".to_string())?;
+    let Some((Shape::Hwc(h, w, _), _)) = outputs.first() else { return Ok(Shape::Flat(total)) };
+    let (h, w) = (*h, *w);
+    let Some(b) =
+        outputs.iter().position(|(s, _)| !matches!(s, Shape::Hwc(bh, bw, _) if (*bh, *bw) == (h, w)))
+    else {
+        return Ok(Shape::Hwc(h, w, total));
+    };
+    let Shape::Hwc(bh, bw, bc) = outputs[b].0 else { unreachable!("all spatial") };
+    let fix = if bh > 0 && bw > 0 && h % bh == 0 && w % bw == 0 && h / bh == w / bw && h > bh {
+        format!("`upsample {}` at the end of branch {b} gives {h}x{w}x{bc}", h / bh)
+    } else if h > 0 && w > 0 && bh % h == 0 && bw % w == 0 && bh / h == bw / w && bh > h {
+        format!("`maxpool {}` at the end of branch {b} gives {h}x{w}x{bc}", bh / h)
+    } else {
+        format!("change branch {b} so that it gives {h}x{w}")
+    };
+    Err(format!(
+        "concat branches must give the same height and width: {}, but {}\nhelp: {fix}",
+        describe(0),
+        describe(b)
+    ))
 }

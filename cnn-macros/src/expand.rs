@@ -7,8 +7,8 @@ use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::quote;
 use syn::{Attribute, Visibility};
 
-use crate::ast::Body;
-use crate::check::{Plan, Step};
+use crate::ast::Layer;
+use crate::check::{Plan, Step, StepKind};
 use crate::table;
 
 fn lit(n: usize) -> Literal {
@@ -78,30 +78,174 @@ fn op_tokens(op: &Op) -> TokenStream {
             let probability = Literal::f32_unsuffixed(probability);
             quote!(#p::Op::Dropout(#probability))
         }
+        Op::Upsample { height, width } => {
+            let (height, width) = (lit(height), lit(width));
+            quote!(#p::Op::Upsample { height: #height, width: #width })
+        }
+        Op::Residual { .. } | Op::Concat { .. } => unreachable!("blocks are steps of their own"),
         Op::Act(act) => {
-            let act = match act {
-                Activation::Relu => quote!(Relu),
-                Activation::Tanh => quote!(Tanh),
-                Activation::Sigmoid => quote!(Sigmoid),
-                Activation::Softmax => quote!(Softmax),
-                Activation::LeakyRelu(alpha) => {
-                    let alpha = Literal::f32_unsuffixed(alpha);
-                    quote!(LeakyRelu(#alpha))
-                }
-            };
-            quote!(#p::Op::Act(#p::Activation::#act))
+            let act = activation_tokens(act);
+            quote!(#p::Op::Act(#act))
         }
     }
 }
 
-/// A step as a `Node` of the plan; `slot` counts the layers with parameters.
-fn node_tokens(step: &Step, slot: &mut usize) -> TokenStream {
-    let p = quote!(::cnn::__private::plan);
-    let (op, input, output) = (op_tokens(&step.op), shape_tokens(step.input), shape_tokens(step.output));
-    let (name, source, params) = (&step.name, &step.source, lit(step.params));
-    let param = if step.has_field {
-        let (torch, index) = (&step.torch, lit(*slot));
-        *slot += 1;
+fn activation_tokens(act: Activation) -> TokenStream {
+    let act = match act {
+        Activation::Relu => quote!(Relu),
+        Activation::Tanh => quote!(Tanh),
+        Activation::Sigmoid => quote!(Sigmoid),
+        Activation::Softmax => quote!(Softmax),
+        Activation::Relu6 => quote!(Relu6),
+        Activation::Silu => quote!(Silu),
+        Activation::LeakyRelu(alpha) => {
+            let alpha = Literal::f32_unsuffixed(alpha);
+            quote!(LeakyRelu(#alpha))
+        }
+    };
+    quote!(::cnn::__private::plan::Activation::#act)
+}
+
+/// An activation's keyword and source, for its `LAYERS` entry.
+fn activation_text(act: Activation) -> (&'static str, String) {
+    let keyword = match act {
+        Activation::Relu => "relu",
+        Activation::Tanh => "tanh",
+        Activation::Sigmoid => "sigmoid",
+        Activation::Softmax => "softmax",
+        Activation::Relu6 => "relu6",
+        Activation::Silu => "silu",
+        Activation::LeakyRelu(alpha) => return ("leakyrelu", format!("leakyrelu {alpha:?}")),
+    };
+    (keyword, keyword.to_string())
+}
+
+/// A layer as written, for its field's name and docs.
+pub struct LayerSyntax<'a> {
+    pub label: Option<&'a Ident>,
+    pub docs: &'a [Attribute],
+    pub layer: &'a Layer,
+}
+
+/// A layer with parameters: its field, as the user named it or by its path.
+struct Field<'a> {
+    ident: Ident,
+    docs: &'a [Attribute],
+    doc: String,
+    kind: Ident,
+    /// Its node in the plan's constants, `Self::__CNN_NODES[3]`.
+    node: TokenStream,
+}
+
+/// The plan's constants, a `[Node; N]` per sequence of nodes, and what is
+/// read off them: the fields in slot order and the `LAYERS` entries.
+struct Emit<'a> {
+    layers: &'a [LayerSyntax<'a>],
+    consts: Vec<TokenStream>,
+    fields: Vec<Field<'a>>,
+    infos: Vec<TokenStream>,
+}
+
+fn info_tokens(name: &str, source: &str, output: Shape, params: usize) -> TokenStream {
+    let (output, params) = (shape_tokens(output), lit(params));
+    quote!(::cnn::__private::plan::LayerInfo { name: #name, source: #source, output: #output, params: #params })
+}
+
+fn act_tokens(act: Option<Activation>) -> TokenStream {
+    match act {
+        Some(act) => {
+            let act = activation_tokens(act);
+            quote!(::core::option::Option::Some(#act))
+        }
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+impl<'a> Emit<'a> {
+    /// `const #name: [Node; N]` for `steps`; returns the constant's path.
+    fn nodes(&mut self, steps: &[Step], name: Ident) -> TokenStream {
+        let p = quote!(::cnn::__private::plan);
+        let mut nodes = Vec::with_capacity(steps.len());
+        for (i, step) in steps.iter().enumerate() {
+            let input = shape_tokens(step.input);
+            let index = lit(i);
+            let (op, param) = match &step.kind {
+                StepKind::Op(op) => {
+                    self.infos.push(info_tokens(&step.name, &step.source, step.output, step.params));
+                    (op_tokens(op), self.field(step, quote!(Self::#name[#index])))
+                }
+                StepKind::Residual { body, shortcut, act } => {
+                    let body = self.branch(body);
+                    let shortcut = match shortcut {
+                        Some(steps) => {
+                            let path = self.branch(steps);
+                            quote!(::core::option::Option::Some(&#path))
+                        }
+                        None => quote!(::core::option::Option::None),
+                    };
+                    self.merge(step, *act);
+                    let act = act_tokens(*act);
+                    (quote!(#p::Op::Residual { body: &#body, shortcut: #shortcut, act: #act }), None)
+                }
+                StepKind::Concat { branches, act } => {
+                    let branches: Vec<TokenStream> = branches.iter().map(|b| self.branch(b)).collect();
+                    self.merge(step, *act);
+                    let act = act_tokens(*act);
+                    (quote!(#p::Op::Concat { branches: &[#(&#branches),*], act: #act }), None)
+                }
+            };
+            let info = info_tokens(&step.name, &step.source, step.output, step.params);
+            let param = param.unwrap_or_else(|| quote!(::core::option::Option::None));
+            nodes.push(quote!(#p::Node { op: #op, input: #input, info: #info, param: #param }));
+        }
+        let len = lit(nodes.len());
+        self.consts.push(quote! {
+            #[doc(hidden)]
+            pub const #name: [#p::Node; #len] = [#(#nodes),*];
+        });
+        quote!(Self::#name)
+    }
+
+    /// A block's branch as a constant of its own.
+    fn branch(&mut self, steps: &[Step]) -> TokenStream {
+        let name = Ident::new(&format!("__CNN_BRANCH_{}", self.consts.len() + 1000), Span::call_site());
+        self.nodes(steps, name)
+    }
+
+    /// The `LAYERS` entries of a block's merge and its activation.
+    fn merge(&mut self, step: &Step, act: Option<Activation>) {
+        self.infos.push(info_tokens(&step.name, &step.source, step.output, 0));
+        if let Some(act) = act {
+            let (keyword, source) = activation_text(act);
+            self.infos.push(info_tokens(keyword, &source, step.output, 0));
+        }
+    }
+
+    /// The field of a layer with parameters, and its node's `param`.
+    fn field(&mut self, step: &Step, node: TokenStream) -> Option<TokenStream> {
+        let field = step.field.as_ref()?;
+        let syntax = step.layer.map(|i| &self.layers[i]);
+        // A top-level label is the field as the user wrote it (`r#type`);
+        // a path of names is a plain identifier.
+        let ident = match syntax.and_then(|s| s.label).filter(|_| step.depth == 0) {
+            Some(label) => label.clone(),
+            None => syn::parse_str::<Ident>(field)
+                .unwrap_or_else(|_| Ident::new("__cnn_unnamed", Span::call_site())),
+        };
+        let kind = match step.kind {
+            StepKind::Op(Op::Conv { .. }) => "Conv2d",
+            StepKind::Op(Op::Dense { .. }) => "Dense",
+            _ => "BatchNorm",
+        };
+        let slot = lit(self.fields.len());
+        self.fields.push(Field {
+            ident,
+            docs: syntax.map_or(&[], |s| s.docs),
+            doc: format!("`{}`: {} parameters, output {}.", step.source, step.params, step.output),
+            kind: Ident::new(kind, Span::call_site()),
+            node,
+        });
+        let (torch, field) = (&step.torch, field.as_str());
         let flat_from = match step.flat_from {
             Some((h, w, c)) => {
                 let (h, w, c) = (lit(h), lit(w), lit(c));
@@ -109,50 +253,22 @@ fn node_tokens(step: &Step, slot: &mut usize) -> TokenStream {
             }
             None => quote!(::core::option::Option::None),
         };
-        quote!(::core::option::Option::Some(#p::Param { slot: #index, torch: #torch, flat_from: #flat_from }))
-    } else {
-        quote!(::core::option::Option::None)
-    };
-    quote! {
-        #p::Node {
-            op: #op,
-            input: #input,
-            info: #p::LayerInfo { name: #name, source: #source, output: #output, params: #params },
-            param: #param,
-        }
-    }
-}
-
-/// A layer with parameters: its field, as the user named it or by its kind.
-struct Field<'a> {
-    ident: Ident,
-    docs: &'a [Attribute],
-    doc: String,
-    kind: Ident,
-    /// Its index in the plan's nodes.
-    node: usize,
-}
-
-fn field<'a>(step: &Step, node: usize, body: &'a Body) -> Field<'a> {
-    let layer = body.layers[step.layer].as_ref();
-    let ident =
-        layer.and_then(|l| l.label.clone()).unwrap_or_else(|| Ident::new(&step.name, Span::call_site()));
-    let kind = match step.op {
-        Op::Conv { .. } => "Conv2d",
-        Op::Dense { .. } => "Dense",
-        _ => "BatchNorm",
-    };
-    Field {
-        ident,
-        docs: layer.map_or(&[], |l| &l.docs[..]),
-        doc: format!("`{}`: {} parameters, output {}.", step.source, step.params, step.output),
-        kind: Ident::new(kind, Span::call_site()),
-        node,
+        Some(quote! {
+            ::core::option::Option::Some(::cnn::__private::plan::Param {
+                slot: #slot, field: #field, torch: #torch, flat_from: #flat_from
+            })
+        })
     }
 }
 
 /// The struct, its inherent impl and its `Network` impl.
-pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, body: &Body, plan: &Plan) -> TokenStream {
+pub fn network(
+    attrs: &[Attribute],
+    vis: &Visibility,
+    name: &Ident,
+    layers: &[LayerSyntax<'_>],
+    plan: &Plan,
+) -> TokenStream {
     let p = quote!(::cnn::__private);
     // With errors the input may be unknown; the code still type-checks.
     let input = plan.input.unwrap_or(Shape::Hwc(0, 0, 0));
@@ -167,26 +283,18 @@ pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, body: &Body,
     let doc = table::markdown(plan);
     let summary = table::summary(&name.to_string(), plan);
 
-    let mut slot = 0;
-    let nodes: Vec<TokenStream> = plan.steps.iter().map(|s| node_tokens(s, &mut slot)).collect();
-    let node_count = lit(nodes.len());
-    let infos = (0..plan.steps.len()).map(|i| {
-        let i = lit(i);
-        quote!(Self::__CNN_NODES[#i].info)
-    });
-    let fields: Vec<Field> =
-        plan.steps.iter().enumerate().filter(|(_, s)| s.has_field).map(|(i, s)| field(s, i, body)).collect();
+    let mut emit = Emit { layers, consts: Vec::new(), fields: Vec::new(), infos: Vec::new() };
+    emit.nodes(&plan.steps, Ident::new("__CNN_NODES", Span::call_site()));
+    let Emit { consts, fields, infos, .. } = emit;
     let field_decls = fields.iter().map(
         |Field { ident, docs, doc, kind, .. }| quote!(#[doc = #doc] #(#docs)* pub #ident: #p::layers::#kind),
     );
-    let field_inits = fields.iter().map(|Field { ident, kind, node, .. }| {
-        let node = lit(*node);
-        quote!(#ident: #p::layers::#kind::from_node(&Self::__CNN_NODES[#node], &mut rng))
-    });
-    let field_loads = fields.iter().map(|Field { ident, kind, node, .. }| {
-        let node = lit(*node);
-        quote!(#ident: #p::layers::#kind::load(&mut tensors, &Self::__CNN_NODES[#node])?)
-    });
+    let field_inits = fields.iter().map(
+        |Field { ident, kind, node, .. }| quote!(#ident: #p::layers::#kind::from_node(&#node, &mut rng)),
+    );
+    let field_loads = fields.iter().map(
+        |Field { ident, kind, node, .. }| quote!(#ident: #p::layers::#kind::load(&mut tensors, &#node)?),
+    );
     let layers: Vec<TokenStream> =
         fields.iter().map(|Field { ident, kind, .. }| quote!(#p::Layer::#kind(&self.#ident))).collect();
     let layers_mut =
@@ -212,8 +320,7 @@ pub fn network(attrs: &[Attribute], vis: &Visibility, name: &Ident, body: &Body,
             pub const PARAMETERS: usize = #params;
             /// Every layer after `input`.
             pub const LAYERS: &'static [#p::plan::LayerInfo] = &[#(#infos),*];
-            #[doc(hidden)]
-            pub const __CNN_NODES: [#p::plan::Node; #node_count] = [#(#nodes),*];
+            #(#consts)*
             #[doc(hidden)]
             pub const __CNN_PLAN: #p::plan::Plan = #p::plan::Plan { input: #input_shape, nodes: &Self::__CNN_NODES };
 

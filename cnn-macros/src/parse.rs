@@ -2,12 +2,15 @@
 //! syn; the layers are split at `;` and read token by token, so that a
 //! mistake in one layer does not hide the mistakes in the others.
 
-use proc_macro2::{Delimiter, Spacing, TokenStream, TokenTree};
+use proc_macro2::{Delimiter, Spacing, Span, TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::{Attribute, Ident, Lit, Token, braced};
 
-use crate::ast::{Act, ActKind, Body, Invocation, Kind, Layer, NetworkItem, Opt, OptValue, Pair};
+use crate::ast::{
+    Act, ActKind, Block, BlockShape, Body, Branch, Invocation, Item, ItemKind, Kind, Layer, Network,
+    NetworkItem, Opt, OptValue, Pair,
+};
 use crate::diagnose;
 
 impl Parse for Invocation {
@@ -22,7 +25,7 @@ impl Parse for Invocation {
             }
             Ok(Invocation::Items(items))
         } else {
-            Ok(Invocation::Expr(parse_body(input.parse()?)))
+            Ok(Invocation::Expr(parse_network(input.parse()?)))
         }
     }
 }
@@ -36,40 +39,186 @@ impl Parse for NetworkItem {
         let name = input.parse()?;
         let content;
         braced!(content in input);
-        Ok(NetworkItem { attrs, vis, name, body: parse_body(content.parse()?) })
+        Ok(NetworkItem { attrs, vis, name, network: parse_network(content.parse()?) })
     }
 }
 
-/// Splits the layers at `;` and parses each, gathering errors.
-pub fn parse_body(tokens: TokenStream) -> Body {
-    let mut body = Body { layers: Vec::new(), errors: Vec::new(), tokens: tokens.clone() };
+/// A network's items, every error of every depth gathered.
+pub fn parse_network(tokens: TokenStream) -> Network {
+    let mut errors = Vec::new();
+    let body = parse_body(tokens, &mut errors);
+    Network { body, errors }
+}
+
+/// Splits the items at `;` and parses each, gathering errors.
+fn parse_body(tokens: TokenStream, errors: &mut Vec<syn::Error>) -> Body {
+    let mut body = Body { items: Vec::new(), tokens: tokens.clone() };
     let mut current = Vec::new();
     for token in tokens {
         match &token {
             TokenTree::Punct(p) if p.as_char() == ';' => {
                 if current.is_empty() {
-                    body.errors.push(syn::Error::new(p.span(), "empty layer: remove this `;`"));
+                    errors.push(syn::Error::new(p.span(), "empty layer: remove this `;`"));
                 } else {
-                    push_layer(&mut body, std::mem::take(&mut current));
+                    body.items.push(parse_item(&std::mem::take(&mut current), errors));
                 }
             }
             _ => current.push(token),
         }
     }
     if !current.is_empty() {
-        push_layer(&mut body, current);
+        body.items.push(parse_item(&current, errors));
     }
     body
 }
 
-fn push_layer(body: &mut Body, tokens: Vec<TokenTree>) {
-    match parse_layer(&tokens) {
-        Ok(layer) => body.layers.push(Some(layer)),
-        Err(errors) => {
-            body.layers.push(None);
-            body.errors.extend(errors);
-        }
+/// `[/// docs] [label:] layer-or-block`; `None` (its errors in `errors`) if it does not parse.
+fn parse_item(tokens: &[TokenTree], errors: &mut Vec<syn::Error>) -> Option<Item> {
+    let item = split_docs(tokens).and_then(|(docs, tokens)| {
+        let (label, rest) = split_label(&docs, tokens)?;
+        let kind = match rest.first() {
+            Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Brace => {
+                ItemKind::Block(parse_block(rest, errors).map_err(|e| vec![e])?)
+            }
+            Some(TokenTree::Ident(id)) if id == "residual" || id == "concat" => {
+                ItemKind::Block(parse_block(rest, errors).map_err(|e| vec![e])?)
+            }
+            _ => ItemKind::Layer(parse_layer(rest, label.as_ref())?),
+        };
+        Ok(Item { docs, label, kind })
+    });
+    item.map_err(|e| errors.extend(e)).ok()
+}
+
+/// The label before an item, and the rest.
+fn split_label<'t>(
+    docs: &[Attribute],
+    tokens: &'t [TokenTree],
+) -> Result<(Option<Ident>, &'t [TokenTree]), Vec<syn::Error>> {
+    let Some(first) = tokens.first() else {
+        let last = docs.last().map(ToTokens::to_token_stream).unwrap_or_default();
+        return Err(vec![syn::Error::new_spanned(last, "expected a layer after this doc comment")]);
+    };
+    let labelled = matches!(first, TokenTree::Ident(_))
+        && matches!(tokens.get(1), Some(TokenTree::Punct(p)) if p.as_char() == ':' && p.spacing() == Spacing::Alone);
+    if !labelled {
+        return Ok((None, tokens));
     }
+    let TokenTree::Ident(id) = first else { unreachable!("checked above") };
+    let label = label(id).map_err(|e| vec![e])?;
+    if tokens.len() == 2 {
+        return Err(vec![error_at(first, "expected a layer after this label, e.g. `fc1: dense 10`")]);
+    }
+    Ok((Some(label), &tokens[2..]))
+}
+
+/// `{ ITEMS }`, `residual { BODY } [LABEL:] [shortcut { ITEMS }] [ACT]` or
+/// `concat [LABEL:] { A } [LABEL:] { B } ... [ACT]`.
+fn parse_block(tokens: &[TokenTree], errors: &mut Vec<syn::Error>) -> syn::Result<Block> {
+    let braces = |token: Option<&TokenTree>| match token {
+        Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Brace => Some(g.stream()),
+        _ => None,
+    };
+    let keyword: TokenStream = tokens[..1].iter().cloned().collect();
+    let word = tokens[0].to_string();
+    let mut pos = 1;
+    let shape = match word.as_str() {
+        "residual" => {
+            let body = braces(tokens.get(1)).ok_or_else(|| {
+                error_at(&tokens[0], "`residual` needs its body in braces: `residual { conv 64 k3 p1; ... }`")
+            })?;
+            pos = 2;
+            let body = parse_body(body, errors);
+            let (label, after) = match tokens.get(pos..) {
+                Some([TokenTree::Ident(id), TokenTree::Punct(p), rest @ ..]) if p.as_char() == ':' => {
+                    (Some(label(id)?), rest)
+                }
+                Some(rest) => (None, rest),
+                None => (None, &[][..]),
+            };
+            let shortcut = match after {
+                [TokenTree::Ident(id), rest @ ..] if id == "shortcut" => {
+                    let items = braces(rest.first()).ok_or_else(|| {
+                        syn::Error::new(
+                            id.span(),
+                            "`shortcut` needs its layers in braces: `shortcut { conv 128 k1 s2; batchnorm }`",
+                        )
+                    })?;
+                    pos = tokens.len() - rest.len() + 1;
+                    Some(Branch { label, body: parse_body(items, errors) })
+                }
+                _ if label.is_some() => {
+                    return Err(error_at(
+                        &tokens[pos],
+                        "a label here names the shortcut: follow it with `shortcut { ... }`",
+                    ));
+                }
+                _ => None,
+            };
+            BlockShape::Residual { body, shortcut }
+        }
+        "concat" => {
+            let mut branches = Vec::new();
+            loop {
+                let (label, at) = match tokens.get(pos..) {
+                    Some([TokenTree::Ident(id), TokenTree::Punct(p), ..]) if p.as_char() == ':' => {
+                        (Some(label(id)?), pos + 2)
+                    }
+                    _ => (None, pos),
+                };
+                let Some(items) = braces(tokens.get(at)) else {
+                    if label.is_some() {
+                        return Err(error_at(
+                            &tokens[pos],
+                            "a label here names a branch: follow it with `{ ... }`",
+                        ));
+                    }
+                    break;
+                };
+                branches.push(Branch { label, body: parse_body(items, errors) });
+                pos = at + 1;
+            }
+            if branches.is_empty() {
+                return Err(error_at(
+                    &tokens[0],
+                    "`concat` needs its branches in braces: `concat { conv 32 k1 } { conv 32 k3 p1 }`",
+                ));
+            }
+            BlockShape::Concat(branches)
+        }
+        _ => {
+            let items = braces(tokens.first()).expect("a sequence starts with braces");
+            BlockShape::Seq(parse_body(items, errors))
+        }
+    };
+    let act = match &tokens[pos..] {
+        [] => None,
+        [TokenTree::Ident(id), ..] if !matches!(shape, BlockShape::Seq(_)) => {
+            let mut at = pos + 1;
+            match ident_option(Kind::Act(ActKind::Relu), id, tokens, &mut at) {
+                Ok(OptValue::Act(act)) if at == tokens.len() => Some(act),
+                Ok(OptValue::Act(_)) => {
+                    return Err(error_at(
+                        &tokens[at],
+                        "a block ends with its activation: separate items with `;`",
+                    ));
+                }
+                _ => {
+                    return Err(error_at(
+                        &tokens[pos],
+                        format!("expected an activation after the block, such as `relu`, found `{id}`"),
+                    ));
+                }
+            }
+        }
+        [other, ..] => {
+            return Err(error_at(
+                other,
+                format!("unexpected `{other}` after the block: separate items with `;`"),
+            ));
+        }
+    };
+    Ok(Block { keyword, shape, act })
 }
 
 fn error_at(token: &TokenTree, message: impl std::fmt::Display) -> syn::Error {
@@ -84,20 +233,8 @@ fn is_punct(token: Option<&TokenTree>, ch: char) -> bool {
     matches!(token, Some(TokenTree::Punct(p)) if p.as_char() == ch)
 }
 
-/// `[/// docs] [label:] keyword options...`
-fn parse_layer(tokens: &[TokenTree]) -> Result<Layer, Vec<syn::Error>> {
-    let (docs, tokens) = split_docs(tokens)?;
-    let Some(first) = tokens.first() else {
-        let last = docs.last().map(ToTokens::to_token_stream).unwrap_or_default();
-        return Err(vec![syn::Error::new_spanned(last, "expected a layer after this doc comment")]);
-    };
-    let labelled = matches!(first, TokenTree::Ident(_))
-        && matches!(tokens.get(1), Some(TokenTree::Punct(p)) if p.as_char() == ':' && p.spacing() == Spacing::Alone);
-    let label = match first {
-        TokenTree::Ident(id) if labelled => Some(label(id).map_err(|e| vec![e])?),
-        _ => None,
-    };
-    let rest = if labelled { &tokens[2..] } else { tokens };
+/// `keyword options...`; `label` only for messages.
+fn parse_layer(rest: &[TokenTree], label: Option<&Ident>) -> Result<Layer, Vec<syn::Error>> {
     let keyword = match rest.first() {
         Some(TokenTree::Ident(id)) => id.clone(),
         Some(other) => {
@@ -107,7 +244,8 @@ fn parse_layer(tokens: &[TokenTree]) -> Result<Layer, Vec<syn::Error>> {
             )]);
         }
         None => {
-            return Err(vec![error_at(first, "expected a layer after this label, e.g. `fc1: dense 10`")]);
+            let at = label.map_or_else(|| Span::call_site(), Ident::span);
+            return Err(vec![syn::Error::new(at, "expected a layer after this label, e.g. `fc1: dense 10`")]);
         }
     };
     let word = keyword.to_string();
@@ -123,7 +261,7 @@ fn parse_layer(tokens: &[TokenTree]) -> Result<Layer, Vec<syn::Error>> {
         let consumed = &rest[start..pos];
         options.push(Opt { value, tokens: consumed.iter().cloned().collect(), text: join_text(consumed) });
     }
-    Ok(Layer { docs, label, kind, options, tokens: rest.iter().cloned().collect(), source: join_text(rest) })
+    Ok(Layer { kind, options, tokens: rest.iter().cloned().collect(), source: join_text(rest) })
 }
 
 /// The doc comments (`#[doc = ...]` once lexed) before a layer, and the rest.
@@ -307,6 +445,8 @@ fn ident_option(kind: Kind, id: &Ident, tokens: &[TokenTree], pos: &mut usize) -
         "tanh" => return act(ActKind::Tanh),
         "sigmoid" => return act(ActKind::Sigmoid),
         "softmax" => return act(ActKind::Softmax),
+        "relu6" => return act(ActKind::Relu6),
+        "silu" => return act(ActKind::Silu),
         "leakyrelu" => {
             // An optional slope: `leakyrelu 0.2`.
             let alpha = match tokens.get(*pos) {
@@ -355,8 +495,15 @@ fn ident_option(kind: Kind, id: &Ident, tokens: &[TokenTree], pos: &mut usize) -
 mod tests {
     use super::*;
 
-    fn body(text: &str) -> Body {
-        parse_body(text.parse().unwrap())
+    fn body(text: &str) -> Network {
+        parse_network(text.parse().unwrap())
+    }
+
+    fn layer(item: &Option<Item>) -> &Layer {
+        match &item.as_ref().unwrap().kind {
+            ItemKind::Layer(layer) => layer,
+            ItemKind::Block(_) => panic!("a block"),
+        }
     }
 
     #[test]
@@ -365,9 +512,9 @@ mod tests {
             "input 28x28x1; c1: conv 3 -> 32 k3x5 s2 p1 d2 g1 nobias floor leakyrelu 0.2; dense 64*4*4 -> 10; dropout 0.5",
         );
         assert!(b.errors.is_empty(), "{:?}", b.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>());
-        let layers: Vec<&Layer> = b.layers.iter().map(|l| l.as_ref().unwrap()).collect();
+        let layers: Vec<&Layer> = b.body.items.iter().map(layer).collect();
         assert_eq!(layers[0].options[0].value, OptValue::Sizes(vec![28, 28, 1]));
-        assert_eq!(layers[1].label.as_ref().unwrap().to_string(), "c1");
+        assert_eq!(b.body.items[1].as_ref().unwrap().label.as_ref().unwrap().to_string(), "c1");
         let values: Vec<OptValue> = layers[1].options.iter().map(|o| o.value.clone()).collect();
         assert_eq!(
             values,
@@ -401,5 +548,50 @@ mod tests {
         assert!(messages[3].contains("unknown option `q3`"));
         assert!(messages[4].contains("empty layer"));
         assert!(messages[5].contains("separated by `;`"));
+    }
+}
+
+#[cfg(test)]
+mod block_tests {
+    use super::*;
+
+    #[test]
+    fn reads_blocks_nested_and_labelled() {
+        let text = "input 8x8x4; layer1: { residual { c1: conv 4 k3 p1; bn1: batchnorm } down: shortcut { conv 4 k1 } relu; \
+                    concat { conv 2 k1 } b: { upsample 2; maxpool 2 } {} leakyrelu 0.2 }";
+        let network = parse_network(text.parse().unwrap());
+        assert!(
+            network.errors.is_empty(),
+            "{:?}",
+            network.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()
+        );
+        let item = network.body.items[1].as_ref().unwrap();
+        assert_eq!(item.label.as_ref().unwrap().to_string(), "layer1");
+        let ItemKind::Block(Block { shape: BlockShape::Seq(seq), .. }) = &item.kind else {
+            panic!("a sequence")
+        };
+        let Some(ItemKind::Block(residual)) = seq.items[0].as_ref().map(|i| &i.kind) else {
+            panic!("a block")
+        };
+        let BlockShape::Residual { body, shortcut: Some(shortcut) } = &residual.shape else {
+            panic!("a residual")
+        };
+        assert_eq!((body.items.len(), shortcut.label.as_ref().unwrap().to_string()), (2, "down".into()));
+        assert_eq!(residual.act.map(|a| a.kind), Some(ActKind::Relu));
+        let Some(ItemKind::Block(concat)) = seq.items[1].as_ref().map(|i| &i.kind) else { panic!("a block") };
+        let BlockShape::Concat(branches) = &concat.shape else { panic!("a concat") };
+        assert_eq!(branches.iter().map(|b| b.body.items.len()).collect::<Vec<_>>(), [1, 2, 0]);
+        assert_eq!(branches[1].label.as_ref().unwrap().to_string(), "b");
+        assert_eq!(concat.act, Some(Act { kind: ActKind::LeakyRelu, alpha: Some(0.2) }));
+    }
+
+    #[test]
+    fn errors_inside_blocks_are_gathered() {
+        let text = "input 8x8x4; residual { conv 4 k3 q1 } shortcut { convv 4 } relu; concat { relu 3 } x: ; residual conv";
+        let network = parse_network(text.parse().unwrap());
+        let messages: Vec<String> = network.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(messages.len(), 4, "{messages:#?}");
+        assert!(messages[0].contains("unknown option `q1`"), "{messages:#?}");
+        assert!(messages[1].contains("did you mean `conv`"), "{messages:#?}");
     }
 }

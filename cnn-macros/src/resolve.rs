@@ -84,6 +84,7 @@ pub fn resolve(layer: usize, input: &LayerInput, cx: &mut Ctxt) -> Option<Spec> 
         Kind::Dense => resolve_dense(&mut r),
         Kind::BatchNorm => resolve_batchnorm(&mut r),
         Kind::Dropout => resolve_dropout(&mut r),
+        Kind::Upsample => resolve_upsample(&mut r),
         Kind::Act(kind) => resolve_act(&mut r, kind),
     };
     if r.failed { None } else { spec }
@@ -384,7 +385,29 @@ fn resolve_dropout(r: &mut Resolver) -> Option<Spec> {
     p.map(Spec::Dropout)
 }
 
-// relu, tanh, sigmoid, softmax, leakyrelu [ALPHA]
+// upsample S, upsample SxT
+fn resolve_upsample(r: &mut Resolver) -> Option<Spec> {
+    let mut factors = None;
+    for (j, opt) in r.options.iter().enumerate() {
+        let pair = match &opt.value {
+            OptValue::Number(n) => (*n, *n),
+            OptValue::Sizes(s) if s.len() == 2 => (s[0], s[1]),
+            _ => {
+                r.not_taken(j);
+                continue;
+            }
+        };
+        if r.fill(j, "factor") && r.pair(j, "factor", pair, 1) {
+            factors = Some(pair);
+        }
+    }
+    if factors.is_none() && !r.failed {
+        r.missing("a whole factor, e.g. `upsample 2` or `upsample 2x1`");
+    }
+    factors.map(|(h, w)| Spec::Upsample(h, w))
+}
+
+// relu, relu6, tanh, sigmoid, silu, softmax, leakyrelu [ALPHA]
 fn resolve_act(r: &mut Resolver, kind: ActKind) -> Option<Spec> {
     let mut act = Act { kind, alpha: None };
     for (j, opt) in r.options.iter().enumerate() {

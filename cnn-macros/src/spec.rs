@@ -46,11 +46,22 @@ pub enum Spec {
     Input(usize, usize, usize),
     Conv(ConvSpec),
     Pool(PoolSpec),
-    GlobalPool { max: bool },
+    GlobalPool {
+        max: bool,
+    },
     Flatten,
-    Dense { inputs: Option<(Vec<usize>, usize)>, outputs: usize, bias: bool, act: Option<Act> },
-    BatchNorm { eps: f64 },
+    Dense {
+        inputs: Option<(Vec<usize>, usize)>,
+        outputs: usize,
+        bias: bool,
+        act: Option<Act>,
+    },
+    BatchNorm {
+        eps: f64,
+    },
     Dropout(f64),
+    /// Height and width factors.
+    Upsample(usize, usize),
     Act(Act),
 }
 

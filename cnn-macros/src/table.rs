@@ -1,23 +1,74 @@
 //! The text of `summary()` and of the struct's rustdoc.
 
-use cnn_shape::Shape;
+use cnn_shape::{Activation, Shape};
 
-use crate::check::Plan;
+use crate::check::{Plan, Step, StepKind};
+
+/// The rows of `steps`, blocks under a row of their own, their branches
+/// indented, then the merge and the block's activation.
+fn rows(steps: &[Step], depth: usize, rows: &mut Vec<[String; 4]>) {
+    let indent = "  ".repeat(depth);
+    for step in steps {
+        let label = |name: &str, source: &str| {
+            if name == source { format!("{indent}{name}") } else { format!("{indent}{name} ({source})") }
+        };
+        let (branches, act, merge) = match &step.kind {
+            StepKind::Op(_) => {
+                let row = [
+                    label(&step.name, &step.source),
+                    step.output.to_string(),
+                    group_digits(step.params),
+                    step.arithmetic.clone(),
+                ];
+                rows.push(row);
+                continue;
+            }
+            StepKind::Residual { body, shortcut, act } => {
+                (std::iter::once(body).chain(shortcut).collect::<Vec<_>>(), *act, "+")
+            }
+            StepKind::Concat { branches, act } => (branches.iter().collect(), *act, "++"),
+        };
+        rows.push([label(&step.name, &step.source), String::new(), group_digits(step.params), String::new()]);
+        for branch in branches {
+            self::rows(branch, depth + 1, rows);
+        }
+        rows.push([
+            format!("{indent}  {merge}"),
+            step.output.to_string(),
+            "0".into(),
+            step.arithmetic.clone(),
+        ]);
+        if let Some(act) = act {
+            rows.push([
+                format!("{indent}  {}", activation_keyword(act)),
+                step.output.to_string(),
+                "0".into(),
+                String::new(),
+            ]);
+        }
+    }
+}
+
+fn activation_keyword(act: Activation) -> &'static str {
+    match act {
+        Activation::Relu => "relu",
+        Activation::Tanh => "tanh",
+        Activation::Sigmoid => "sigmoid",
+        Activation::Softmax => "softmax",
+        Activation::Relu6 => "relu6",
+        Activation::Silu => "silu",
+        Activation::LeakyRelu(_) => "leakyrelu",
+    }
+}
 
 /// A table like Keras's `model.summary()`, with the arithmetic of each shape.
 pub fn summary(name: &str, plan: &Plan) -> String {
-    let mut rows = vec![["layer".to_string(), "output".into(), "params".into(), "arithmetic".into()]];
+    let mut table = vec![["layer".to_string(), "output".into(), "params".into(), "arithmetic".into()]];
     if let Some(input) = plan.input {
-        rows.push(["input".into(), input.to_string(), "0".into(), String::new()]);
+        table.push(["input".into(), input.to_string(), "0".into(), String::new()]);
     }
-    for step in &plan.steps {
-        let layer = if step.name == step.source {
-            step.name.clone()
-        } else {
-            format!("{} ({})", step.name, step.source)
-        };
-        rows.push([layer, step.output.to_string(), group_digits(step.params), step.arithmetic.clone()]);
-    }
+    rows(&plan.steps, 0, &mut table);
+    let rows = table;
     let widths: Vec<usize> =
         (0..4).map(|col| rows.iter().map(|r| r[col].chars().count()).max().unwrap_or(0)).collect();
     let line = |r: &[String; 4]| {
@@ -52,25 +103,40 @@ pub fn summary(name: &str, plan: &Plan) -> String {
 
 /// Trainable parameters and the values of all activations of one image.
 pub fn totals(plan: &Plan) -> (usize, usize) {
+    fn outputs(steps: &[Step]) -> usize {
+        steps.iter().fold(0usize, |sum, step| {
+            let inner = match &step.kind {
+                StepKind::Op(_) => 0,
+                StepKind::Residual { body, shortcut, .. } => {
+                    outputs(body).saturating_add(shortcut.as_deref().map_or(0, outputs))
+                }
+                StepKind::Concat { branches, .. } => {
+                    branches.iter().fold(0usize, |s, b| s.saturating_add(outputs(b)))
+                }
+            };
+            sum.saturating_add(step.output.len()).saturating_add(inner)
+        })
+    }
     let params = plan.steps.iter().fold(0usize, |sum, s| sum.saturating_add(s.params));
     let input = plan.input.map_or(0, Shape::len);
-    let activations = plan.steps.iter().fold(input, |sum, s| sum.saturating_add(s.output.len()));
-    (params, activations)
+    (params, input.saturating_add(outputs(&plan.steps)))
 }
 
 /// The layer table in Markdown, for the struct's rustdoc.
 pub fn markdown(plan: &Plan) -> String {
-    let mut out = String::from("\n\n| layer | source | output | params |\n|---|---|---|---:|\n");
+    let mut out = String::from("\n\n| layer | output | params |\n|---|---|---:|\n");
     if let Some(input) = plan.input {
-        out.push_str(&format!("| input | | {input} | 0 |\n"));
+        out.push_str(&format!("| input | {input} | 0 |\n"));
     }
-    for step in &plan.steps {
+    let mut table = Vec::new();
+    rows(&plan.steps, 0, &mut table);
+    for [layer, output, params, _] in table {
+        // Indentation shows as non-breaking spaces in rendered Markdown.
+        let depth = layer.len() - layer.trim_start().len();
         out.push_str(&format!(
-            "| {} | `{}` | {} | {} |\n",
-            step.name,
-            step.source,
-            step.output,
-            group_digits(step.params)
+            "| {}{} | {output} | {params} |\n",
+            "&nbsp;".repeat(depth),
+            layer.trim_start()
         ));
     }
     out.push_str(&format!("\nParameters: {}.", group_digits(totals(plan).0)));

@@ -252,7 +252,14 @@ impl Pass<'_, '_, '_> {
                 }
                 (Op::Residual { .. } | Op::Concat { .. }, _) => {
                     let mut inner = self.buffers.inner.take().unwrap_or_default();
-                    let block = Block { node: step.node, first: flat + 1, steps: self.steps, kernels, epilogues: self.epilogues, n: self.n };
+                    let block = Block {
+                        node: step.node,
+                        first: flat + 1,
+                        steps: self.steps,
+                        kernels,
+                        epilogues: self.epilogues,
+                        n: self.n,
+                    };
                     self.produce(len, last, |src, dst| block.run(src, dst, &mut inner));
                     self.buffers.inner = Some(inner);
                 }
@@ -329,7 +336,18 @@ impl Block<'_> {
             let steps = Steps { nodes, layers: self.steps.layers, first };
             first += nodes.iter().map(Node::size).sum::<usize>();
             let (epilogues, kernels, n) = (self.epilogues, self.kernels, self.n);
-            Pass { steps, kernels, epilogues, n, input: x, buffers, output: out, at: At::Input, len: x.len() }.run();
+            Pass {
+                steps,
+                kernels,
+                epilogues,
+                n,
+                input: x,
+                buffers,
+                output: out,
+                at: At::Input,
+                len: x.len(),
+            }
+            .run();
         };
         let mut merge = std::mem::take(&mut buffers.merge);
         let (shape, act) = match self.node.op {
@@ -358,7 +376,8 @@ impl Block<'_> {
                         branch(nodes, &mut values[..pixels * width], buffers);
                         &values[..pixels * width]
                     };
-                    for (pixel, part) in out.chunks_exact_mut(channels).zip(values.chunks_exact(width.max(1))) {
+                    for (pixel, part) in out.chunks_exact_mut(channels).zip(values.chunks_exact(width.max(1)))
+                    {
                         pixel[at..at + width].copy_from_slice(part);
                     }
                     at += width;

@@ -73,20 +73,18 @@ pub struct Tensors<'a> {
 /// flattened from.
 #[derive(Clone, Copy, Debug)]
 struct Prefix {
-    field: &'static str,
     param: Param,
 }
 
 impl Prefix {
     fn of(node: &Node) -> Prefix {
-        let param = node.param.expect("the macro gives every layer with parameters its place");
-        Prefix { field: node.info.name, param }
+        Prefix { param: node.param.expect("the macro gives every layer with parameters its place") }
     }
 }
 
 fn key(prefix: Prefix, layout: Layout, name: &str) -> String {
     match layout {
-        Layout::Cnn => format!("{}.{name}", prefix.field),
+        Layout::Cnn => format!("{}.{name}", prefix.param.field),
         Layout::PyTorch => format!("{}.{name}", prefix.param.torch),
     }
 }
@@ -196,7 +194,7 @@ impl Dense {
                 Array2::from_shape_fn((inputs, outputs), |(i, o)| rows[o * inputs + column(i)])
             }
         };
-        let unflattened = Prefix { param: Param { flat_from: None, ..prefix.param }, ..prefix };
+        let unflattened = Prefix { param: Param { flat_from: None, ..prefix.param } };
         let bias = if bias { Some(tensors.vector(unflattened, "bias", outputs)?) } else { None };
         Ok(Dense::from_parts(weight, bias).expect("the shapes were checked against the file"))
     }
@@ -237,7 +235,7 @@ pub fn save(plan: &Plan, layers: &[Layer<'_>], path: &Path) -> Result<(), Error>
     fn add(nodes: &[Node], layers: &[Layer<'_>], writer: &mut TensorWriter) {
         for node in nodes {
             if let Some(param) = node.param {
-                writer.layer(node.info.name, layers[param.slot]);
+                writer.layer(param.field, layers[param.slot]);
             }
             node.branches().for_each(|nodes| add(nodes, layers, writer));
         }

@@ -65,7 +65,10 @@ enum Kept {
     Mask(Vec<f32>),
     /// A block: each branch's record (the shortcut after the body), and the
     /// merged values before the block's activation.
-    Block { branches: Vec<Record>, merged: Vec<f32> },
+    Block {
+        branches: Vec<Record>,
+        merged: Vec<f32>,
+    },
 }
 
 /// The forward pass of a sequence of nodes: `outputs[i]` is node `i`'s
@@ -82,7 +85,13 @@ impl Record {
 }
 
 /// Runs `nodes` in training mode on `input`, keeping what backward needs.
-fn forward_all(nodes: &[Node], layers: &mut [LayerMut<'_>], input: Vec<f32>, n: usize, rng: &mut DropoutRng) -> Record {
+fn forward_all(
+    nodes: &[Node],
+    layers: &mut [LayerMut<'_>],
+    input: Vec<f32>,
+    n: usize,
+    rng: &mut DropoutRng,
+) -> Record {
     let mut record = Record { outputs: vec![input], kept: Vec::with_capacity(nodes.len()) };
     for node in nodes {
         let (output, keep) = forward(node, layers, record.output(), n, rng);
@@ -228,14 +237,18 @@ fn forward(
             let mut at = 0;
             for record in &records {
                 let width = record.output().len() / pixels.max(1);
-                for (pixel, part) in output.chunks_exact_mut(channels).zip(record.output().chunks_exact(width.max(1))) {
+                for (pixel, part) in
+                    output.chunks_exact_mut(channels).zip(record.output().chunks_exact(width.max(1)))
+                {
                     pixel[at..at + width].copy_from_slice(part);
                 }
                 at += width;
             }
             keep = merged(act, &mut output, node.info.output, records);
         }
-        (Op::Conv { .. } | Op::Dense { .. } | Op::BatchNorm { .. }, _) => unreachable!("the plan gives these layers"),
+        (Op::Conv { .. } | Op::Dense { .. } | Op::BatchNorm { .. }, _) => {
+            unreachable!("the plan gives these layers")
+        }
     }
     (output, keep)
 }
@@ -360,15 +373,19 @@ fn backward(
             let mut dx = vec![0.0f32; input.len()];
             for (nodes, record) in nodes.iter().zip(branches) {
                 let width = record.output().len() / pixels.max(1);
-                let part: Vec<f32> =
-                    grad.chunks_exact(channels).flat_map(|pixel| pixel[at..at + width].iter().copied()).collect();
+                let part: Vec<f32> = grad
+                    .chunks_exact(channels)
+                    .flat_map(|pixel| pixel[at..at + width].iter().copied())
+                    .collect();
                 let part = backward_all(nodes, layers, record, part, true, grads);
                 dx.iter_mut().zip(&part).for_each(|(d, p)| *d += p);
                 at += width;
             }
             dx
         }
-        (Op::Conv { .. } | Op::Dense { .. } | Op::BatchNorm { .. }, _) => unreachable!("the plan gives these layers"),
+        (Op::Conv { .. } | Op::Dense { .. } | Op::BatchNorm { .. }, _) => {
+            unreachable!("the plan gives these layers")
+        }
     }
 }
 

@@ -30,23 +30,49 @@ pub struct Node {
 /// What a node does, with every size it needs.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Op {
-    Conv { geometry: ConvGeometry, bias: bool },
-    Dense { inputs: usize, outputs: usize, bias: bool },
-    BatchNorm { channels: usize, eps: f32 },
-    MaxPool { height: Axis, width: Axis },
-    AvgPool { height: Axis, width: Axis },
+    Conv {
+        geometry: ConvGeometry,
+        bias: bool,
+    },
+    Dense {
+        inputs: usize,
+        outputs: usize,
+        bias: bool,
+    },
+    BatchNorm {
+        channels: usize,
+        eps: f32,
+    },
+    MaxPool {
+        height: Axis,
+        width: Axis,
+    },
+    AvgPool {
+        height: Axis,
+        width: Axis,
+    },
     GlobalAvgPool,
     GlobalMaxPool,
     Flatten,
     Dropout(f32),
     Act(Activation),
     /// Nearest-neighbour upsampling by whole factors.
-    Upsample { height: usize, width: usize },
+    Upsample {
+        height: usize,
+        width: usize,
+    },
     /// `act(body(x) + shortcut(x))`; no shortcut is the identity.
-    Residual { body: &'static [Node], shortcut: Option<&'static [Node]>, act: Option<Activation> },
+    Residual {
+        body: &'static [Node],
+        shortcut: Option<&'static [Node]>,
+        act: Option<Activation>,
+    },
     /// `act` of the branches' outputs joined along the last axis, in order;
     /// an empty branch is the identity.
-    Concat { branches: &'static [&'static [Node]], act: Option<Activation> },
+    Concat {
+        branches: &'static [&'static [Node]],
+        act: Option<Activation>,
+    },
 }
 
 /// Where a layer with parameters keeps them.
@@ -54,8 +80,11 @@ pub enum Op {
 pub struct Param {
     /// Its position among the network's layers with parameters, in plan order.
     pub slot: usize,
+    /// Its field name, the prefix of its keys in this crate's files
+    /// (`conv1`, `layer2_0_downsample_0`).
+    pub field: &'static str,
     /// Its PyTorch name, the prefix of its `state_dict` keys (`3`, `fc`,
-    /// `layer2.0.downsample.0`); this crate's own keys start with `info.name`.
+    /// `layer2.0.downsample.0`).
     pub torch: &'static str,
     /// The HxWxC its flat input was flattened from, if it was: PyTorch
     /// orders those features C, H, W, this crate H, W, C.

@@ -2,7 +2,12 @@
 //! mode='nearest')`: output pixel `(y, x)` is input pixel `(y / sh, x / sw)`.
 
 /// Upsamples the NHWC images of `x`, each `h x w x c`, by `(sh, sw)` into `out`.
-pub(crate) fn upsample(x: &[f32], (h, w, c): (usize, usize, usize), (sh, sw): (usize, usize), out: &mut [f32]) {
+pub(crate) fn upsample(
+    x: &[f32],
+    (h, w, c): (usize, usize, usize),
+    (sh, sw): (usize, usize),
+    out: &mut [f32],
+) {
     let row = w * sw * c;
     for (image, out) in x.chunks_exact(h * w * c).zip(out.chunks_exact_mut(h * sh * row)) {
         for (input_row, out_rows) in image.chunks_exact(w * c).zip(out.chunks_exact_mut(sh * row)) {
