@@ -579,7 +579,11 @@ fn step(spec: &Spec, cur: &Current, i: usize) -> Result<Outcome, StepError> {
                 (Some(oh), Some(ow)) => (oh, ow),
                 _ => return Err((layer, format!("`upsample` of {h}x{w}x{c} overflows usize"))),
             };
-            let arithmetic = format!("{h}*{sh} = {oh}, {w}*{sw} = {ow}");
+            let arithmetic = if (h, sh) == (w, sw) {
+                format!("{h}*{sh} = {oh}")
+            } else {
+                format!("h: {h}*{sh} = {oh}; w: {w}*{sw} = {ow}")
+            };
             Ok(Outcome {
                 op: Op::Upsample { height: *sh, width: *sw },
                 output: Shape::Hwc(oh, ow, c),

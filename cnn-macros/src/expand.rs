@@ -144,6 +144,8 @@ struct Emit<'a> {
     consts: Vec<TokenStream>,
     fields: Vec<Field<'a>>,
     infos: Vec<TokenStream>,
+    /// Branch constants named so far.
+    branches: usize,
 }
 
 fn info_tokens(name: &str, source: &str, output: Shape, params: usize) -> TokenStream {
@@ -208,7 +210,8 @@ impl<'a> Emit<'a> {
 
     /// A block's branch as a constant of its own.
     fn branch(&mut self, steps: &[Step]) -> TokenStream {
-        let name = Ident::new(&format!("__CNN_BRANCH_{}", self.consts.len() + 1000), Span::call_site());
+        self.branches += 1;
+        let name = Ident::new(&format!("__CNN_BRANCH_{}", self.branches), Span::call_site());
         self.nodes(steps, name)
     }
 
@@ -283,7 +286,7 @@ pub fn network(
     let doc = table::markdown(plan);
     let summary = table::summary(&name.to_string(), plan);
 
-    let mut emit = Emit { layers, consts: Vec::new(), fields: Vec::new(), infos: Vec::new() };
+    let mut emit = Emit { layers, consts: Vec::new(), fields: Vec::new(), infos: Vec::new(), branches: 0 };
     emit.nodes(&plan.steps, Ident::new("__CNN_NODES", Span::call_site()));
     let Emit { consts, fields, infos, .. } = emit;
     let field_decls = fields.iter().map(

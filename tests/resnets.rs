@@ -1,0 +1,138 @@
+//! torchvision's ResNet-18, ResNet-50 and MobileNetV2 written with `cnn!`,
+//! their state_dict names as they are: parameter counts and names.
+
+use cnn::Shape;
+
+cnn::cnn! {
+    /// torchvision's `resnet18()`.
+    pub struct ResNet18 {
+        input 224x224x3;
+        conv1: conv 64 k7 s2 p3 nobias floor;
+        bn1: batchnorm;
+        relu;
+        maxpool 3 s2 p1 floor;
+        layer1: {
+            residual { conv1: conv 64 k3 p1 nobias; bn1: batchnorm; relu; conv2: conv 64 k3 p1 nobias; bn2: batchnorm } relu;
+            residual { conv1: conv 64 k3 p1 nobias; bn1: batchnorm; relu; conv2: conv 64 k3 p1 nobias; bn2: batchnorm } relu;
+        };
+        layer2: {
+            residual { conv1: conv 128 k3 s2 p1 nobias floor; bn1: batchnorm; relu; conv2: conv 128 k3 p1 nobias; bn2: batchnorm }
+                downsample: shortcut { conv 128 k1 s2 nobias floor; batchnorm } relu;
+            residual { conv1: conv 128 k3 p1 nobias; bn1: batchnorm; relu; conv2: conv 128 k3 p1 nobias; bn2: batchnorm } relu;
+        };
+        layer3: {
+            residual { conv1: conv 256 k3 s2 p1 nobias floor; bn1: batchnorm; relu; conv2: conv 256 k3 p1 nobias; bn2: batchnorm }
+                downsample: shortcut { conv 256 k1 s2 nobias floor; batchnorm } relu;
+            residual { conv1: conv 256 k3 p1 nobias; bn1: batchnorm; relu; conv2: conv 256 k3 p1 nobias; bn2: batchnorm } relu;
+        };
+        layer4: {
+            residual { conv1: conv 512 k3 s2 p1 nobias floor; bn1: batchnorm; relu; conv2: conv 512 k3 p1 nobias; bn2: batchnorm }
+                downsample: shortcut { conv 512 k1 s2 nobias floor; batchnorm } relu;
+            residual { conv1: conv 512 k3 p1 nobias; bn1: batchnorm; relu; conv2: conv 512 k3 p1 nobias; bn2: batchnorm } relu;
+        };
+        avgpool: globalavgpool;
+        fc: dense 512 -> 1000;
+    }
+}
+
+#[test]
+fn resnet18_counts_and_names_as_torchvision() {
+    // sum(p.numel() for p in torchvision.models.resnet18().parameters())
+    assert_eq!(ResNet18::PARAMETERS, 11_689_512);
+    assert_eq!(ResNet18::OUTPUT, Shape::Flat(1000));
+    let net = ResNet18::new();
+    assert_eq!(net.layer2_0_downsample_0.weight().dim(), (1, 1, 64, 128));
+    assert_eq!(net.layer4_1_conv2.geometry().height.output, 7);
+    let names: Vec<&str> = ResNet18::LAYERS.iter().map(|l| l.name).collect();
+    for name in ["conv1", "bn1", "layer1.0.conv1", "layer1.0", "layer2.0.downsample.0", "layer2.0.downsample.1", "fc"] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    let merge = ResNet18::LAYERS.iter().find(|l| l.name == "layer2.0").unwrap();
+    assert_eq!((merge.source, merge.output), ("residual + shortcut", Shape::Hwc(28, 28, 128)));
+    let summary = ResNet18::summary();
+    assert!(summary.contains("28x28x128 + 28x28x128"), "{summary}");
+    assert!(summary.contains("parameters: 11,689,512"), "{summary}");
+}
+
+cnn::cnn! {
+    /// torchvision's `resnet50()`: Bottleneck blocks, the stride on the 3x3.
+    pub struct ResNet50 {
+        input 224x224x3;
+        conv1: conv 64 k7 s2 p3 nobias floor;
+        bn1: batchnorm;
+        relu;
+        maxpool 3 s2 p1 floor;
+        layer1: {
+            residual { conv1: conv 64 k1 nobias; bn1: batchnorm; relu; conv2: conv 64 k3 p1 nobias; bn2: batchnorm; relu; conv3: conv 256 k1 nobias; bn3: batchnorm } downsample: shortcut { conv 256 k1 nobias; batchnorm } relu;
+            residual { conv1: conv 64 k1 nobias; bn1: batchnorm; relu; conv2: conv 64 k3 p1 nobias; bn2: batchnorm; relu; conv3: conv 256 k1 nobias; bn3: batchnorm } relu;
+            residual { conv1: conv 64 k1 nobias; bn1: batchnorm; relu; conv2: conv 64 k3 p1 nobias; bn2: batchnorm; relu; conv3: conv 256 k1 nobias; bn3: batchnorm } relu;
+        };
+        layer2: {
+            residual { conv1: conv 128 k1 nobias; bn1: batchnorm; relu; conv2: conv 128 k3 s2 p1 nobias floor; bn2: batchnorm; relu; conv3: conv 512 k1 nobias; bn3: batchnorm } downsample: shortcut { conv 512 k1 s2 nobias floor; batchnorm } relu;
+            residual { conv1: conv 128 k1 nobias; bn1: batchnorm; relu; conv2: conv 128 k3 p1 nobias; bn2: batchnorm; relu; conv3: conv 512 k1 nobias; bn3: batchnorm } relu;
+            residual { conv1: conv 128 k1 nobias; bn1: batchnorm; relu; conv2: conv 128 k3 p1 nobias; bn2: batchnorm; relu; conv3: conv 512 k1 nobias; bn3: batchnorm } relu;
+            residual { conv1: conv 128 k1 nobias; bn1: batchnorm; relu; conv2: conv 128 k3 p1 nobias; bn2: batchnorm; relu; conv3: conv 512 k1 nobias; bn3: batchnorm } relu;
+        };
+        layer3: {
+            residual { conv1: conv 256 k1 nobias; bn1: batchnorm; relu; conv2: conv 256 k3 s2 p1 nobias floor; bn2: batchnorm; relu; conv3: conv 1024 k1 nobias; bn3: batchnorm } downsample: shortcut { conv 1024 k1 s2 nobias floor; batchnorm } relu;
+            residual { conv1: conv 256 k1 nobias; bn1: batchnorm; relu; conv2: conv 256 k3 p1 nobias; bn2: batchnorm; relu; conv3: conv 1024 k1 nobias; bn3: batchnorm } relu;
+            residual { conv1: conv 256 k1 nobias; bn1: batchnorm; relu; conv2: conv 256 k3 p1 nobias; bn2: batchnorm; relu; conv3: conv 1024 k1 nobias; bn3: batchnorm } relu;
+            residual { conv1: conv 256 k1 nobias; bn1: batchnorm; relu; conv2: conv 256 k3 p1 nobias; bn2: batchnorm; relu; conv3: conv 1024 k1 nobias; bn3: batchnorm } relu;
+            residual { conv1: conv 256 k1 nobias; bn1: batchnorm; relu; conv2: conv 256 k3 p1 nobias; bn2: batchnorm; relu; conv3: conv 1024 k1 nobias; bn3: batchnorm } relu;
+            residual { conv1: conv 256 k1 nobias; bn1: batchnorm; relu; conv2: conv 256 k3 p1 nobias; bn2: batchnorm; relu; conv3: conv 1024 k1 nobias; bn3: batchnorm } relu;
+        };
+        layer4: {
+            residual { conv1: conv 512 k1 nobias; bn1: batchnorm; relu; conv2: conv 512 k3 s2 p1 nobias floor; bn2: batchnorm; relu; conv3: conv 2048 k1 nobias; bn3: batchnorm } downsample: shortcut { conv 2048 k1 s2 nobias floor; batchnorm } relu;
+            residual { conv1: conv 512 k1 nobias; bn1: batchnorm; relu; conv2: conv 512 k3 p1 nobias; bn2: batchnorm; relu; conv3: conv 2048 k1 nobias; bn3: batchnorm } relu;
+            residual { conv1: conv 512 k1 nobias; bn1: batchnorm; relu; conv2: conv 512 k3 p1 nobias; bn2: batchnorm; relu; conv3: conv 2048 k1 nobias; bn3: batchnorm } relu;
+        };
+        avgpool: globalavgpool;
+        fc: dense 2048 -> 1000;
+    }
+}
+
+cnn::cnn! {
+    /// torchvision's `mobilenet_v2()`: inverted residuals, ReLU6, depthwise convs.
+    pub struct MobileNetV2 {
+        input 224x224x3;
+        features: {
+            { conv 32 k3 s2 p1 nobias floor; batchnorm; relu6 };
+            { conv: { { conv 32 k3 p1 g32 nobias; batchnorm; relu6 }; conv 16 k1 nobias; batchnorm } };
+            { conv: { { conv 96 k1 nobias; batchnorm; relu6 }; { conv 96 k3 s2 p1 g96 nobias floor; batchnorm; relu6 }; conv 24 k1 nobias; batchnorm } };
+            residual { conv: { { conv 144 k1 nobias; batchnorm; relu6 }; { conv 144 k3 p1 g144 nobias; batchnorm; relu6 }; conv 24 k1 nobias; batchnorm } };
+            { conv: { { conv 144 k1 nobias; batchnorm; relu6 }; { conv 144 k3 s2 p1 g144 nobias floor; batchnorm; relu6 }; conv 32 k1 nobias; batchnorm } };
+            residual { conv: { { conv 192 k1 nobias; batchnorm; relu6 }; { conv 192 k3 p1 g192 nobias; batchnorm; relu6 }; conv 32 k1 nobias; batchnorm } };
+            residual { conv: { { conv 192 k1 nobias; batchnorm; relu6 }; { conv 192 k3 p1 g192 nobias; batchnorm; relu6 }; conv 32 k1 nobias; batchnorm } };
+            { conv: { { conv 192 k1 nobias; batchnorm; relu6 }; { conv 192 k3 s2 p1 g192 nobias floor; batchnorm; relu6 }; conv 64 k1 nobias; batchnorm } };
+            residual { conv: { { conv 384 k1 nobias; batchnorm; relu6 }; { conv 384 k3 p1 g384 nobias; batchnorm; relu6 }; conv 64 k1 nobias; batchnorm } };
+            residual { conv: { { conv 384 k1 nobias; batchnorm; relu6 }; { conv 384 k3 p1 g384 nobias; batchnorm; relu6 }; conv 64 k1 nobias; batchnorm } };
+            residual { conv: { { conv 384 k1 nobias; batchnorm; relu6 }; { conv 384 k3 p1 g384 nobias; batchnorm; relu6 }; conv 64 k1 nobias; batchnorm } };
+            { conv: { { conv 384 k1 nobias; batchnorm; relu6 }; { conv 384 k3 p1 g384 nobias; batchnorm; relu6 }; conv 96 k1 nobias; batchnorm } };
+            residual { conv: { { conv 576 k1 nobias; batchnorm; relu6 }; { conv 576 k3 p1 g576 nobias; batchnorm; relu6 }; conv 96 k1 nobias; batchnorm } };
+            residual { conv: { { conv 576 k1 nobias; batchnorm; relu6 }; { conv 576 k3 p1 g576 nobias; batchnorm; relu6 }; conv 96 k1 nobias; batchnorm } };
+            { conv: { { conv 576 k1 nobias; batchnorm; relu6 }; { conv 576 k3 s2 p1 g576 nobias floor; batchnorm; relu6 }; conv 160 k1 nobias; batchnorm } };
+            residual { conv: { { conv 960 k1 nobias; batchnorm; relu6 }; { conv 960 k3 p1 g960 nobias; batchnorm; relu6 }; conv 160 k1 nobias; batchnorm } };
+            residual { conv: { { conv 960 k1 nobias; batchnorm; relu6 }; { conv 960 k3 p1 g960 nobias; batchnorm; relu6 }; conv 160 k1 nobias; batchnorm } };
+            { conv: { { conv 960 k1 nobias; batchnorm; relu6 }; { conv 960 k3 p1 g960 nobias; batchnorm; relu6 }; conv 320 k1 nobias; batchnorm } };
+            { conv 1280 k1 nobias; batchnorm; relu6 };
+        };
+        globalavgpool;
+        classifier: { dropout 0.2; dense 1000 };
+    }
+}
+
+#[test]
+fn resnet50_and_mobilenet_v2_count_as_torchvision() {
+    // sum(p.numel() for p in torchvision.models.resnet50().parameters())
+    assert_eq!(ResNet50::PARAMETERS, 25_557_032);
+    // sum(p.numel() for p in torchvision.models.mobilenet_v2().parameters())
+    assert_eq!(MobileNetV2::PARAMETERS, 3_504_872);
+    let names: Vec<&str> = MobileNetV2::LAYERS.iter().map(|l| l.name).collect();
+    for name in ["features.0.0", "features.1.conv.0.0", "features.2.conv.1.0", "features.3.conv.2", "features.3", "features.18.1", "classifier.1"] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    let net = MobileNetV2::new();
+    assert_eq!(net.features_3_conv_1_0.geometry().groups, 144);
+    assert_eq!(MobileNetV2::OUTPUT, Shape::Flat(1000));
+    assert_eq!(ResNet50::LAYERS.iter().find(|l| l.name == "layer4.2").unwrap().output, Shape::Hwc(7, 7, 2048));
+}
