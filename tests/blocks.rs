@@ -65,7 +65,11 @@ fn reference(net: &Branchy, x: &Array4<f32>) -> Array2<f32> {
     let shortcut = bn(&net.residual2_shortcut_1, &conv(&net.residual2_shortcut_0, &t));
     let t = body + shortcut;
     let a = conv(&net.concat1_0_0, &t);
-    let pooled = common::max_pool(t.view(), Win { n: 5, k: 3, s: 1, p: 1, d: 1, out: 5 }, Win { n: 5, k: 3, s: 1, p: 1, d: 1, out: 5 });
+    let pooled = common::max_pool(
+        t.view(),
+        Win { n: 5, k: 3, s: 1, p: 1, d: 1, out: 5 },
+        Win { n: 5, k: 3, s: 1, p: 1, d: 1, out: 5 },
+    );
     let b = conv(&net.concat1_1_1, &pooled).mapv(|v| v.clamp(0.0, 6.0));
     let joined = concatenate(NdAxis(3), &[a.view(), b.view(), t.view()]).unwrap();
     let t = upsample(&joined.mapv(|v| v * common::sigmoid(v)), 2);

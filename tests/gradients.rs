@@ -123,6 +123,28 @@ cnn::cnn! {
     }
 }
 
+cnn::cnn! {
+    #[derive(Clone)]
+    struct Residuals {
+        input 6x6x3;
+        conv 4 k3 p1 tanh;
+        residual { conv 4 k3 p1; batchnorm; silu; conv 4 k3 p1 } tanh;
+        residual { conv 6 k3 s2 p1 floor } shortcut { conv 6 k1 s2 floor; batchnorm } silu;
+        globalavgpool;
+        dense 3;
+    }
+
+    #[derive(Clone)]
+    struct Concats {
+        input 4x4x2;
+        concat { conv 3 k1 tanh } { upsample 2; avgpool 2 } {} silu;
+        upsample 2x1;
+        conv 4 k3 p1 tanh;
+        flatten;
+        dense 3;
+    }
+}
+
 /// Small weights keep activations away from saturation and kinks.
 fn batch<const N: usize>(shape: (usize, usize, usize, usize)) -> (Array4<f32>, Vec<usize>) {
     let mut r = rng(5);
@@ -184,5 +206,48 @@ fn dense_activations_and_flat_batchnorm_gradients() {
         |n| [bn(&mut n.bn1), dense(&mut n.dense1), dense(&mut n.dense2)].into_iter().flatten().collect(),
         |n, opt| n.train_step(x.view(), &labels, opt).unwrap(),
         "dense, activations, flat batchnorm",
+    );
+}
+
+#[test]
+fn residual_gradients_go_to_body_and_shortcut() {
+    let (x, labels) = batch::<3>((4, 6, 6, 3));
+    let net = Residuals::with_seed(5);
+    check(
+        &net,
+        |n| {
+            [
+                conv(&mut n.conv1),
+                conv(&mut n.residual1_0),
+                bn(&mut n.residual1_1),
+                conv(&mut n.residual1_3),
+                conv(&mut n.residual2_0),
+                conv(&mut n.residual2_shortcut_0),
+                bn(&mut n.residual2_shortcut_1),
+                dense(&mut n.dense1),
+            ]
+            .into_iter()
+            .flatten()
+            .collect()
+        },
+        |n, opt| n.train_step(x.view(), &labels, opt).unwrap(),
+        "residual with and without a projection",
+    );
+}
+
+#[test]
+fn concat_and_upsample_gradients() {
+    let (x, labels) = batch::<3>((3, 4, 4, 2));
+    let net = Concats::with_seed(6);
+    check(
+        &net,
+        |n| {
+            [conv(&mut n.concat1_0_0), conv(&mut n.conv1), dense(&mut n.dense1)]
+                .into_iter()
+                .flatten()
+                .collect()
+        },
+        |n, opt| n.train_step(x.view(), &labels, opt).unwrap(),
+        "concat, upsample",
     );
 }

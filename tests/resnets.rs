@@ -44,7 +44,9 @@ fn resnet18_counts_and_names_as_torchvision() {
     assert_eq!(net.layer2_0_downsample_0.weight().dim(), (1, 1, 64, 128));
     assert_eq!(net.layer4_1_conv2.geometry().height.output, 7);
     let names: Vec<&str> = ResNet18::LAYERS.iter().map(|l| l.name).collect();
-    for name in ["conv1", "bn1", "layer1.0.conv1", "layer1.0", "layer2.0.downsample.0", "layer2.0.downsample.1", "fc"] {
+    for name in
+        ["conv1", "bn1", "layer1.0.conv1", "layer1.0", "layer2.0.downsample.0", "layer2.0.downsample.1", "fc"]
+    {
         assert!(names.contains(&name), "{name} in {names:?}");
     }
     let merge = ResNet18::LAYERS.iter().find(|l| l.name == "layer2.0").unwrap();
@@ -128,11 +130,22 @@ fn resnet50_and_mobilenet_v2_count_as_torchvision() {
     // sum(p.numel() for p in torchvision.models.mobilenet_v2().parameters())
     assert_eq!(MobileNetV2::PARAMETERS, 3_504_872);
     let names: Vec<&str> = MobileNetV2::LAYERS.iter().map(|l| l.name).collect();
-    for name in ["features.0.0", "features.1.conv.0.0", "features.2.conv.1.0", "features.3.conv.2", "features.3", "features.18.1", "classifier.1"] {
+    for name in [
+        "features.0.0",
+        "features.1.conv.0.0",
+        "features.2.conv.1.0",
+        "features.3.conv.2",
+        "features.3",
+        "features.18.1",
+        "classifier.1",
+    ] {
         assert!(names.contains(&name), "{name} in {names:?}");
     }
     let net = MobileNetV2::new();
     assert_eq!(net.features_3_conv_1_0.geometry().groups, 144);
     assert_eq!(MobileNetV2::OUTPUT, Shape::Flat(1000));
-    assert_eq!(ResNet50::LAYERS.iter().find(|l| l.name == "layer4.2").unwrap().output, Shape::Hwc(7, 7, 2048));
+    assert_eq!(
+        ResNet50::LAYERS.iter().find(|l| l.name == "layer4.2").unwrap().output,
+        Shape::Hwc(7, 7, 2048)
+    );
 }
