@@ -1,14 +1,21 @@
-"""Print the `cnn!` definition of a PyTorch `nn.Sequential`, so that nobody
-writes it by hand.
+"""Print the `cnn!` definition of a PyTorch model, so that nobody writes it
+by hand: an `nn.Sequential`, or a module with named children such as
+torchvision's ResNets (`BasicBlock`, `Bottleneck`) and MobileNetV2
+(`InvertedResidual`, `Conv2dNormActivation`), nested `nn.Sequential`s
+included.
 
     import torch.nn as nn
     from cnn_from_torch import cnn_definition
     model = nn.Sequential(nn.Conv2d(1, 6, 5), nn.Tanh(), nn.AvgPool2d(2), ...)
     print(cnn_definition(model, (1, 32, 32), name="LeNet5"))
 
+    import torchvision
+    print(cnn_definition(torchvision.models.resnet18(), (3, 224, 224), name="ResNet18"))
+
 The input is given as PyTorch gives it, (C, H, W). Every module becomes one
-layer, so the layer after `input` at position i is module i of the
-Sequential, the index `load_pytorch` reads its weights from. The shapes are
+item, so the item at position i of a sequence is module i of the
+Sequential, and a named child is a labelled item: the names `load_pytorch`
+reads the weights by (`layer2.0.downsample.0.weight`). The shapes are
 found by running the model on zeros; a size PyTorch rounds is written with
 `floor` (or `ceil` for `ceil_mode=True`), so that the definition says what
 PyTorch does silently.
@@ -92,6 +99,13 @@ def _layer(m, shape):
         if not m.affine or not m.track_running_stats:
             raise ValueError(f"{m}: only affine batchnorm with running statistics is supported")
         return "batchnorm" if m.eps == 1e-5 else f"batchnorm {m.eps!r}"
+    if isinstance(m, nn.Upsample):
+        if m.mode != "nearest" or m.size is not None:
+            raise ValueError(f"{m}: only nearest upsampling by a scale factor is supported")
+        f = _pair(m.scale_factor)
+        if any(float(v) != int(v) for v in f):
+            raise ValueError(f"{m}: only whole scale factors are supported")
+        return "upsample " + ("x".join(str(int(v)) for v in f) if f[0] != f[1] else str(int(f[0])))
     if isinstance(m, nn.Dropout):
         return f"dropout {m.p!r}"
     if isinstance(m, nn.LeakyReLU):
@@ -100,24 +114,102 @@ def _layer(m, shape):
         if m.dim not in (1, -1 if len(shape) == 2 else 1):
             raise ValueError(f"{m}: softmax must run over channels or features (dim=1)")
         return "softmax"
-    simple = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid"}
+    simple = {nn.ReLU6: "relu6", nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.SiLU: "silu"}
     for kind, word in simple.items():
         if isinstance(m, kind):
             return word
     raise ValueError(f"{m}: no cnn layer for this module")
 
 
-def cnn_definition(model: nn.Sequential, input_chw, name="Net"):
+def _shape(x):
+    dims = list(x.shape[2:]) + [x.shape[1]] if x.dim() == 4 else list(x.shape[1:])
+    return "x".join(str(v) for v in dims)
+
+
+def _label(name, position):
+    return "" if name == str(position) else f"{name}: "
+
+
+def _sequence(children, x, indent):
+    """The items of `(name, module)` pairs in order, as lines of text
+    inside braces, and the output."""
+    items = []
+    for position, (name, m) in enumerate(children):
+        text, x = _item(m, x, indent)
+        items.append(f"{indent}{_label(name, position)}{text};")
+    return items, x
+
+
+def _braced(items, outer):
+    return "{\n" + "\n".join(items) + f"\n{outer}}}"
+
+
+def _item(m, x, indent):
+    """The text of module `m` on input `x`, its first line unindented and
+    the rest at `indent`, and its output."""
+    from torchvision.models.mobilenetv2 import InvertedResidual
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    inner = indent + "    "
+    if isinstance(m, (BasicBlock, Bottleneck)):
+        names = ["conv1", "bn1", "relu", "conv2", "bn2"]
+        names += ["relu", "conv3", "bn3"] if isinstance(m, Bottleneck) else []
+        # The block's one ReLU module is applied at several places: unlabelled.
+        children = [(n if n != "relu" else str(i), getattr(m, n)) for i, n in enumerate(names)]
+        body, _ = _sequence(children, x, inner)
+        text = "residual " + _braced(body, indent)
+        if m.downsample is not None:
+            shortcut, _ = _sequence(list(m.downsample.named_children()), x, inner)
+            text += " downsample: shortcut " + _braced(shortcut, indent)
+        with torch.no_grad():
+            return text + " relu", m(x)
+    if isinstance(m, InvertedResidual):
+        conv, _ = _item(m.conv, x, inner)
+        text = _braced([f"{inner}conv: {conv};"], indent)
+        with torch.no_grad():
+            return ("residual " + text if m.use_res_connect else text), m(x)
+    if isinstance(m, nn.Sequential):
+        items, y = _sequence(list(m.named_children()), x, inner)
+        return _braced(items, indent), y
+    text = _layer(m, tuple(x.shape))
+    with torch.no_grad():
+        y = m(x)
+    if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+        # cnn's global pools are flat, as torchvision's forward makes them.
+        y = y.flatten(1)
+    return text, y
+
+
+def _children(model):
+    """The top-level items of `model`: its children, and what its forward
+    does without a module (torchvision's MobileNetV2 pools in `forward`)."""
+    from torchvision.models.mobilenetv2 import MobileNetV2
+
+    children = list(model.named_children())
+    if isinstance(model, MobileNetV2):
+        return [children[0], ("pool", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())), children[1]]
+    return children
+
+
+def cnn_definition(model: nn.Module, input_chw, name="Net"):
     """The `cnn!` item for `model` on inputs of shape (C, H, W)."""
     c, h, w = input_chw
     lines = [f"input {h}x{w}x{c};"]
     x = torch.zeros(1, c, h, w)
     model = model.eval()
     with torch.no_grad():
-        for i, m in enumerate(model):
-            text = _layer(m, tuple(x.shape))
-            x = m(x)
-            out = "x".join(str(v) for v in (list(x.shape[2:]) + [x.shape[1]] if x.dim() == 4 else x.shape[1:]))
-            lines.append(f"{text};".ljust(40) + f"// {i}: {out}")
+        if isinstance(model, nn.Sequential):
+            for i, m in enumerate(model):
+                text = _layer(m, tuple(x.shape))
+                x = m(x)
+                lines.append(f"{text};".ljust(40) + f"// {i}: {_shape(x)}")
+        else:
+            for n, m in _children(model):
+                if n == "pool":
+                    lines.append("globalavgpool;")
+                    x = m(x)
+                    continue
+                text, x = _item(m, x, "        ")
+                lines.append(f"{n}: {text};")
     body = "\n".join(f"        {line}" for line in lines)
     return f"cnn::cnn! {{\n    pub struct {name} {{\n{body}\n    }}\n}}"

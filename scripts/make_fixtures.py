@@ -12,8 +12,33 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 from safetensors.torch import save_file
+from torchvision.models.mobilenetv2 import MobileNetV2
+from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
 
 from cnn_from_torch import cnn_definition
+
+
+class TinyResNet(nn.Module):
+    """torchvision's ResNet layout with its own BasicBlock and Bottleneck,
+    a few channels wide: the state_dict keys are torchvision's."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = nn.Sequential(BasicBlock(8, 8), BasicBlock(8, 8))
+        down = nn.Sequential(conv1x1(8, 16, 2), nn.BatchNorm2d(16))
+        self.layer2 = nn.Sequential(BasicBlock(8, 16, stride=2, downsample=down))
+        down = nn.Sequential(conv1x1(16, 32, 2), nn.BatchNorm2d(32))
+        self.layer3 = nn.Sequential(Bottleneck(16, 8, stride=2, downsample=down), Bottleneck(32, 8))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(32, 5)
+
+    def forward(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
 def models():
@@ -39,6 +64,11 @@ def models():
         nn.Conv2d(6, 10, 3, stride=2), nn.ReLU(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(10, 4),
     )
+    yield "tinyresnet", (3, 12, 12), TinyResNet()
+    # torchvision's own class, narrow: inverted residuals with and without
+    # the residual connection, depthwise convs, ReLU6.
+    setting = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 2, 2]]
+    yield "mobilenet", (3, 32, 32), MobileNetV2(num_classes=6, width_mult=0.25, inverted_residual_setting=setting)
     yield "flatbn", (3, 6, 5), nn.Sequential(
         nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(),
         nn.BatchNorm1d(4 * 4 * 3), nn.Linear(48, 7), nn.Tanh(),
@@ -52,7 +82,7 @@ def main(out):
     for name, chw, model in models():
         # Give batchnorm statistics worth testing.
         for m in model.modules():
-            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.affine:
                 with torch.no_grad():
                     m.weight.uniform_(0.5, 1.5)
                     m.bias.uniform_(-0.5, 0.5)

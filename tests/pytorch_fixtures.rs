@@ -76,6 +76,169 @@ cnn::cnn! {
     }
 }
 
+// `tinyresnet`, PyTorch 2.15.0+cu132
+cnn::cnn! {
+    pub struct Tinyresnet {
+        input 12x12x3;
+        conv1: conv 3 -> 8 k3 p1 nobias;
+        bn1: batchnorm;
+        relu: relu;
+        layer1: {
+            residual {
+                conv1: conv 8 -> 8 k3 p1 nobias;
+                bn1: batchnorm;
+                relu;
+                conv2: conv 8 -> 8 k3 p1 nobias;
+                bn2: batchnorm;
+            } relu;
+            residual {
+                conv1: conv 8 -> 8 k3 p1 nobias;
+                bn1: batchnorm;
+                relu;
+                conv2: conv 8 -> 8 k3 p1 nobias;
+                bn2: batchnorm;
+            } relu;
+        };
+        layer2: {
+            residual {
+                conv1: conv 8 -> 16 k3 s2 p1 nobias floor;
+                bn1: batchnorm;
+                relu;
+                conv2: conv 16 -> 16 k3 p1 nobias;
+                bn2: batchnorm;
+            } downsample: shortcut {
+                conv 8 -> 16 k1 s2 nobias floor;
+                batchnorm;
+            } relu;
+        };
+        layer3: {
+            residual {
+                conv1: conv 16 -> 8 k1 nobias;
+                bn1: batchnorm;
+                relu;
+                conv2: conv 8 -> 8 k3 s2 p1 nobias floor;
+                bn2: batchnorm;
+                relu;
+                conv3: conv 8 -> 32 k1 nobias;
+                bn3: batchnorm;
+            } downsample: shortcut {
+                conv 16 -> 32 k1 s2 nobias floor;
+                batchnorm;
+            } relu;
+            residual {
+                conv1: conv 32 -> 8 k1 nobias;
+                bn1: batchnorm;
+                relu;
+                conv2: conv 8 -> 8 k3 p1 nobias;
+                bn2: batchnorm;
+                relu;
+                conv3: conv 8 -> 32 k1 nobias;
+                bn3: batchnorm;
+            } relu;
+        };
+        avgpool: globalavgpool;
+        fc: dense 32 -> 5;
+    }
+}
+// `mobilenet`, PyTorch 2.15.0+cu132
+cnn::cnn! {
+    pub struct Mobilenet {
+        input 32x32x3;
+        features: {
+            {
+                conv 3 -> 8 k3 s2 p1 nobias floor;
+                batchnorm;
+                relu6;
+            };
+            residual {
+                conv: {
+                    {
+                        conv 8 -> 8 k3 p1 g8 nobias;
+                        batchnorm;
+                        relu6;
+                    };
+                    conv 8 -> 8 k1 nobias;
+                    batchnorm;
+                };
+            };
+            {
+                conv: {
+                    {
+                        conv 8 -> 48 k1 nobias;
+                        batchnorm;
+                        relu6;
+                    };
+                    {
+                        conv 48 -> 48 k3 s2 p1 g48 nobias floor;
+                        batchnorm;
+                        relu6;
+                    };
+                    conv 48 -> 8 k1 nobias;
+                    batchnorm;
+                };
+            };
+            residual {
+                conv: {
+                    {
+                        conv 8 -> 48 k1 nobias;
+                        batchnorm;
+                        relu6;
+                    };
+                    {
+                        conv 48 -> 48 k3 p1 g48 nobias;
+                        batchnorm;
+                        relu6;
+                    };
+                    conv 48 -> 8 k1 nobias;
+                    batchnorm;
+                };
+            };
+            {
+                conv: {
+                    {
+                        conv 8 -> 48 k1 nobias;
+                        batchnorm;
+                        relu6;
+                    };
+                    {
+                        conv 48 -> 48 k3 s2 p1 g48 nobias floor;
+                        batchnorm;
+                        relu6;
+                    };
+                    conv 48 -> 8 k1 nobias;
+                    batchnorm;
+                };
+            };
+            residual {
+                conv: {
+                    {
+                        conv 8 -> 48 k1 nobias;
+                        batchnorm;
+                        relu6;
+                    };
+                    {
+                        conv 48 -> 48 k3 p1 g48 nobias;
+                        batchnorm;
+                        relu6;
+                    };
+                    conv 48 -> 8 k1 nobias;
+                    batchnorm;
+                };
+            };
+            {
+                conv 8 -> 1280 k1 nobias;
+                batchnorm;
+                relu6;
+            };
+        };
+        globalavgpool;
+        classifier: {
+            dropout 0.2;
+            dense 1280 -> 6;
+        };
+    }
+}
+
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 /// The input batch (NHWC) and PyTorch's output of fixture `name`.
@@ -116,4 +279,14 @@ fn global_pool_gives_pytorchs_output() {
 #[test]
 fn batchnorm_after_flatten_gives_pytorchs_output() {
     check("flatbn", |p| Flatbn::load_pytorch(p));
+}
+
+#[test]
+fn torchvision_basic_blocks_and_bottlenecks_give_pytorchs_output() {
+    check("tinyresnet", |p| Tinyresnet::load_pytorch(p));
+}
+
+#[test]
+fn torchvision_mobilenet_v2_gives_pytorchs_output() {
+    check("mobilenet", |p| Mobilenet::load_pytorch(p));
 }
