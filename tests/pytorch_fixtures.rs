@@ -290,3 +290,21 @@ fn torchvision_basic_blocks_and_bottlenecks_give_pytorchs_output() {
 fn torchvision_mobilenet_v2_gives_pytorchs_output() {
     check("mobilenet", |p| Mobilenet::load_pytorch(p));
 }
+
+#[test]
+fn a_missing_tensor_inside_a_block_is_named() {
+    use safetensors::tensor::TensorView;
+    let bytes = std::fs::read(format!("{FIXTURES}/tinyresnet.safetensors")).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let kept: Vec<(String, TensorView<'_>)> =
+        file.tensors().into_iter().filter(|(name, _)| name != "layer2.0.downsample.0.weight").collect();
+    let path = std::env::temp_dir().join(format!("cnn-missing-{}.safetensors", std::process::id()));
+    std::fs::write(&path, safetensors::serialize(kept, None).unwrap()).unwrap();
+    let err = Tinyresnet::load_pytorch(&path).err().unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(
+        matches!(&err, cnn::Error::MissingTensor { name, expected, .. }
+            if name == "layer2.0.downsample.0.weight" && expected == &[16, 8, 1, 1]),
+        "{err}"
+    );
+}

@@ -6,5 +6,6 @@ fn ui() {
     cases.compile_fail("tests/ui/syntax/*.rs");
     cases.compile_fail("tests/ui/options/*.rs");
     cases.compile_fail("tests/ui/shape/*.rs");
+    cases.compile_fail("tests/ui/blocks/*.rs");
     cases.pass("tests/ui/pass/*.rs");
 }

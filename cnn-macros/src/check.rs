@@ -255,8 +255,11 @@ impl Walk<'_> {
 
     /// A block's name in field names: at the top, its label or kind and ordinal.
     fn block_field(&mut self, label: Option<&str>, name: &str, scope: &Scope, kind: &'static str) -> String {
-        match (scope.depth, label) {
-            (0, None) => self.names.next(kind),
+        match scope.depth {
+            0 => {
+                let ordinal = self.names.next(kind);
+                label.map_or(ordinal, str::to_string)
+            }
             _ => name.to_string(),
         }
     }
@@ -300,13 +303,16 @@ impl Walk<'_> {
                 format!("the output of this layer, {}, has more values than usize counts", outcome.output);
             return Err((Site::Layer(i), message));
         }
-        let field = outcome.op.has_params().then(|| match (scope.depth, label) {
-            (0, Some(label)) => label.to_string(),
-            (0, None) => self.names.next(match outcome.op {
-                Op::Conv { .. } => "conv",
-                Op::Dense { .. } => "dense",
-                _ => "bn",
-            }),
+        // Ordinals count every top-level layer of the kind, labelled or not.
+        let field = outcome.op.has_params().then(|| match scope.depth {
+            0 => {
+                let ordinal = self.names.next(match outcome.op {
+                    Op::Conv { .. } => "conv",
+                    Op::Dense { .. } => "dense",
+                    _ => "bn",
+                });
+                label.map_or(ordinal, str::to_string)
+            }
             _ => scope.field_name(name),
         });
         if let Some(field) = &field {

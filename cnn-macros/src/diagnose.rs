@@ -481,11 +481,10 @@ pub fn joined(outputs: &[(Shape, &From)]) -> Result<Shape, String> {
             outputs.iter().position(|(s, _)| matches!(s, Shape::Flat(_))).unwrap_or(0),
             outputs.iter().position(|(s, _)| matches!(s, Shape::Hwc(..))).unwrap_or(0),
         );
+        let (first, second) = (describe(f.min(s)), describe(f.max(s)));
         return Err(format!(
-            "concat joins flat branches or spatial ones, not both: {} but {}\n\
-             help: add `flatten` at the end of branch {s}, or make every branch spatial",
-            describe(s),
-            describe(f)
+            "concat joins flat branches or spatial ones, not both: {first} but {second}\n\
+             help: add `flatten` at the end of branch {s}, or make every branch spatial"
         ));
     }
     let total = outputs.iter().try_fold(0usize, |sum, (s, _)| sum.checked_add(s.channels()));
