@@ -244,7 +244,7 @@ fn parse_layer(rest: &[TokenTree], label: Option<&Ident>) -> Result<Layer, Vec<s
             )]);
         }
         None => {
-            let at = label.map_or_else(|| Span::call_site(), Ident::span);
+            let at = label.map_or_else(Span::call_site, Ident::span);
             return Err(vec![syn::Error::new(at, "expected a layer after this label, e.g. `fc1: dense 10`")]);
         }
     };

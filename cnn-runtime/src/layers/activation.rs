@@ -45,15 +45,7 @@ impl Apply for Activation {
             Activation::Tanh => math::tanh_slice(values),
             Activation::Sigmoid => math::sigmoid_slice(values),
             // As PyTorch's hardtanh(0, 6): NaN stays NaN.
-            Activation::Relu6 => values.iter_mut().for_each(|v| {
-                *v = if *v < 0.0 {
-                    0.0
-                } else if *v > 6.0 {
-                    6.0
-                } else {
-                    *v
-                }
-            }),
+            Activation::Relu6 => values.iter_mut().for_each(|v| *v = v.clamp(0.0, 6.0)),
             Activation::Silu => values.iter_mut().for_each(|v| *v *= math::sigmoid(*v)),
             Activation::Softmax => {
                 for row in values.chunks_exact_mut(channels.max(1)) {
