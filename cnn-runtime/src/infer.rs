@@ -11,7 +11,9 @@ use ndarray::ArrayView4;
 use rayon::prelude::*;
 
 use crate::cpu::Kernels;
-use crate::layers::{Apply, AvgPool2d, BatchNorm, Conv2d, Dense, Epilogue, MaxPool2d, global_pool, upsample};
+use crate::layers::{
+    Apply, AvgPool2d, BatchNorm, Conv2d, Dense, Epilogue, MaxPool2d, Residual, global_pool, upsample,
+};
 use crate::workspace::{Buffers, ThreadBuffers, Workspace};
 
 /// A network's layer with parameters, as the pass reads it: the plan's
@@ -134,7 +136,19 @@ pub(crate) fn infer(
         let run = |(input, output): (&[f32], &mut [f32]), buffers: &mut ThreadBuffers| {
             for (input, output) in input.chunks(images * in_len).zip(output.chunks_mut(images * out_len)) {
                 let (n, len) = (input.len() / in_len, input.len());
-                Pass { steps, kernels, epilogues, n, input, buffers, output, at: At::Input, len }.run();
+                Pass {
+                    steps,
+                    kernels,
+                    epilogues,
+                    n,
+                    input,
+                    buffers,
+                    output,
+                    at: At::Input,
+                    len,
+                    residual: None,
+                }
+                .run();
             }
         };
         if buffers.len() < threads {
@@ -197,9 +211,12 @@ struct Pass<'s, 'x, 'b> {
     /// How many values the current step holds: buffers keep their largest
     /// length, so that reusing them writes no zeros.
     len: usize,
+    /// For a residual's body: the shortcut to add to its output, and the
+    /// block's activation after it.
+    residual: Option<Residual<'x>>,
 }
 
-impl Pass<'_, '_, '_> {
+impl<'x> Pass<'_, 'x, '_> {
     fn run(mut self) {
         let kernels = self.kernels;
         let last_producer =
@@ -212,16 +229,20 @@ impl Pass<'_, '_, '_> {
             let mut fused = 0;
             match (step.node.op, step.layer) {
                 (Op::Conv { .. }, Some(Layer::Conv2d(conv))) => {
+                    fused = fusable(self.steps, i).2;
+                    let residual = self.residual_after(i + fused);
                     let (epilogue, mut scratch) =
                         (&self.epilogues[flat], std::mem::take(&mut self.buffers.scratch));
-                    self.produce(len, last, |src, dst| conv.run(src, dst, &mut scratch, epilogue, kernels));
+                    self.produce(len, last, |src, dst| {
+                        conv.run(src, dst, &mut scratch, epilogue, kernels, residual)
+                    });
                     self.buffers.scratch = scratch;
-                    fused = fusable(self.steps, i).2;
                 }
                 (Op::Dense { .. }, Some(Layer::Dense(dense))) => {
-                    let epilogue = &self.epilogues[flat];
-                    self.produce(len, last, |src, dst| dense.run(src, dst, epilogue, kernels));
                     fused = fusable(self.steps, i).2;
+                    let residual = self.residual_after(i + fused);
+                    let epilogue = &self.epilogues[flat];
+                    self.produce(len, last, |src, dst| dense.run(src, dst, epilogue, kernels, residual));
                 }
                 (Op::MaxPool { height, width }, _) => {
                     let mut scratch = std::mem::take(&mut self.buffers.scratch);
@@ -275,6 +296,20 @@ impl Pass<'_, '_, '_> {
             At::Input => self.output.copy_from_slice(self.input),
             At::Buffer(k) => self.output.copy_from_slice(&self.buffers.activations[k][..self.len]),
         }
+        // A body that does not end in a conv or dense layer adds its
+        // shortcut here.
+        if let Some(residual) = self.residual.take() {
+            let shape = self.steps.nodes.last().map(|node| node.info.output);
+            let channels = shape.map_or(self.output.len(), |shape| shape.channels());
+            residual.apply(self.output, 0, channels);
+        }
+    }
+
+    /// The residual addition for the layer whose fused steps end at step
+    /// `last`, if that is the sequence's last step: it then runs on the
+    /// layer's tiles.
+    fn residual_after(&mut self, last: usize) -> Option<Residual<'x>> {
+        if last + 1 == self.steps.len() { self.residual.take() } else { None }
     }
 
     /// Runs `write(source, destination)` into `len` new values: the output
@@ -331,11 +366,9 @@ impl Block<'_> {
     /// shortcut's values (or the input itself) added; a concat's branches
     /// each through `merge` into their channels of `out`.
     fn run(&self, x: &[f32], out: &mut [f32], buffers: &mut ThreadBuffers) {
-        let mut first = self.first;
-        let mut branch = |nodes: &'static [Node], out: &mut [f32], buffers: &mut ThreadBuffers| {
+        let run = |nodes: &'static [Node], first, out: &mut [f32], buffers: &mut ThreadBuffers, residual| {
             let steps = Steps { nodes, layers: self.steps.layers, first };
-            first += nodes.iter().map(Node::size).sum::<usize>();
-            let (epilogues, kernels, n) = (self.epilogues, self.kernels, self.n);
+            let (epilogues, kernels, n, len) = (self.epilogues, self.kernels, self.n, x.len());
             Pass {
                 steps,
                 kernels,
@@ -345,51 +378,53 @@ impl Block<'_> {
                 buffers,
                 output: out,
                 at: At::Input,
-                len: x.len(),
+                len,
+                residual,
             }
             .run();
         };
+        let size = |nodes: &[Node]| nodes.iter().map(Node::size).sum::<usize>();
         let mut merge = std::mem::take(&mut buffers.merge);
-        let (shape, act) = match self.node.op {
+        match self.node.op {
             Op::Residual { body, shortcut, act } => {
-                branch(body, out, buffers);
+                // The shortcut first, so that the body's last layer adds it
+                // to each tile while the tile is in cache.
                 let shortcut: &[f32] = match shortcut {
                     Some(nodes) => {
-                        let values = grown(&mut merge, out.len());
-                        branch(nodes, &mut values[..out.len()], buffers);
-                        &values[..out.len()]
+                        let values = &mut grown(&mut merge, out.len())[..out.len()];
+                        run(nodes, self.first + size(body), values, buffers, None);
+                        values
                     }
                     None => x,
                 };
-                out.iter_mut().zip(shortcut).for_each(|(o, s)| *o += s);
-                (self.node.info.output, act)
+                let residual = Residual { shortcut, activation: act };
+                run(body, self.first, out, buffers, Some(residual));
             }
             Op::Concat { branches, act } => {
-                let (channels, mut at) = (self.node.info.output.channels(), 0);
+                let (channels, mut at, mut first) = (self.node.info.output.channels(), 0, self.first);
                 let pixels = out.len() / channels.max(1);
                 for nodes in branches {
                     let width = nodes.last().map_or(self.node.input, |node| node.info.output).channels();
                     let values: &[f32] = if nodes.is_empty() {
                         x
                     } else {
-                        let values = grown(&mut merge, pixels * width);
-                        branch(nodes, &mut values[..pixels * width], buffers);
-                        &values[..pixels * width]
+                        let values = &mut grown(&mut merge, pixels * width)[..pixels * width];
+                        run(nodes, first, values, buffers, None);
+                        values
                     };
                     for (pixel, part) in out.chunks_exact_mut(channels).zip(values.chunks_exact(width.max(1)))
                     {
                         pixel[at..at + width].copy_from_slice(part);
                     }
-                    at += width;
+                    (at, first) = (at + width, first + size(nodes));
                 }
-                (self.node.info.output, act)
+                if let Some(act) = act {
+                    act.apply(out, channels);
+                }
             }
             _ => unreachable!("a block is a residual or a concat"),
-        };
-        buffers.merge = merge;
-        if let Some(act) = act {
-            act.apply(out, shape.channels());
         }
+        buffers.merge = merge;
     }
 }
 

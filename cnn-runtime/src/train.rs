@@ -186,11 +186,11 @@ fn forward(
     match (node.op, layer.map(|slot| &mut layers[slot])) {
         (Op::Conv { .. }, Some(LayerMut::Conv2d(conv))) => {
             let epilogue = Epilogue::new(conv.bias_values(), None, None);
-            conv.run(input, &mut output, &mut Vec::new(), &epilogue, Kernels::Fastest);
+            conv.run(input, &mut output, &mut Vec::new(), &epilogue, Kernels::Fastest, None);
         }
         (Op::Dense { .. }, Some(LayerMut::Dense(dense))) => {
             let epilogue = Epilogue::new(dense.bias_values(), None, None);
-            dense.run(input, &mut output, &epilogue, Kernels::Fastest);
+            dense.run(input, &mut output, &epilogue, Kernels::Fastest, None);
         }
         (Op::BatchNorm { .. }, Some(LayerMut::BatchNorm(bn))) => {
             output.copy_from_slice(input);

@@ -14,7 +14,7 @@ use ndarray::{Array1, Array4, ArrayView1, ArrayView4, ArrayViewMut1, ArrayViewMu
 use rayon::prelude::*;
 
 use super::dense::sum_rows;
-use super::{Epilogue, tensor};
+use super::{Epilogue, Residual, tensor};
 use crate::Error;
 use crate::cpu::Kernels;
 use crate::direct;
@@ -164,7 +164,7 @@ impl Conv2d {
         let mut out = vec![f32::NAN; n * g.output_len()];
         let epilogue = Epilogue::new(self.bias_values(), None, None);
         let x = x.as_slice().expect("standard layout is contiguous");
-        self.run(x, &mut out, &mut Vec::new(), &epilogue, kernels);
+        self.run(x, &mut out, &mut Vec::new(), &epilogue, kernels, None);
         Ok(Array4::from_shape_vec((n, g.height.output, g.width.output, g.out_channels), out)
             .expect("output length is n*oh*ow*cout"))
     }
@@ -184,6 +184,7 @@ impl Conv2d {
         scratch: &mut Vec<Vec<f32>>,
         epilogue: &Epilogue,
         kernels: Kernels,
+        residual: Option<Residual<'_>>,
     ) {
         let g = &self.geometry;
         let n = x.len() / g.input_len().max(1);
@@ -231,18 +232,21 @@ impl Conv2d {
                     direct::direct_tile(
                         direct::Conv { g, weight, epilogue, kernels },
                         x,
-                        rows,
+                        rows.clone(),
                         out_tile,
                         col,
                     );
                 } else if patches {
                     let b = MatRef::row_major(weight, g.patch_len(), cout);
                     let c = MatMut::row_major(out_tile, rows.len(), cout);
-                    gemm_narrow::multiply_patches(x, g_in, rows, b, c, kernels);
+                    gemm_narrow::multiply_patches(x, g_in, rows.clone(), b, c, kernels);
                     epilogue.apply(out_tile, cout);
                 } else {
-                    self.tile(x, weight, rows, out_tile, col, kernels);
+                    self.tile(x, weight, rows.clone(), out_tile, col, kernels);
                     epilogue.apply(out_tile, cout);
+                }
+                if let Some(residual) = residual {
+                    residual.apply(out_tile, start * cout, cout);
                 }
             }
         });

@@ -3,7 +3,7 @@
 use cnn_shape::{Node, Op};
 use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Ix1, Ix2};
 
-use super::{Epilogue, tensor};
+use super::{Epilogue, Residual, tensor};
 use crate::Error;
 use crate::cpu::Kernels;
 use crate::gemm::{self, MatMut, MatRef};
@@ -104,7 +104,7 @@ impl Dense {
         let x = x.as_standard_layout();
         let mut out = vec![0.0f32; n * outputs];
         let epilogue = Epilogue::new(self.bias_values(), None, None);
-        self.run(x.as_slice().expect("contiguous"), &mut out, &epilogue, Kernels::Fastest);
+        self.run(x.as_slice().expect("contiguous"), &mut out, &epilogue, Kernels::Fastest, None);
         Ok(Array2::from_shape_vec((n, outputs), out).expect("output length is n*out"))
     }
 
@@ -114,7 +114,14 @@ impl Dense {
     /// # Panics
     ///
     /// If the lengths are not whole rows of the same batch.
-    pub(crate) fn run(&self, x: &[f32], out: &mut [f32], epilogue: &Epilogue, kernels: Kernels) {
+    pub(crate) fn run(
+        &self,
+        x: &[f32],
+        out: &mut [f32],
+        epilogue: &Epilogue,
+        kernels: Kernels,
+        residual: Option<Residual<'_>>,
+    ) {
         let (inputs, outputs) = self.weight.dim();
         let n = out.len() / outputs.max(1);
         assert!(x.len() == n * inputs && out.len() == n * outputs, "dense input or output length");
@@ -122,6 +129,9 @@ impl Dense {
         let b = MatRef::row_major(tensor::values(&self.weight), inputs, outputs);
         gemm_narrow::multiply(a, b, MatMut::row_major(out, n, outputs), kernels);
         epilogue.apply(out, outputs);
+        if let Some(residual) = residual {
+            residual.apply(out, 0, outputs);
+        }
     }
 
     /// The gradients of a batch, given its input `x` and the gradient `dy`

@@ -114,3 +114,28 @@ pub(crate) fn refill(vec: &mut Vec<f32>, values: impl IntoIterator<Item = f32>) 
     vec.clear();
     vec.extend(values);
 }
+
+/// A residual block's addition, run on a tile of the body's last layer
+/// right after its epilogue: `act(tile + shortcut)`, the shortcut's values
+/// (the block's input, or its projection) for the whole output.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Residual<'a> {
+    pub shortcut: &'a [f32],
+    pub activation: Option<Activation>,
+}
+
+impl Residual<'_> {
+    /// Adds to `tile`, the output's values from `offset` on, rows of `channels`.
+    pub fn apply(&self, tile: &mut [f32], offset: usize, channels: usize) {
+        crate::cpu::vectorized(
+            #[inline(always)]
+            || {
+                let shortcut = &self.shortcut[offset..offset + tile.len()];
+                tile.iter_mut().zip(shortcut).for_each(|(v, s)| *v += s);
+                if let Some(activation) = self.activation {
+                    activation.apply(tile, channels);
+                }
+            },
+        )
+    }
+}
