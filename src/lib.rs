@@ -30,6 +30,6 @@ pub use ndarray;
 #[doc(hidden)]
 pub mod __private {
     pub use cnn_runtime::private::*;
-    pub use cnn_runtime::{Error, Network, init, io, layers, optim};
+    pub use cnn_runtime::{Error, Network, init, io, layers, onnx, optim};
     pub use ndarray;
 }

@@ -5,6 +5,7 @@
 use cnn_shape::{Activation, Axis, ConvGeometry, Op, Shape};
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::quote;
+use syn::ext::IdentExt;
 use syn::{Attribute, Visibility};
 
 use crate::ast::Layer;
@@ -285,6 +286,7 @@ pub fn network(
     let params = lit(table::totals(plan).0);
     let doc = table::markdown(plan);
     let summary = table::summary(&name.to_string(), plan);
+    let python = crate::python::source(&name.unraw().to_string(), plan);
 
     let mut emit = Emit { layers, consts: Vec::new(), fields: Vec::new(), infos: Vec::new(), branches: 0 };
     emit.nodes(&plan.steps, Ident::new("__CNN_NODES", Span::call_site()));
@@ -361,6 +363,15 @@ pub fn network(
                 #p::io::save(&Self::__CNN_PLAN, &[#(#layers),*], path.as_ref())
             }
 
+            /// Writes the network as an ONNX model (opset 17) that computes what
+            /// [`forward`](Self::forward) computes, as `torch.onnx.export` would:
+            /// input `input` NCHW `(N, C, H, W)` with a dynamic batch, output
+            /// `output`, weights in PyTorch's layout. onnxruntime, Triton and every
+            /// other ONNX server can run it.
+            pub fn save_onnx(&self, path: impl ::core::convert::AsRef<::std::path::Path>) -> ::core::result::Result<(), #p::Error> {
+                #p::onnx::save(&Self::__CNN_PLAN, &[#(#layers),*], path.as_ref())
+            }
+
             /// Loads weights written by [`save`](Self::save).
             pub fn load(path: impl ::core::convert::AsRef<::std::path::Path>) -> ::core::result::Result<Self, #p::Error> {
                 Self::__cnn_load(path.as_ref(), #p::io::Layout::Cnn)
@@ -411,6 +422,14 @@ pub fn network(
             #[doc(hidden)]
             pub fn __cnn_set_kernels(&self, kernels: #p::Kernels) {
                 self.__cnn_workspace.set_kernels(kernels)
+            }
+
+            /// Python source of an `nn.Module` class named like this struct, whose
+            /// `state_dict` is what [`load_pytorch`](Self::load_pytorch) reads: train
+            /// it with PyTorch's own tools, save it with `safetensors.torch.save_file`,
+            /// load it back here.
+            pub fn pytorch() -> &'static str {
+                #python
             }
 
             /// The layer table, like Keras's `model.summary()`.

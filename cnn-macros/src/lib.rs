@@ -10,6 +10,7 @@ mod ctxt;
 mod diagnose;
 mod expand;
 mod parse;
+mod python;
 mod resolve;
 mod spec;
 mod table;

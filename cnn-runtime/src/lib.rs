@@ -27,6 +27,8 @@ pub mod io;
 pub mod layers;
 mod math;
 mod network;
+#[doc(hidden)]
+pub mod onnx;
 pub mod optim;
 mod train;
 mod workspace;

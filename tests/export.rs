@@ -1,0 +1,147 @@
+//! Export: ONNX models that onnxruntime runs as `forward` does, and the
+//! PyTorch source of every network, whose weights trained in PyTorch load
+//! back with `load_pytorch`.
+
+mod common;
+
+#[path = "../examples/seeds/nets.rs"]
+mod nets;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cnn::Network;
+use common::{random4, rng};
+use nets::{Cifar3Block, FastaiMnist, LeNet5, PytorchQuestion, TfCifar};
+
+cnn::cnn! {
+    /// Every layer, option and block that ONNX must say.
+    pub struct Everything {
+        input 17x15x4;
+        stem: conv 4 -> 8 k3x5 s2x1 p1x2 nobias floor leakyrelu 0.2;
+        batchnorm 1e-3;
+        conv 8 k4 same g4 sigmoid;
+        conv 12 k3 same d2 relu6;
+        maxpool 3 s2 p1 ceil;
+        residual { conv 12 k3 p1; batchnorm; silu; conv 12 k3 p1 } tanh;
+        residual { conv 16 k3 s2 p1 floor } down: shortcut { conv 16 k1 s2 floor; batchnorm } relu;
+        concat { conv 4 k1 } pool: { avgpool 3 s1 p1; conv 6 k1 } {} relu6;
+        upsample 2x3;
+        avgpool 2 ceil;
+        flatten;
+        batchnorm;
+        dropout 0.25;
+        dense 26;
+        residual { dense 26 -> 26 tanh; dense 26 };
+        dense 5 softmax;
+    }
+
+    /// A head that stays spatial, and global max pooling inside a concat.
+    pub struct Spatial {
+        input 9x9x2;
+        conv 6 k3 p1 relu;
+        concat { globalmaxpool } { globalavgpool; dense 3 sigmoid };
+        dense 4;
+    }
+
+    pub struct SpatialOutput {
+        input 8x8x3;
+        conv 4 k3 p1 relu;
+        upsample 2;
+        residual { conv 4 k3 p1 };
+        softmax;
+    }
+}
+
+fn temp_dir(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cnn-{what}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes `name.onnx` and its input with `forward`'s output.
+fn write<N: Network>(net: &N, name: &str, dir: &Path, save: impl Fn(&N, &Path) -> Result<(), cnn::Error>) {
+    save(net, &dir.join(format!("{name}.onnx"))).unwrap();
+    let cnn::Shape::Hwc(h, w, c) = N::INPUT else { unreachable!("inputs are HxWxC") };
+    let x = random4(&mut rng(name.len() as u64), (3, h, w, c));
+    let y = cnn::Output::into_dyn(net.forward(x.view()).unwrap());
+    let bytes = |a: &[f32]| a.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
+    let (xb, yb) = (bytes(x.as_slice().unwrap()), bytes(y.as_standard_layout().as_slice().unwrap()));
+    let tensors = [
+        (
+            "input",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, x.shape().to_vec(), &xb).unwrap(),
+        ),
+        (
+            "output",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, y.shape().to_vec(), &yb).unwrap(),
+        ),
+    ];
+    std::fs::write(
+        dir.join(format!("{name}.io.safetensors")),
+        safetensors::serialize(tensors, None).unwrap(),
+    )
+    .unwrap();
+}
+
+/// Networks with random batchnorm statistics, so that they matter.
+fn randomized<N: Network>(seed: u64, bns: impl Fn(&mut N) -> Vec<&mut cnn::layers::BatchNorm>) -> N {
+    use rand::Rng;
+    let mut net = N::with_seed(seed);
+    let mut r = rng(seed);
+    for bn in bns(&mut net) {
+        bn.running_mean_mut().mapv_inplace(|_| r.random_range(-0.3..0.3));
+        bn.running_var_mut().mapv_inplace(|_| r.random_range(0.5..2.0));
+        bn.weight_mut().mapv_inplace(|_| r.random_range(0.5..1.5));
+        bn.bias_mut().mapv_inplace(|_| r.random_range(-0.3..0.3));
+    }
+    net
+}
+
+#[test]
+fn onnxruntime_runs_every_network_as_forward_does() {
+    let dir = temp_dir("onnx");
+    write(&LeNet5::with_seed(1), "lenet5", &dir, |n, p| n.save_onnx(p));
+    write(&TfCifar::with_seed(2), "tfcifar", &dir, |n, p| n.save_onnx(p));
+    let cifar = randomized(3, |n: &mut Cifar3Block| vec![&mut n.bn1, &mut n.bn2, &mut n.bn3]);
+    write(&cifar, "cifar3block", &dir, |n, p| n.save_onnx(p));
+    write(&FastaiMnist::with_seed(4), "fastai", &dir, |n, p| n.save_onnx(p));
+    write(&PytorchQuestion::with_seed(5), "pytorchquestion", &dir, |n, p| n.save_onnx(p));
+    let everything = randomized(6, |n: &mut Everything| {
+        vec![&mut n.bn1, &mut n.residual1_1, &mut n.residual2_down_1, &mut n.bn2]
+    });
+    write(&everything, "everything", &dir, |n, p| n.save_onnx(p));
+    write(&Spatial::with_seed(7), "spatial", &dir, |n, p| n.save_onnx(p));
+    write(&SpatialOutput::with_seed(8), "spatialoutput", &dir, |n, p| n.save_onnx(p));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/check_onnx.py");
+    match Command::new("python3").arg(script).arg(&dir).output() {
+        Ok(out) if out.status.success() => println!("{}", String::from_utf8_lossy(&out.stdout)),
+        Ok(out) if String::from_utf8_lossy(&out.stderr).contains("ModuleNotFoundError") && !required() => {
+            eprintln!("skipped: onnx and onnxruntime are not installed (pip install onnx onnxruntime)");
+        }
+        Ok(out) => panic!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        Err(e) if !required() => eprintln!("skipped: no python3 ({e})"),
+        Err(e) => panic!("python3: {e}"),
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// CI installs onnxruntime and asks for this test to run, not skip.
+fn required() -> bool {
+    std::env::var_os("CNN_REQUIRE_ONNXRUNTIME").is_some()
+}
+
+#[test]
+fn save_onnx_to_a_path_that_cannot_be_written_is_an_io_error_and_leaves_nothing() {
+    let dir = temp_dir("onnx-bad");
+    let missing = dir.join("no-such-directory").join("net.onnx");
+    let err = LeNet5::new().save_onnx(&missing).unwrap_err();
+    assert!(matches!(&err, cnn::Error::Io { path, .. } if path == &missing), "{err}");
+    // A directory where the file should go: the write fails at the rename.
+    let taken = dir.join("taken.onnx");
+    std::fs::create_dir_all(taken.join("inside")).unwrap();
+    assert!(matches!(LeNet5::new().save_onnx(&taken), Err(cnn::Error::Io { .. })));
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, ["taken.onnx"], "no temporary file is left behind");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
