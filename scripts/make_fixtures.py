@@ -1,7 +1,8 @@
 """Write the PyTorch fixtures of tests/pytorch_fixtures.rs: for each model, its
 state_dict (`NAME.safetensors`, as `safetensors.torch.save_file` writes it)
 and an input batch with PyTorch's own output (`NAME.io.safetensors`, input
-in NHWC). Prints each model's `cnn!` definition.
+in NHWC). Prints each model's `cnn!` definition. Then the same for the
+classes that `pytorch()` wrote into `tests/fixtures/python` (tests/export.rs).
 
     python3 scripts/make_fixtures.py tests/fixtures
 """
@@ -75,29 +76,56 @@ def models():
     )
 
 
+def randomize_batchnorm(model):
+    """Batchnorm statistics worth testing."""
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.affine:
+            with torch.no_grad():
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+
+
+def save_io(model, x, path):
+    """The input (NHWC) and the model's output (NHWC if spatial)."""
+    with torch.no_grad():
+        y = model(x)
+    nhwc = x.permute(0, 2, 3, 1).contiguous()
+    expected = y.permute(0, 2, 3, 1).contiguous() if y.dim() == 4 else y.contiguous()
+    save_file({"input": nhwc, "output": expected}, str(path))
+
+
+def from_pytorch_sources(directory):
+    """Each `NAME.py` that a network's `pytorch()` wrote (tests/export.rs keeps
+    them current): the class built by PyTorch, its state_dict and output."""
+    for source in sorted(Path(directory).glob("*.py")):
+        scope = {}
+        exec(source.read_text(), scope)
+        name = [line.split()[1].split("(")[0] for line in source.read_text().splitlines() if line.startswith("class ")][-1]
+        model = scope[name]().eval()
+        randomize_batchnorm(model)
+        doc = scope[name].__doc__
+        c, h, w = [int(v) for v in doc.split("input (N, ")[1].split(")")[0].split(", ")]
+        x = torch.rand(3, c, h, w) * 2 - 1
+        save_file(model.state_dict(), str(source.with_suffix(".safetensors")))
+        save_io(model, x, source.with_suffix(".io.safetensors"))
+        print(f"// {source.stem}: {name}, torch {torch.__version__}")
+
+
 def main(out):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     for name, chw, model in models():
-        # Give batchnorm statistics worth testing.
-        for m in model.modules():
-            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.affine:
-                with torch.no_grad():
-                    m.weight.uniform_(0.5, 1.5)
-                    m.bias.uniform_(-0.5, 0.5)
-                    m.running_mean.uniform_(-0.3, 0.3)
-                    m.running_var.uniform_(0.5, 2.0)
+        randomize_batchnorm(model)
         model.eval()
         x = torch.rand(4, *chw) * 2 - 1
-        with torch.no_grad():
-            y = model(x)
         save_file(model.state_dict(), str(out / f"{name}.safetensors"))
-        nhwc = x.permute(0, 2, 3, 1).contiguous()
-        expected = y.permute(0, 2, 3, 1).contiguous() if y.dim() == 4 else y.contiguous()
-        save_file({"input": nhwc, "output": expected}, str(out / f"{name}.io.safetensors"))
+        save_io(model, x, out / f"{name}.io.safetensors")
         print(f"// {name}: torch {torch.__version__}")
         print(cnn_definition(model, chw, name=name.capitalize()))
+    from_pytorch_sources(out / "python")
 
 
 if __name__ == "__main__":

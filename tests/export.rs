@@ -145,3 +145,81 @@ fn save_onnx_to_a_path_that_cannot_be_written_is_an_io_error_and_leaves_nothing(
     assert_eq!(left, ["taken.onnx"], "no temporary file is left behind");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The networks whose PyTorch source is a fixture, and their sources.
+fn python_sources() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("lenet5", LeNet5::pytorch()),
+        ("tfcifar", TfCifar::pytorch()),
+        ("cifar3block", Cifar3Block::pytorch()),
+        ("fastai", FastaiMnist::pytorch()),
+        ("pytorchquestion", PytorchQuestion::pytorch()),
+        ("everything", Everything::pytorch()),
+        ("spatial", Spatial::pytorch()),
+        ("spatialoutput", SpatialOutput::pytorch()),
+    ]
+}
+
+const PYTHON: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/python");
+
+/// `scripts/make_fixtures.py` builds each network from its source in
+/// `tests/fixtures/python`: they must be what `pytorch()` gives today
+/// (`CNN_BLESS=1 cargo test --test export` writes them).
+#[test]
+fn python_sources_are_what_pytorch_gives() {
+    for (name, source) in python_sources() {
+        let path = Path::new(PYTHON).join(format!("{name}.py"));
+        if std::env::var_os("CNN_BLESS").is_some() {
+            std::fs::create_dir_all(PYTHON).unwrap();
+            std::fs::write(&path, source).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(committed, source, "{name}: tests/fixtures/python is stale");
+    }
+}
+
+/// Weights PyTorch made for each network's `pytorch()` class, and its
+/// output, as `scripts/make_fixtures.py` saved them.
+fn check_loads_back<N: Network + LoadPytorch>(name: &str) {
+    let net = N::load_pytorch_path(&Path::new(PYTHON).join(format!("{name}.safetensors")));
+    let bytes = std::fs::read(Path::new(PYTHON).join(format!("{name}.io.safetensors"))).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let read = |key: &str| {
+        let t = file.tensor(key).unwrap();
+        let values: Vec<f32> =
+            t.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+        cnn::ndarray::ArrayD::from_shape_vec(t.shape(), values).unwrap()
+    };
+    let x: cnn::ndarray::Array4<f32> = read("input").into_dimensionality().unwrap();
+    let actual = cnn::Output::into_dyn(net.forward(x.view()).unwrap());
+    common::assert_close(&actual, &read("output"), 1e-4, name);
+}
+
+/// `load_pytorch` of the generated networks, for generic code.
+trait LoadPytorch: Sized {
+    fn load_pytorch_path(path: &Path) -> Self;
+}
+
+macro_rules! load_pytorch {
+    ($($net:ty),*) => {$(
+        impl LoadPytorch for $net {
+            fn load_pytorch_path(path: &Path) -> Self {
+                <$net>::load_pytorch(path).unwrap()
+            }
+        }
+    )*};
+}
+
+load_pytorch!(LeNet5, TfCifar, Cifar3Block, FastaiMnist, PytorchQuestion, Everything, Spatial, SpatialOutput);
+
+#[test]
+fn weights_made_by_the_pytorch_classes_load_back() {
+    check_loads_back::<LeNet5>("lenet5");
+    check_loads_back::<TfCifar>("tfcifar");
+    check_loads_back::<Cifar3Block>("cifar3block");
+    check_loads_back::<FastaiMnist>("fastai");
+    check_loads_back::<PytorchQuestion>("pytorchquestion");
+    check_loads_back::<Everything>("everything");
+    check_loads_back::<Spatial>("spatial");
+    check_loads_back::<SpatialOutput>("spatialoutput");
+}
