@@ -65,28 +65,56 @@ fn accuracy(net: &LeNet5, test: &Dataset) -> Result<f32, cnn::Error> {
     Ok(correct / test.len() as f32)
 }
 
-/// The training loss per batch (red) and the test accuracy per epoch
-/// (blue, as error rate on the same 0-1 axis, log scale).
+/// The training loss per batch (a moving average of 50) and the test
+/// error rate per epoch, on one log-scale axis, with axis titles, tick
+/// labels and a legend in DejaVu Sans (shipped in `examples/fonts`, so that
+/// no system font is needed).
 fn plot(
     path: &std::path::Path,
     losses: &[f32],
     accuracies: &[f32],
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let root = BitMapBackend::new(path, (900, 500)).into_drawing_area();
+    plotters::style::register_font("sans-serif", FontStyle::Normal, include_bytes!("fonts/DejaVuSans.ttf"))
+        .map_err(|_| "the shipped font does not load")?;
+    let root = BitMapBackend::new(path, (900, 520)).into_drawing_area();
     root.fill(&WHITE)?;
     let steps = losses.len() as f32;
-    let mut chart =
-        ChartBuilder::on(&root).margin(20).build_cartesian_2d(0f32..steps, (1e-3f32..3f32).log_scale())?;
-    chart.configure_mesh().disable_x_mesh().draw()?;
-    // A moving average of 50 batches, then the error rate at the end of each epoch.
-    let smoothed =
-        losses.windows(50).enumerate().map(|(i, w)| (i as f32 + 50.0, w.iter().sum::<f32>() / 50.0));
-    chart.draw_series(LineSeries::new(smoothed, RED.stroke_width(2)))?;
-    let per_epoch = steps / accuracies.len() as f32;
-    let errors =
-        accuracies.iter().enumerate().map(|(e, a)| ((e + 1) as f32 * per_epoch, (1.0 - a).max(1e-3)));
-    chart.draw_series(LineSeries::new(errors.clone(), BLUE.stroke_width(3)))?;
+    let batches_per_epoch = steps / accuracies.len().max(1) as f32;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("LeNet-5 on MNIST", ("sans-serif", 26))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f32..steps / batches_per_epoch, (1e-3f32..3f32).log_scale())?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_desc("epoch")
+        .y_desc("loss / error rate (log scale)")
+        .label_style(("sans-serif", 16))
+        .axis_desc_style(("sans-serif", 18))
+        .draw()?;
+    let smoothed = losses
+        .windows(50)
+        .enumerate()
+        .map(|(i, w)| ((i as f32 + 50.0) / batches_per_epoch, w.iter().sum::<f32>() / 50.0));
+    chart
+        .draw_series(LineSeries::new(smoothed, RED.stroke_width(2)))?
+        .label("training loss (mean of 50 batches)")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 24, y)], RED.stroke_width(2)));
+    let errors = accuracies.iter().enumerate().map(|(e, a)| ((e + 1) as f32, (1.0 - a).max(1e-3)));
+    chart
+        .draw_series(LineSeries::new(errors.clone(), BLUE.stroke_width(3)))?
+        .label("test error rate, after each epoch")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 24, y)], BLUE.stroke_width(3)));
     chart.draw_series(errors.map(|p| Circle::new(p, 5, BLUE.filled())))?;
+    chart
+        .configure_series_labels()
+        .label_font(("sans-serif", 16))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
     root.present()?;
     Ok(())
 }

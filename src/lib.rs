@@ -33,3 +33,8 @@ pub mod __private {
     pub use cnn_runtime::{Error, Network, init, io, layers, onnx, optim};
     pub use ndarray;
 }
+
+/// The README's code blocks, compiled as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
