@@ -20,7 +20,13 @@
 //! ```
 //!
 //! The grammar is on [`cnn!`]; the runtime types are in [`layers`], training in
-//! [`optim`], data sets in [`data`].
+//! [`optim`], data sets in [`data`]. Every network also has `save_onnx` (an
+//! ONNX model for onnxruntime, Triton and other servers) and `pytorch()` (the
+//! Python source of the same `nn.Module`, whose weights `load_pytorch` reads).
+//!
+//! Scope: stable Rust 1.89+, `f32` on the CPU, NHWC batches. The fastest
+//! kernels run on x86-64 with AVX2 + FMA or AVX-512, chosen at run time;
+//! other CPUs run the same networks through `matrixmultiply` and plain loops.
 
 pub use cnn_macros::cnn;
 pub use cnn_runtime::{Error, LayerInfo, Network, Output, Shape, data, init, layers, optim};

@@ -109,16 +109,10 @@ fn activation_tokens(act: Activation) -> TokenStream {
 
 /// An activation's keyword and source, for its `LAYERS` entry.
 fn activation_text(act: Activation) -> (&'static str, String) {
-    let keyword = match act {
-        Activation::Relu => "relu",
-        Activation::Tanh => "tanh",
-        Activation::Sigmoid => "sigmoid",
-        Activation::Softmax => "softmax",
-        Activation::Relu6 => "relu6",
-        Activation::Silu => "silu",
-        Activation::LeakyRelu(alpha) => return ("leakyrelu", format!("leakyrelu {alpha:?}")),
-    };
-    (keyword, keyword.to_string())
+    match act {
+        Activation::LeakyRelu(alpha) => ("leakyrelu", format!("leakyrelu {alpha:?}")),
+        _ => (act.keyword(), act.keyword().to_string()),
+    }
 }
 
 /// A layer as written, for its field's name and docs.

@@ -1,6 +1,6 @@
 //! The text of `summary()` and of the struct's rustdoc.
 
-use cnn_shape::{Activation, Shape};
+use cnn_shape::Shape;
 
 use crate::check::{Plan, Step, StepKind};
 
@@ -40,24 +40,12 @@ fn rows(steps: &[Step], depth: usize, rows: &mut Vec<[String; 4]>) {
         ]);
         if let Some(act) = act {
             rows.push([
-                format!("{indent}  {}", activation_keyword(act)),
+                format!("{indent}  {}", act.keyword()),
                 step.output.to_string(),
                 "0".into(),
                 String::new(),
             ]);
         }
-    }
-}
-
-fn activation_keyword(act: Activation) -> &'static str {
-    match act {
-        Activation::Relu => "relu",
-        Activation::Tanh => "tanh",
-        Activation::Sigmoid => "sigmoid",
-        Activation::Softmax => "softmax",
-        Activation::Relu6 => "relu6",
-        Activation::Silu => "silu",
-        Activation::LeakyRelu(_) => "leakyrelu",
     }
 }
 

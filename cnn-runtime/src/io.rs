@@ -225,7 +225,7 @@ impl BatchNorm {
 }
 
 /// Feature `i` in H, W, C order is feature `chw_index(i)` in C, H, W order.
-fn chw_index(i: usize, (h, w, c): (usize, usize, usize)) -> usize {
+pub(crate) fn chw_index(i: usize, (h, w, c): (usize, usize, usize)) -> usize {
     let (pixel, channel) = (i / c, i % c);
     channel * h * w + pixel
 }

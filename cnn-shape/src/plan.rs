@@ -132,6 +132,21 @@ pub enum Activation {
     Silu,
 }
 
+impl Activation {
+    /// Its keyword in `cnn!`: `relu`, `leakyrelu`, ...
+    pub const fn keyword(&self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Tanh => "tanh",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Softmax => "softmax",
+            Activation::LeakyRelu(_) => "leakyrelu",
+            Activation::Relu6 => "relu6",
+            Activation::Silu => "silu",
+        }
+    }
+}
+
 /// Where a convolution's windows fall, and how its channels are grouped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvGeometry {

@@ -20,6 +20,7 @@ use proto::{
 
 use crate::Error;
 use crate::infer::Layer;
+use crate::io::chw_index;
 
 const OPSET: i64 = 17;
 /// The IR version that opset 17 came with.
@@ -123,11 +124,6 @@ fn window(height: &Axis, width: &Axis) -> Vec<AttributeProto> {
         ints("strides", [height.stride, width.stride]),
         ints("pads", [height.pad_before, width.pad_before, height.pad_after, width.pad_after]),
     ]
-}
-
-/// Feature `i` in H, W, C order is feature `chw_index(i)` in C, H, W order.
-fn chw_index(i: usize, (h, w, c): (usize, usize, usize)) -> usize {
-    (i % c) * h * w + i / c
 }
 
 /// Values in this crate's feature order, put in PyTorch's (C, H, W) when
