@@ -7,6 +7,20 @@ mod common;
 #[path = "../examples/seeds/nets.rs"]
 mod nets;
 
+// The networks of the other examples, as they are.
+#[allow(dead_code)]
+#[path = "../examples/digits.rs"]
+mod digits;
+#[allow(dead_code)]
+#[path = "../examples/grokking.rs"]
+mod grokking;
+#[allow(dead_code)]
+#[path = "../examples/mnist.rs"]
+mod mnist;
+#[allow(dead_code)]
+#[path = "../examples/resnet.rs"]
+mod resnet;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -50,6 +64,71 @@ cnn::cnn! {
         upsample 2;
         residual { conv 4 k3 p1 };
         softmax;
+    }
+}
+
+// Random stacks: drawn by a throwaway script (seed 7) from convs with random
+// kernels, strides, paddings, dilations and groups, pools with and without
+// `ceil_mode`, batchnorm, every activation and dropout; kept where PyTorch
+// ran them, and printed by `scripts/cnn_from_torch.py`.
+cnn::cnn! {
+    pub struct Random1 {
+        input 10x14x3;
+        conv 3 -> 2 k3 p1 d2;                   // 0: 8x12x2
+        batchnorm;                              // 1: 8x12x2
+        flatten;                                // 2: 192
+        dense 192 -> 3;                         // 3: 3
+    }
+}
+cnn::cnn! {
+    pub struct Random2 {
+        input 16x14x1;
+        relu;                                   // 0: 16x14x1
+        conv 1 -> 12 k1 s2 floor;               // 1: 8x7x12
+        globalavgpool;                          // 2: 1x1x12
+        flatten;                                // 3: 12
+        dense 12 -> 4;                          // 4: 4
+    }
+}
+cnn::cnn! {
+    pub struct Random3 {
+        input 10x16x4;
+        sigmoid;                                // 0: 10x16x4
+        silu;                                   // 1: 10x16x4
+        flatten;                                // 2: 640
+        dense 640 -> 6;                         // 3: 6
+    }
+}
+cnn::cnn! {
+    pub struct Random4 {
+        input 13x9x2;
+        dropout 0.2;                            // 0: 13x9x2
+        conv 2 -> 2 k2 s2 p2 d2 g2;             // 1: 8x6x2
+        maxpool k3 p1 ceil;                     // 2: 3x3x2
+        conv 2 -> 4 k1 s2 p1 d2 g2 nobias;      // 3: 3x3x4
+        dropout 0.2;                            // 4: 3x3x4
+        batchnorm;                              // 5: 3x3x4
+        flatten;                                // 6: 36
+        dense 36 -> 2;                          // 7: 2
+    }
+}
+cnn::cnn! {
+    pub struct Random5 {
+        input 16x14x1;
+        maxpool k2 p1;                          // 0: 9x8x1
+        relu6;                                  // 1: 9x8x1
+        avgpool k3 p1 floor;                    // 2: 3x3x1
+        flatten;                                // 3: 9
+        dense 9 -> 2;                           // 4: 2
+    }
+}
+cnn::cnn! {
+    pub struct Random6 {
+        input 15x19x3;
+        conv 3 -> 12 k3 s2 p2;                  // 0: 9x11x12
+        dropout 0.2;                            // 1: 9x11x12
+        flatten;                                // 2: 1188
+        dense 1188 -> 5;                        // 3: 5
     }
 }
 
@@ -113,6 +192,19 @@ fn onnxruntime_runs_every_network_as_forward_does() {
     write(&everything, "everything", &dir, |n, p| n.save_onnx(p));
     write(&Spatial::with_seed(7), "spatial", &dir, |n, p| n.save_onnx(p));
     write(&SpatialOutput::with_seed(8), "spatialoutput", &dir, |n, p| n.save_onnx(p));
+    write(&digits::DigitsNet::with_seed(9), "digits", &dir, |n, p| n.save_onnx(p));
+    write(&grokking::GrokkingCnn::with_seed(10), "grokking", &dir, |n, p| n.save_onnx(p));
+    write(&mnist::LeNet5::with_seed(11), "mnist", &dir, |n, p| n.save_onnx(p));
+    let resnet = randomized(12, |n: &mut resnet::MnistResNet| {
+        vec![&mut n.bn1, &mut n.layer1_0_bn2, &mut n.layer2_0_downsample_1, &mut n.layer3_0_bn1]
+    });
+    write(&resnet, "resnet", &dir, |n, p| n.save_onnx(p));
+    write(&Random1::with_seed(21), "random1", &dir, |n, p| n.save_onnx(p));
+    write(&Random2::with_seed(22), "random2", &dir, |n, p| n.save_onnx(p));
+    write(&Random3::with_seed(23), "random3", &dir, |n, p| n.save_onnx(p));
+    write(&Random4::with_seed(24), "random4", &dir, |n, p| n.save_onnx(p));
+    write(&Random5::with_seed(25), "random5", &dir, |n, p| n.save_onnx(p));
+    write(&Random6::with_seed(26), "random6", &dir, |n, p| n.save_onnx(p));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/check_onnx.py");
     match Command::new("python3").arg(script).arg(&dir).output() {
         Ok(out) if out.status.success() => println!("{}", String::from_utf8_lossy(&out.stdout)),
