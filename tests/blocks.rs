@@ -170,3 +170,34 @@ fn blocks_train() {
     assert!(last < 0.5 * first, "loss {first} -> {last}");
     assert_eq!(<Branchy as Network>::PARAMETERS, Branchy::PARAMETERS);
 }
+
+cnn::cnn! {
+    /// Branches whose last conv writes straight into its channels of the
+    /// join (GEMM paths), beside one through a buffer and the identity.
+    pub struct Wide {
+        input 6x6x3;
+        concat { conv 12 k3 p1 relu } { conv 10 k1; batchnorm } { conv 9 k3 p1 g3 } { conv 2 k1 } {} tanh;
+        globalavgpool;
+        dense 3;
+    }
+}
+
+#[test]
+fn concat_branches_written_into_their_channels_match_the_reference() {
+    let mut net = Wide::with_seed(9);
+    net.concat1_1_1.running_var_mut().fill(2.0);
+    net.concat1_1_1.running_mean_mut().fill(0.1);
+    let x = random4(&mut rng(10), (4, 6, 6, 3));
+    let a = relu(conv(&net.concat1_0_0, &x));
+    let b = bn(&net.concat1_1_1, &conv(&net.concat1_1_0, &x));
+    let c = conv(&net.concat1_2_0, &x);
+    let d = conv(&net.concat1_3_0, &x);
+    let joined =
+        concatenate(NdAxis(3), &[a.view(), b.view(), c.view(), d.view(), x.view()]).unwrap().mapv(f32::tanh);
+    let expected =
+        common::dense(common::global_avg(joined.view()).view(), net.dense1.weight(), net.dense1.bias());
+    for kernels in cnn::__private::Kernels::ALL {
+        net.__cnn_set_kernels(kernels);
+        assert_close(&net.forward(x.view()).unwrap(), &expected, 1e-4, &format!("{kernels:?}"));
+    }
+}

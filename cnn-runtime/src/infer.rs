@@ -12,7 +12,8 @@ use rayon::prelude::*;
 
 use crate::cpu::Kernels;
 use crate::layers::{
-    Apply, AvgPool2d, BatchNorm, Conv2d, Dense, Epilogue, MaxPool2d, Residual, global_pool, upsample,
+    Apply, AvgPool2d, BatchNorm, Conv2d, Dense, Destination, Epilogue, MaxPool2d, Residual, global_pool,
+    upsample,
 };
 use crate::workspace::{Buffers, ThreadBuffers, Workspace};
 
@@ -146,7 +147,7 @@ pub(crate) fn infer(
                     output,
                     at: At::Input,
                     len,
-                    residual: None,
+                    destination: Destination::Whole,
                 }
                 .run();
             }
@@ -211,9 +212,9 @@ struct Pass<'s, 'x, 'b> {
     /// How many values the current step holds: buffers keep their largest
     /// length, so that reusing them writes no zeros.
     len: usize,
-    /// For a residual's body: the shortcut to add to its output, and the
-    /// block's activation after it.
-    residual: Option<Residual<'x>>,
+    /// Where the last layer writes: for a residual's body, its output with
+    /// the shortcut added; for a concat's branch, its channels of the join.
+    destination: Destination<'x>,
 }
 
 impl<'x> Pass<'_, 'x, '_> {
@@ -230,19 +231,24 @@ impl<'x> Pass<'_, 'x, '_> {
             match (step.node.op, step.layer) {
                 (Op::Conv { .. }, Some(Layer::Conv2d(conv))) => {
                     fused = fusable(self.steps, i).2;
-                    let residual = self.residual_after(i + fused);
+                    let destination = self.destination_after(i + fused);
+                    // Into columns of a concat's output: the whole of it.
+                    let len = match destination {
+                        Destination::Columns { .. } => self.output.len(),
+                        _ => len,
+                    };
                     let (epilogue, mut scratch) =
                         (&self.epilogues[flat], std::mem::take(&mut self.buffers.scratch));
                     self.produce(len, last, |src, dst| {
-                        conv.run(src, dst, &mut scratch, epilogue, kernels, residual)
+                        conv.run(src, dst, &mut scratch, epilogue, kernels, destination)
                     });
                     self.buffers.scratch = scratch;
                 }
                 (Op::Dense { .. }, Some(Layer::Dense(dense))) => {
                     fused = fusable(self.steps, i).2;
-                    let residual = self.residual_after(i + fused);
+                    let destination = self.destination_after(i + fused);
                     let epilogue = &self.epilogues[flat];
-                    self.produce(len, last, |src, dst| dense.run(src, dst, epilogue, kernels, residual));
+                    self.produce(len, last, |src, dst| dense.run(src, dst, epilogue, kernels, destination));
                 }
                 (Op::MaxPool { height, width }, _) => {
                     let mut scratch = std::mem::take(&mut self.buffers.scratch);
@@ -298,18 +304,21 @@ impl<'x> Pass<'_, 'x, '_> {
         }
         // A body that does not end in a conv or dense layer adds its
         // shortcut here.
-        if let Some(residual) = self.residual.take() {
-            let shape = self.steps.nodes.last().map(|node| node.info.output);
-            let channels = shape.map_or(self.output.len(), |shape| shape.channels());
-            residual.apply(self.output, 0, channels);
+        match std::mem::take(&mut self.destination) {
+            Destination::Whole => {}
+            Destination::AddTo(residual) => {
+                let shape = self.steps.nodes.last().map(|node| node.info.output);
+                let channels = shape.map_or(self.output.len(), |shape| shape.channels());
+                residual.apply(self.output, 0, channels);
+            }
+            Destination::Columns { .. } => unreachable!("the block checked that the branch ends in a conv"),
         }
     }
 
-    /// The residual addition for the layer whose fused steps end at step
-    /// `last`, if that is the sequence's last step: it then runs on the
-    /// layer's tiles.
-    fn residual_after(&mut self, last: usize) -> Option<Residual<'x>> {
-        if last + 1 == self.steps.len() { self.residual.take() } else { None }
+    /// Where the layer whose fused steps end at step `last` writes: the
+    /// pass's destination if that is the sequence's last step.
+    fn destination_after(&mut self, last: usize) -> Destination<'x> {
+        if last + 1 == self.steps.len() { std::mem::take(&mut self.destination) } else { Destination::Whole }
     }
 
     /// Runs `write(source, destination)` into `len` new values: the output
@@ -366,23 +375,24 @@ impl Block<'_> {
     /// shortcut's values (or the input itself) added; a concat's branches
     /// each through `merge` into their channels of `out`.
     fn run(&self, x: &[f32], out: &mut [f32], buffers: &mut ThreadBuffers) {
-        let run = |nodes: &'static [Node], first, out: &mut [f32], buffers: &mut ThreadBuffers, residual| {
-            let steps = Steps { nodes, layers: self.steps.layers, first };
-            let (epilogues, kernels, n, len) = (self.epilogues, self.kernels, self.n, x.len());
-            Pass {
-                steps,
-                kernels,
-                epilogues,
-                n,
-                input: x,
-                buffers,
-                output: out,
-                at: At::Input,
-                len,
-                residual,
-            }
-            .run();
-        };
+        let run =
+            |nodes: &'static [Node], first, out: &mut [f32], buffers: &mut ThreadBuffers, destination| {
+                let steps = Steps { nodes, layers: self.steps.layers, first };
+                let (epilogues, kernels, n, len) = (self.epilogues, self.kernels, self.n, x.len());
+                Pass {
+                    steps,
+                    kernels,
+                    epilogues,
+                    n,
+                    input: x,
+                    buffers,
+                    output: out,
+                    at: At::Input,
+                    len,
+                    destination,
+                }
+                .run();
+            };
         let size = |nodes: &[Node]| nodes.iter().map(Node::size).sum::<usize>();
         let mut merge = std::mem::take(&mut buffers.merge);
         match self.node.op {
@@ -392,29 +402,36 @@ impl Block<'_> {
                 let shortcut: &[f32] = match shortcut {
                     Some(nodes) => {
                         let values = &mut grown(&mut merge, out.len())[..out.len()];
-                        run(nodes, self.first + size(body), values, buffers, None);
+                        run(nodes, self.first + size(body), values, buffers, Destination::Whole);
                         values
                     }
                     None => x,
                 };
                 let residual = Residual { shortcut, activation: act };
-                run(body, self.first, out, buffers, Some(residual));
+                run(body, self.first, out, buffers, Destination::AddTo(residual));
             }
             Op::Concat { branches, act } => {
                 let (channels, mut at, mut first) = (self.node.info.output.channels(), 0, self.first);
                 let pixels = out.len() / channels.max(1);
                 for nodes in branches {
                     let width = nodes.last().map_or(self.node.input, |node| node.info.output).channels();
-                    let values: &[f32] = if nodes.is_empty() {
-                        x
+                    let steps = Steps { nodes, layers: self.steps.layers, first };
+                    if ends_in_conv(steps, self.kernels) {
+                        // Straight into its channels of the join.
+                        let columns = Destination::Columns { stride: channels, offset: at };
+                        run(nodes, first, out, buffers, columns);
                     } else {
-                        let values = &mut grown(&mut merge, pixels * width)[..pixels * width];
-                        run(nodes, first, values, buffers, None);
-                        values
-                    };
-                    for (pixel, part) in out.chunks_exact_mut(channels).zip(values.chunks_exact(width.max(1)))
-                    {
-                        pixel[at..at + width].copy_from_slice(part);
+                        let values: &[f32] = if nodes.is_empty() {
+                            x
+                        } else {
+                            let values = &mut grown(&mut merge, pixels * width)[..pixels * width];
+                            run(nodes, first, values, buffers, Destination::Whole);
+                            values
+                        };
+                        let parts = values.chunks_exact(width.max(1));
+                        for (pixel, part) in out.chunks_exact_mut(channels).zip(parts) {
+                            pixel[at..at + width].copy_from_slice(part);
+                        }
                     }
                     (at, first) = (at + width, first + size(nodes));
                 }
@@ -426,6 +443,15 @@ impl Block<'_> {
         }
         buffers.merge = merge;
     }
+}
+
+/// Whether a branch's last layer (with the batchnorm and activation fused
+/// into it) is a conv that can write into columns of a concat's output.
+fn ends_in_conv(steps: Steps<'_>, kernels: Kernels) -> bool {
+    steps.iter().enumerate().any(|(i, step)| {
+        let ends = i + 1 + fusable(steps, i).2 == steps.len();
+        matches!(step.layer, Some(Layer::Conv2d(conv)) if ends && conv.writes_columns(kernels))
+    })
 }
 
 /// `buffer`, grown to at least `len` values.

@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::Error;
 use crate::cpu::Kernels;
 use crate::layers::{
-    Apply, AvgPool2d, BatchNorm, BatchStats, Conv2d, Dense, Epilogue, MaxPool2d, global_pool,
+    Apply, AvgPool2d, BatchNorm, BatchStats, Conv2d, Dense, Destination, Epilogue, MaxPool2d, global_pool,
     global_pool_backward, upsample, upsample_backward,
 };
 use crate::optim::Optimizer;
@@ -186,11 +186,11 @@ fn forward(
     match (node.op, layer.map(|slot| &mut layers[slot])) {
         (Op::Conv { .. }, Some(LayerMut::Conv2d(conv))) => {
             let epilogue = Epilogue::new(conv.bias_values(), None, None);
-            conv.run(input, &mut output, &mut Vec::new(), &epilogue, Kernels::Fastest, None);
+            conv.run(input, &mut output, &mut Vec::new(), &epilogue, Kernels::Fastest, Destination::Whole);
         }
         (Op::Dense { .. }, Some(LayerMut::Dense(dense))) => {
             let epilogue = Epilogue::new(dense.bias_values(), None, None);
-            dense.run(input, &mut output, &epilogue, Kernels::Fastest, None);
+            dense.run(input, &mut output, &epilogue, Kernels::Fastest, Destination::Whole);
         }
         (Op::BatchNorm { .. }, Some(LayerMut::BatchNorm(bn))) => {
             output.copy_from_slice(input);

@@ -14,7 +14,7 @@ use ndarray::{Array1, Array4, ArrayView1, ArrayView4, ArrayViewMut1, ArrayViewMu
 use rayon::prelude::*;
 
 use super::dense::sum_rows;
-use super::{Epilogue, Residual, tensor};
+use super::{Destination, Epilogue, tensor};
 use crate::Error;
 use crate::cpu::Kernels;
 use crate::direct;
@@ -136,6 +136,12 @@ impl Conv2d {
         tensor::replace(current, bias, "conv bias")
     }
 
+    /// Whether [`run`](Self::run) can write into columns of wider rows
+    /// (`Destination::Columns`): every path but the direct one.
+    pub(crate) fn writes_columns(&self, kernels: Kernels) -> bool {
+        !direct::is_direct(&self.geometry, kernels)
+    }
+
     /// The weight and bias as slices, for the kernels and the optimizer.
     pub fn parameters_mut(&mut self) -> Vec<&mut [f32]> {
         std::iter::once(tensor::values_mut(&mut self.weight))
@@ -164,7 +170,7 @@ impl Conv2d {
         let mut out = vec![f32::NAN; n * g.output_len()];
         let epilogue = Epilogue::new(self.bias_values(), None, None);
         let x = x.as_slice().expect("standard layout is contiguous");
-        self.run(x, &mut out, &mut Vec::new(), &epilogue, kernels, None);
+        self.run(x, &mut out, &mut Vec::new(), &epilogue, kernels, Destination::Whole);
         Ok(Array4::from_shape_vec((n, g.height.output, g.width.output, g.out_channels), out)
             .expect("output length is n*oh*ow*cout"))
     }
@@ -184,22 +190,30 @@ impl Conv2d {
         scratch: &mut Vec<Vec<f32>>,
         epilogue: &Epilogue,
         kernels: Kernels,
-        residual: Option<Residual<'_>>,
+        destination: Destination<'_>,
     ) {
         let g = &self.geometry;
         let n = x.len() / g.input_len().max(1);
+        let cout = g.out_channels;
+        // Rows of `ldc` values, this conv's channels from `offset` on.
+        let (ldc, offset) = match destination {
+            Destination::Columns { stride, offset } => (stride, offset),
+            _ => (cout, 0),
+        };
         assert!(
-            x.len() == n * g.input_len() && out.len() == n * g.output_len(),
+            x.len() == n * g.input_len() && out.len() == n * g.output_len() / cout.max(1) * ldc,
             "conv input or output length"
         );
+        assert!(offset + cout <= ldc, "conv output columns");
         let weight = tensor::values(&self.weight);
         assert_eq!(weight.len(), g.patch_len() * g.out_channels, "conv weight shape");
-        let (rows, cout) = (n * g.height.output * g.width.output, g.out_channels);
+        let rows = n * g.height.output * g.width.output;
         if rows == 0 {
             return;
         }
         let tile_rows = g.tile_rows().min(rows);
         let direct = direct::is_direct(g, kernels);
+        assert!(!direct || ldc == cout, "the direct conv writes whole rows");
         let patches = !direct && !g.is_pointwise() && gemm_narrow::reads_patches(g, kernels);
         let panel_len = if direct {
             direct::scratch_len(g)
@@ -221,13 +235,13 @@ impl Conv2d {
         };
         let g_in = &g_in;
         // Whole tiles, split evenly between the threads.
-        split_among_threads(out, tile_rows * cout, scratch, |first_tile, out, col| {
+        split_among_threads(out, tile_rows * ldc, scratch, |first_tile, out, col| {
             if col.len() < panel_len {
                 col.resize(panel_len, 0.0);
             }
-            for (t, out_tile) in out.chunks_mut(tile_rows * cout).enumerate() {
+            for (t, out_tile) in out.chunks_mut(tile_rows * ldc).enumerate() {
                 let start = (first_tile + t) * tile_rows;
-                let rows = start..start + out_tile.len() / cout;
+                let rows = start..start + out_tile.len() / ldc;
                 if direct {
                     direct::direct_tile(
                         direct::Conv { g, weight, epilogue, kernels },
@@ -238,14 +252,14 @@ impl Conv2d {
                     );
                 } else if patches {
                     let b = MatRef::row_major(weight, g.patch_len(), cout);
-                    let c = MatMut::row_major(out_tile, rows.len(), cout);
+                    let c = MatMut::block(&mut out_tile[offset..], rows.len(), cout, ldc);
                     gemm_narrow::multiply_patches(x, g_in, rows.clone(), b, c, kernels);
-                    epilogue.apply(out_tile, cout);
+                    epilogue.apply_columns(out_tile, ldc, offset..offset + cout);
                 } else {
-                    self.tile(x, weight, rows.clone(), out_tile, col, kernels);
-                    epilogue.apply(out_tile, cout);
+                    self.tile(x, weight, rows.clone(), (out_tile, ldc, offset), col, kernels);
+                    epilogue.apply_columns(out_tile, ldc, offset..offset + cout);
                 }
-                if let Some(residual) = residual {
+                if let Destination::AddTo(residual) = destination {
                     residual.apply(out_tile, start * cout, cout);
                 }
             }
@@ -259,12 +273,13 @@ impl Conv2d {
         x: &[f32],
         weight: &[f32],
         rows: std::ops::Range<usize>,
-        out: &mut [f32],
+        (out, ldc, offset): (&mut [f32], usize, usize),
         col: &mut [f32],
         kernels: Kernels,
     ) {
         let g = &self.geometry;
         let (cout, len) = (g.out_channels, rows.len());
+        let out = &mut out[offset..];
         if g.is_pointwise() {
             let a = MatRef::row_major(
                 &x[rows.start * g.in_channels..rows.end * g.in_channels],
@@ -274,7 +289,7 @@ impl Conv2d {
             gemm_narrow::multiply(
                 a,
                 MatRef::row_major(weight, g.in_channels, cout),
-                MatMut::row_major(out, len, cout),
+                MatMut::block(out, len, cout, ldc),
                 kernels,
             );
             return;
@@ -286,7 +301,7 @@ impl Conv2d {
             im2col_tile(x, g, group, rows.clone(), col);
             let a = MatRef::row_major(col, len, patch);
             let b = MatRef::block(&weight[group * cout_g..], patch, cout_g, cout);
-            let c = MatMut::block(&mut out[group * cout_g..], len, cout_g, cout);
+            let c = MatMut::block(&mut out[group * cout_g..], len, cout_g, ldc);
             gemm_narrow::multiply(a, b, c, kernels);
         }
     }

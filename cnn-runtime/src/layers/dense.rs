@@ -3,7 +3,7 @@
 use cnn_shape::{Node, Op};
 use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Ix1, Ix2};
 
-use super::{Epilogue, Residual, tensor};
+use super::{Destination, Epilogue, tensor};
 use crate::Error;
 use crate::cpu::Kernels;
 use crate::gemm::{self, MatMut, MatRef};
@@ -104,7 +104,13 @@ impl Dense {
         let x = x.as_standard_layout();
         let mut out = vec![0.0f32; n * outputs];
         let epilogue = Epilogue::new(self.bias_values(), None, None);
-        self.run(x.as_slice().expect("contiguous"), &mut out, &epilogue, Kernels::Fastest, None);
+        self.run(
+            x.as_slice().expect("contiguous"),
+            &mut out,
+            &epilogue,
+            Kernels::Fastest,
+            Destination::Whole,
+        );
         Ok(Array2::from_shape_vec((n, outputs), out).expect("output length is n*out"))
     }
 
@@ -120,7 +126,7 @@ impl Dense {
         out: &mut [f32],
         epilogue: &Epilogue,
         kernels: Kernels,
-        residual: Option<Residual<'_>>,
+        destination: Destination<'_>,
     ) {
         let (inputs, outputs) = self.weight.dim();
         let n = out.len() / outputs.max(1);
@@ -129,8 +135,10 @@ impl Dense {
         let b = MatRef::row_major(tensor::values(&self.weight), inputs, outputs);
         gemm_narrow::multiply(a, b, MatMut::row_major(out, n, outputs), kernels);
         epilogue.apply(out, outputs);
-        if let Some(residual) = residual {
-            residual.apply(out, 0, outputs);
+        match destination {
+            Destination::Whole => {}
+            Destination::AddTo(residual) => residual.apply(out, 0, outputs),
+            Destination::Columns { .. } => unreachable!("a concat's dense branches go through a buffer"),
         }
     }
 

@@ -55,31 +55,57 @@ impl Epilogue {
         crate::cpu::vectorized(
             #[inline(always)]
             || {
-                match (&self.scale, &self.shift) {
-                    (Some(scale), Some(shift)) => {
-                        for row in values.chunks_exact_mut(channels) {
-                            for ((v, s), t) in row.iter_mut().zip(scale).zip(shift) {
-                                *v = *v * s + t;
-                            }
-                        }
-                    }
-                    (None, Some(shift)) => {
-                        for row in values.chunks_exact_mut(channels) {
-                            row.iter_mut().zip(shift).for_each(|(v, t)| *v += t);
-                        }
-                    }
-                    (Some(scale), None) => {
-                        for row in values.chunks_exact_mut(channels) {
-                            row.iter_mut().zip(scale).for_each(|(v, s)| *v *= s);
-                        }
-                    }
-                    (None, None) => {}
-                }
+                self.scale_shift(values, channels);
                 if let Some(activation) = self.activation {
                     activation.apply(values, channels);
                 }
             },
         )
+    }
+
+    /// Applies to columns `columns` of rows `stride` values long: a concat's
+    /// branch written into its channels of the block's output.
+    pub fn apply_columns(&self, values: &mut [f32], stride: usize, columns: std::ops::Range<usize>) {
+        if columns.len() == stride {
+            return self.apply(values, stride);
+        }
+        crate::cpu::vectorized(
+            #[inline(always)]
+            || {
+                for row in values.chunks_exact_mut(stride) {
+                    let row = &mut row[columns.clone()];
+                    self.scale_shift(row, row.len());
+                    if let Some(activation) = self.activation {
+                        activation.apply(row, row.len());
+                    }
+                }
+            },
+        )
+    }
+
+    /// `x * scale + shift` on rows of `channels` values.
+    #[inline(always)]
+    fn scale_shift(&self, values: &mut [f32], channels: usize) {
+        match (&self.scale, &self.shift) {
+            (Some(scale), Some(shift)) => {
+                for row in values.chunks_exact_mut(channels) {
+                    for ((v, s), t) in row.iter_mut().zip(scale).zip(shift) {
+                        *v = *v * s + t;
+                    }
+                }
+            }
+            (None, Some(shift)) => {
+                for row in values.chunks_exact_mut(channels) {
+                    row.iter_mut().zip(shift).for_each(|(v, t)| *v += t);
+                }
+            }
+            (Some(scale), None) => {
+                for row in values.chunks_exact_mut(channels) {
+                    row.iter_mut().zip(scale).for_each(|(v, s)| *v *= s);
+                }
+            }
+            (None, None) => {}
+        }
     }
 
     /// Applies to `values` that all belong to output channel `channel`,
@@ -113,6 +139,19 @@ impl Epilogue {
 pub(crate) fn refill(vec: &mut Vec<f32>, values: impl IntoIterator<Item = f32>) {
     vec.clear();
     vec.extend(values);
+}
+
+/// Where the last layer of a block's branch puts its output.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) enum Destination<'a> {
+    /// Its own output, whole.
+    #[default]
+    Whole,
+    /// Its own output, the residual added after the epilogue.
+    AddTo(Residual<'a>),
+    /// Columns `offset..offset + COUT` of rows `stride` long: a concat's
+    /// output, the branch's channels of it.
+    Columns { stride: usize, offset: usize },
 }
 
 /// A residual block's addition, run on a tile of the body's last layer

@@ -18,7 +18,7 @@ pub use activation::activate;
 pub use cnn_shape::{Activation, Axis, ConvGeometry, Rounding, Window};
 pub use conv::Conv2d;
 pub use dense::{Dense, flatten};
-pub(crate) use epilogue::{Epilogue, Residual};
+pub(crate) use epilogue::{Destination, Epilogue, Residual};
 pub use norm::BatchNorm;
 pub(crate) use norm::BatchStats;
 pub use pool::{AvgPool2d, MaxPool2d, global_avg_pool, global_max_pool};
