@@ -9,6 +9,7 @@ mod check;
 mod ctxt;
 mod diagnose;
 mod expand;
+mod layer;
 mod parse;
 mod python;
 mod resolve;

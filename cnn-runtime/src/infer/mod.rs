@@ -12,10 +12,13 @@ use rayon::prelude::*;
 
 use crate::cpu::Kernels;
 use crate::layers::{
-    Apply, AvgPool2d, BatchNorm, Conv2d, Dense, Destination, Epilogue, MaxPool2d, Residual, global_pool,
-    upsample,
+    Apply, AvgPool2d, BatchNorm, Conv2d, Dense, Destination, Epilogue, MaxPool2d, global_pool, upsample,
 };
 use crate::workspace::{Buffers, ThreadBuffers, Workspace};
+
+mod block;
+
+use block::Block;
 
 /// A network's layer with parameters, as the pass reads it: the plan's
 /// nodes name them by their slot.
@@ -356,102 +359,6 @@ impl<'x> Pass<'_, 'x, '_> {
             _ => &mut self.output[..self.len],
         }
     }
-}
-
-/// A residual or concat block of a pass, and where its nodes' epilogues are.
-struct Block<'s> {
-    node: &'s Node,
-    /// The depth-first index of its first inner node.
-    first: usize,
-    steps: Steps<'s>,
-    kernels: Kernels,
-    epilogues: &'s [Epilogue],
-    n: usize,
-}
-
-impl Block<'_> {
-    /// Runs the block on `x`, its input, into `out`, with the buffers of
-    /// the next depth: a residual's body straight into `out`, then the
-    /// shortcut's values (or the input itself) added; a concat's branches
-    /// each through `merge` into their channels of `out`.
-    fn run(&self, x: &[f32], out: &mut [f32], buffers: &mut ThreadBuffers) {
-        let run =
-            |nodes: &'static [Node], first, out: &mut [f32], buffers: &mut ThreadBuffers, destination| {
-                let steps = Steps { nodes, layers: self.steps.layers, first };
-                let (epilogues, kernels, n, len) = (self.epilogues, self.kernels, self.n, x.len());
-                Pass {
-                    steps,
-                    kernels,
-                    epilogues,
-                    n,
-                    input: x,
-                    buffers,
-                    output: out,
-                    at: At::Input,
-                    len,
-                    destination,
-                }
-                .run();
-            };
-        let size = |nodes: &[Node]| nodes.iter().map(Node::size).sum::<usize>();
-        let mut merge = std::mem::take(&mut buffers.merge);
-        match self.node.op {
-            Op::Residual { body, shortcut, act } => {
-                // The shortcut first, so that the body's last layer adds it
-                // to each tile while the tile is in cache.
-                let shortcut: &[f32] = match shortcut {
-                    Some(nodes) => {
-                        let values = &mut grown(&mut merge, out.len())[..out.len()];
-                        run(nodes, self.first + size(body), values, buffers, Destination::Whole);
-                        values
-                    }
-                    None => x,
-                };
-                let residual = Residual { shortcut, activation: act };
-                run(body, self.first, out, buffers, Destination::AddTo(residual));
-            }
-            Op::Concat { branches, act } => {
-                let (channels, mut at, mut first) = (self.node.info.output.channels(), 0, self.first);
-                let pixels = out.len() / channels.max(1);
-                for nodes in branches {
-                    let width = nodes.last().map_or(self.node.input, |node| node.info.output).channels();
-                    let steps = Steps { nodes, layers: self.steps.layers, first };
-                    if ends_in_conv(steps, self.kernels) {
-                        // Straight into its channels of the join.
-                        let columns = Destination::Columns { stride: channels, offset: at };
-                        run(nodes, first, out, buffers, columns);
-                    } else {
-                        let values: &[f32] = if nodes.is_empty() {
-                            x
-                        } else {
-                            let values = &mut grown(&mut merge, pixels * width)[..pixels * width];
-                            run(nodes, first, values, buffers, Destination::Whole);
-                            values
-                        };
-                        let parts = values.chunks_exact(width.max(1));
-                        for (pixel, part) in out.chunks_exact_mut(channels).zip(parts) {
-                            pixel[at..at + width].copy_from_slice(part);
-                        }
-                    }
-                    (at, first) = (at + width, first + size(nodes));
-                }
-                if let Some(act) = act {
-                    act.apply(out, channels);
-                }
-            }
-            _ => unreachable!("a block is a residual or a concat"),
-        }
-        buffers.merge = merge;
-    }
-}
-
-/// Whether a branch's last layer (with the batchnorm and activation fused
-/// into it) is a conv that can write into columns of a concat's output.
-fn ends_in_conv(steps: Steps<'_>, kernels: Kernels) -> bool {
-    steps.iter().enumerate().any(|(i, step)| {
-        let ends = i + 1 + fusable(steps, i).2 == steps.len();
-        matches!(step.layer, Some(Layer::Conv2d(conv)) if ends && conv.writes_columns(kernels))
-    })
 }
 
 /// `buffer`, grown to at least `len` values.
