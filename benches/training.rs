@@ -1,13 +1,15 @@
-//! One LeNet-5 training step (forward, backward, Adam) on 64 MNIST images,
-//! in images per second. `cargo bench --bench training`; threads follow
-//! `RAYON_NUM_THREADS`.
+//! LeNet-5 training (forward, backward, Adam) on MNIST, in images per
+//! second: one step on 64 images (criterion), then one whole epoch in
+//! shuffled batches of 64, timed once (`epoch` below; `benches/peers` runs
+//! PyTorch's same epoch beside it). `cargo bench --bench training`; threads
+//! follow `RAYON_NUM_THREADS`. `-- --epoch` runs the epoch alone.
 
 use std::hint::black_box;
 
 use cnn::data::read_mnist;
 use cnn::ndarray::s;
 use cnn::optim::Adam;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 
 cnn::cnn! {
     pub struct LeNet5 {
@@ -32,9 +34,47 @@ fn training_step(c: &mut Criterion) {
     group.finish();
 }
 
+/// One epoch of the 60,000 training images, batches of 64 in a shuffled
+/// order, after 20 steps of warm-up: too long for criterion's samples.
+fn epoch() {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+
+    let (train, _) = read_mnist(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist")).unwrap();
+    let mut net = LeNet5::new();
+    let mut opt = Adam::new(1e-3);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
+    let batches: Vec<_> = order.chunks(64).collect();
+    for indices in &batches[..20] {
+        let batch = train.select(indices);
+        net.train_step(batch.images.view(), &batch.labels, &mut opt).unwrap();
+    }
+    let start = std::time::Instant::now();
+    let mut loss = 0.0;
+    for indices in &batches {
+        let batch = train.select(indices);
+        loss += net.train_step(batch.images.view(), &batch.labels, &mut opt).unwrap();
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "LeNet-5 MNIST epoch, batch 64, {} threads: {seconds:.2} s, {:.0} images/s (mean loss {:.4})",
+        rayon::current_num_threads(),
+        train.len() as f64 / seconds,
+        loss / batches.len() as f32
+    );
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30);
     targets = training_step
 }
-criterion_main!(benches);
+
+fn main() {
+    if !std::env::args().any(|a| a == "--epoch") {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    }
+    epoch();
+}

@@ -1,9 +1,12 @@
 """The ONNX half of the peers: `prepare DIR` turns cnn's saved weights into
 PyTorch layout (for candle) and ONNX files (for tract and onnxruntime);
 `ort DIR THREADS` times onnxruntime and checks its outputs against cnn's;
-`table DIR` prints every engine's median ms and its ratio to cnn.
+`mnist THREADS` trains PyTorch's LeNet-5 for one MNIST epoch (cnn's is
+`cargo bench --bench training -- --epoch`); `torch DIR THREADS` times PyTorch (CPU, `torch.inference_mode`) on the same
+weights; `table DIR` prints every engine's lowest median ms, its ratio to
+cnn, and the spread between rounds.
 
-Needs numpy, safetensors, onnx and onnxruntime (pip).
+Needs numpy, safetensors, onnx, onnxruntime and torch (pip).
 """
 
 import statistics
@@ -115,18 +118,123 @@ def ort(d, threads):
             results.write(f"onnxruntime\t{threads}\t{name}\t{ms:.4f}\n")
 
 
+def pytorch_model(spec, channels, weights):
+    """The workload as an `nn.Sequential`, module i being item i of the spec."""
+    import torch.nn as nn
+
+    modules = []
+    for i, words in enumerate(spec):
+        kind = words[0]
+        if kind == "conv":
+            cout, k, s, p, bias = map(int, words[1:])
+            modules.append(nn.Conv2d(channels, cout, k, stride=s, padding=p, bias=bool(bias)))
+            channels = cout
+        elif kind == "linear":
+            out_features, in_features = weights[f"{i}.weight"].shape
+            modules.append(nn.Linear(in_features, out_features))
+        elif kind in ("maxpool", "avgpool"):
+            modules.append((nn.MaxPool2d if kind == "maxpool" else nn.AvgPool2d)(2, 2))
+        elif kind == "gap":
+            modules.append(nn.AdaptiveAvgPool2d(1))
+        elif kind == "flatten":
+            modules.append(nn.Flatten())
+        else:
+            modules.append({"relu": nn.ReLU, "tanh": nn.Tanh}[kind]())
+    model = nn.Sequential(*modules).eval()
+    model.load_state_dict(weights)
+    return model
+
+
+def pytorch(d, threads):
+    """PyTorch on the CPU, `torch.inference_mode`, NCHW, the same weights."""
+    import torch
+    from safetensors.torch import load_file as load_torch
+
+    torch.set_num_threads(threads)
+    with open(d / "results.tsv", "a") as results:
+        for name, batch, (h, w, c), spec in workloads(d):
+            model = pytorch_model(spec, c, load_torch(str(d / f"{name}.torch.safetensors")))
+            io = load_torch(str(d / f"{name}.nchw.safetensors"))
+            x = io["input"].contiguous()
+            with torch.inference_mode():
+                y = model(x)
+                scale = torch.maximum(io["output"].abs(), io["output"].abs().max())
+                worst = float(((y - io["output"]).abs() / scale).max())
+                assert worst < 1e-4, f"pytorch {name}: outputs differ by {worst:e} relative"
+                for _ in range(3):
+                    model(x)
+                runs = 15 if x.numel() > 400_000 else 31
+                times = []
+                for _ in range(runs):
+                    start = time.perf_counter()
+                    model(x)
+                    times.append((time.perf_counter() - start) * 1e3)
+            ms = statistics.median(times)
+            print(f"torch  {name} {threads} thread(s): {ms:8.3f} ms")
+            results.write(f"pytorch\t{threads}\t{name}\t{ms:.4f}\n")
+
+
+def read_idx(path):
+    import gzip
+
+    data = gzip.open(path).read() if str(path).endswith(".gz") else open(path, "rb").read()
+    dims = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def mnist(threads):
+    """One epoch of LeNet-5 (as examples/mnist.rs) on MNIST in PyTorch: batches of
+    64 in a shuffled order, Adam 1e-3, after 20 steps of warm-up."""
+    import torch
+    import torch.nn as nn
+
+    torch.set_num_threads(threads)
+    root = Path(__file__).resolve().parents[2] / "data" / "mnist"
+    images = next(p for p in root.iterdir() if p.name.startswith("train-images"))
+    labels = next(p for p in root.iterdir() if p.name.startswith("train-labels"))
+    x = torch.from_numpy(read_idx(images).astype(np.float32) / 255.0).unsqueeze(1)
+    y = torch.from_numpy(read_idx(labels).astype(np.int64))
+    torch.manual_seed(1)
+    model = nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+    )
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    order = torch.randperm(len(x))
+    batches = [order[i : i + 64] for i in range(0, len(x), 64)]
+
+    def step(indices):
+        opt.zero_grad()
+        loss = loss_fn(model(x[indices]), y[indices])
+        loss.backward()
+        opt.step()
+        return float(loss)
+
+    for indices in batches[:20]:
+        step(indices)
+    start = time.perf_counter()
+    total = sum(step(indices) for indices in batches)
+    seconds = time.perf_counter() - start
+    print(f"PyTorch {torch.__version__} LeNet-5 MNIST epoch, batch 64, {threads} threads: "
+          f"{seconds:.2f} s, {len(x) / seconds:.0f} images/s (mean loss {total / len(batches):.4f})")
+
+
 def table(d):
-    times = {}
+    medians = defaultdict(list)
     for line in (d / "results.tsv").read_text().splitlines():
         engine, threads, name, ms = line.split("\t")
-        # Several rounds: the lowest median of each, the speed of this
-        # kind of machine drifting between minutes.
-        key = (engine, int(threads), name)
-        times[key] = min(times.get(key, float("inf")), float(ms))
+        medians[(engine, int(threads), name)].append(float(ms))
+    # Several rounds: the lowest median of each, the speed of this kind of
+    # machine drifting between minutes; the spread says by how much.
+    times = {key: min(values) for key, values in medians.items()}
+    spread = {key: max(values) / min(values) - 1 for key, values in medians.items()}
     names = sorted({k[2] for k in times})
     print("| engine | threads | " + " | ".join(names) + " |")
     print("|---|---|" + "---|" * len(names))
-    for engine in ["cnn", "onnxruntime", "tract", "candle"]:
+    for engine in ["cnn", "onnxruntime", "pytorch", "tract", "candle"]:
         for threads in (1, 2):
             cells = []
             for name in names:
@@ -134,8 +242,24 @@ def table(d):
                 cells.append("-" if ms is None else f"{ms:.2f}" + ("" if engine == "cnn" or ours is None else f" ({ms / ours:.2f}x)"))
             if any(cell != "-" for cell in cells):
                 print(f"| {engine} | {threads} | " + " | ".join(cells) + " |")
+    print("\nspread between rounds (slowest median / fastest - 1):\n")
+    print("| engine | threads | rounds | " + " | ".join(names) + " |")
+    print("|---|---|---|" + "---|" * len(names))
+    for engine in ["cnn", "onnxruntime", "pytorch"]:
+        for threads in (1, 2):
+            keys = [(engine, threads, name) for name in names]
+            if all(k in spread for k in keys):
+                rounds = min(len(medians[k]) for k in keys)
+                print(f"| {engine} | {threads} | {rounds} | " + " | ".join(f"{100 * spread[k]:.0f}%" for k in keys) + " |")
 
 
 if __name__ == "__main__":
-    command, d = sys.argv[1], Path(sys.argv[2])
-    {"prepare": lambda: prepare(d), "ort": lambda: ort(d, int(sys.argv[3])), "table": lambda: table(d)}[command]()
+    command, d = sys.argv[1], Path(sys.argv[2]) if len(sys.argv) > 2 else None
+    commands = {
+        "prepare": lambda: prepare(d),
+        "ort": lambda: ort(d, int(sys.argv[3])),
+        "torch": lambda: pytorch(d, int(sys.argv[3])),
+        "mnist": lambda: mnist(int(sys.argv[2])),
+        "table": lambda: table(d),
+    }
+    commands[command]()
