@@ -382,7 +382,7 @@ impl Walk<'_> {
             shortcut: shortcut.map(|_| shortcut_steps),
             act: act.map(activation),
         };
-        Some(self.push_block(kind, scope, &cur, shape, arithmetic, source, act, out))
+        Some(self.push_block(kind, scope, &cur, shape, arithmetic, source, out))
     }
 
     fn concat(
@@ -415,7 +415,7 @@ impl Walk<'_> {
             branches: results.into_iter().map(|(s, _)| s).collect(),
             act: act.map(activation),
         };
-        Some(self.push_block(kind, scope, &cur, shape, arithmetic, "concat", act, out))
+        Some(self.push_block(kind, scope, &cur, shape, arithmetic, "concat", out))
     }
 
     /// Adds a block's step, its merge, and gives the shape after it.
@@ -428,7 +428,6 @@ impl Walk<'_> {
         output: Shape,
         arithmetic: String,
         source: &str,
-        act: Option<Act>,
         out: &mut Vec<Step>,
     ) -> Current {
         let branches: Vec<&Vec<Step>> = match &kind {
@@ -439,7 +438,6 @@ impl Walk<'_> {
         let params =
             branches.iter().flat_map(|b| b.iter()).fold(0usize, |sum, s| sum.saturating_add(s.params));
         let last_layer = branches.iter().flat_map(|b| b.iter()).filter_map(|s| s.layer).max();
-        let _ = act;
         let source = source.to_string();
         let torch = scope.torch.join(".");
         out.push(Step {
