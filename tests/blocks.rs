@@ -128,8 +128,12 @@ fn blocks_name_their_layers_by_path() {
     let names: Vec<(&str, &str)> = Branchy::LAYERS.iter().map(|l| (l.name, l.source)).collect();
     // As in an `nn.Sequential`, the fused relu is module 1: the first residual is 2.
     assert_eq!(names[..3], [("conv1", "conv 8 k3 p1 relu"), ("relu", "relu"), ("2.0", "conv 8 k3 p1")]);
-    assert!(names.contains(&("2", "residual")) && names.contains(&("3.shortcut.0", "conv 12 k1 s2 floor")));
-    assert!(names.contains(&("4", "concat")) && names.contains(&("silu", "silu")));
+    assert!(
+        names.contains(&("2", "residual relu")) && names.contains(&("3.shortcut.0", "conv 12 k1 s2 floor"))
+    );
+    // A block's activation belongs to its merge: no entry of its own.
+    assert!(names.contains(&("4", "concat silu")) && !names.contains(&("silu", "silu")));
+    assert!(names.contains(&("3", "residual + shortcut")));
     assert!(names.contains(&("6.0.1.0", "conv 22 k3 p1")));
     let concat = Branchy::LAYERS.iter().find(|l| l.name == "4").unwrap();
     assert_eq!(concat.output, Shape::Hwc(5, 5, 22));

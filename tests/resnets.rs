@@ -49,8 +49,10 @@ fn resnet18_counts_and_names_as_torchvision() {
     {
         assert!(names.contains(&name), "{name} in {names:?}");
     }
+    // 4 + 2 layers at the top, 5 and a merge in each of 8 blocks, 2 in each of 3 projections.
+    assert_eq!(ResNet18::LAYERS.len(), 4 + 2 + 8 * 6 + 3 * 2);
     let merge = ResNet18::LAYERS.iter().find(|l| l.name == "layer2.0").unwrap();
-    assert_eq!((merge.source, merge.output), ("residual + shortcut", Shape::Hwc(28, 28, 128)));
+    assert_eq!((merge.source, merge.output), ("residual + shortcut relu", Shape::Hwc(28, 28, 128)));
     let summary = ResNet18::summary();
     assert!(summary.contains("28x28x128 + 28x28x128"), "{summary}");
     assert!(summary.contains("parameters: 11,689,512"), "{summary}");

@@ -107,11 +107,11 @@ fn activation_tokens(act: Activation) -> TokenStream {
     quote!(::cnn::__private::plan::Activation::#act)
 }
 
-/// An activation's keyword and source, for its `LAYERS` entry.
-fn activation_text(act: Activation) -> (&'static str, String) {
+/// An activation as written: `relu`, `leakyrelu 0.2`.
+fn activation_text(act: Activation) -> String {
     match act {
-        Activation::LeakyRelu(alpha) => ("leakyrelu", format!("leakyrelu {alpha:?}")),
-        _ => (act.keyword(), act.keyword().to_string()),
+        Activation::LeakyRelu(alpha) => format!("leakyrelu {alpha:?}"),
+        _ => act.keyword().to_string(),
     }
 }
 
@@ -210,13 +210,14 @@ impl<'a> Emit<'a> {
         self.nodes(steps, name)
     }
 
-    /// The `LAYERS` entries of a block's merge and its activation.
+    /// The `LAYERS` entry of a block's merge; the block's activation,
+    /// which belongs to the block, is part of it (`residual + shortcut relu`).
     fn merge(&mut self, step: &Step, act: Option<Activation>) {
-        self.infos.push(info_tokens(&step.name, &step.source, step.output, 0));
-        if let Some(act) = act {
-            let (keyword, source) = activation_text(act);
-            self.infos.push(info_tokens(keyword, &source, step.output, 0));
-        }
+        let source = match act {
+            Some(act) => format!("{} {}", step.source, activation_text(act)),
+            None => step.source.clone(),
+        };
+        self.infos.push(info_tokens(&step.name, &source, step.output, 0));
     }
 
     /// The field of a layer with parameters, and its node's `param`.

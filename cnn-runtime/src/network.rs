@@ -10,7 +10,8 @@ pub trait Network: Sized {
     const OUTPUT: Shape;
     /// Trainable parameters, counted as PyTorch does.
     const PARAMETERS: usize;
-    /// Every layer after `input`, fused activations as layers of their own.
+    /// Every layer after `input`, fused activations as layers of their own,
+    /// and every block's merge (its activation included), depth first.
     const LAYERS: &'static [LayerInfo];
 
     /// `Array2<f32>` `(N, features)` for a flat output, else `Array4<f32>` NHWC.
