@@ -69,23 +69,16 @@ pub struct Tensors<'a> {
     taken: Vec<String>,
 }
 
-/// Where a layer's tensors are in a file, and what its flat input was
+/// Where a node's tensors are in a file, and what its flat input was
 /// flattened from.
-#[derive(Clone, Copy, Debug)]
-struct Prefix {
-    param: Param,
+fn param_of(node: &Node) -> Param {
+    node.param.expect("the macro gives every layer with parameters its place")
 }
 
-impl Prefix {
-    fn of(node: &Node) -> Prefix {
-        Prefix { param: node.param.expect("the macro gives every layer with parameters its place") }
-    }
-}
-
-fn key(prefix: Prefix, layout: Layout, name: &str) -> String {
+fn key(param: Param, layout: Layout, name: &str) -> String {
     match layout {
-        Layout::Cnn => format!("{}.{name}", prefix.param.field),
-        Layout::PyTorch => format!("{}.{name}", prefix.param.torch),
+        Layout::Cnn => format!("{}.{name}", param.field),
+        Layout::PyTorch => format!("{}.{name}", param.torch),
     }
 }
 
@@ -145,9 +138,9 @@ impl Tensors<'_> {
 
     /// A `[len]` tensor; in PyTorch's layout after `flatten`, features
     /// come in C, H, W order.
-    fn vector(&mut self, prefix: Prefix, name: &str, len: usize) -> Result<Array1<f32>, Error> {
-        let values = self.take(&key(prefix, self.layout, name), &[len])?;
-        Ok(match (self.layout, prefix.param.flat_from) {
+    fn vector(&mut self, param: Param, name: &str, len: usize) -> Result<Array1<f32>, Error> {
+        let values = self.take(&key(param, self.layout, name), &[len])?;
+        Ok(match (self.layout, param.flat_from) {
             (Layout::PyTorch, Some(hwc)) => Array1::from_shape_fn(len, |i| values[chw_index(i, hwc)]),
             _ => Array1::from(values),
         })
@@ -159,9 +152,9 @@ impl Conv2d {
     #[doc(hidden)]
     pub fn load(tensors: &mut Tensors<'_>, node: &Node) -> Result<Conv2d, Error> {
         let Op::Conv { geometry: g, bias } = node.op else { unreachable!("a conv node") };
-        let prefix = Prefix::of(node);
+        let param = param_of(node);
         let [kh, kw, ci, co] = g.weight_shape();
-        let name = key(prefix, tensors.layout, "weight");
+        let name = key(param, tensors.layout, "weight");
         let weight = match tensors.layout {
             Layout::Cnn => Array4::from_shape_vec((kh, kw, ci, co), tensors.take(&name, &[kh, kw, ci, co])?),
             Layout::PyTorch => {
@@ -170,7 +163,7 @@ impl Conv2d {
             }
         }
         .expect("the length was checked with the shape");
-        let bias = if bias { Some(tensors.vector(prefix, "bias", co)?) } else { None };
+        let bias = if bias { Some(tensors.vector(param, "bias", co)?) } else { None };
         Ok(Conv2d::from_parts(g, weight, bias).expect("the shapes were checked against the file"))
     }
 }
@@ -181,8 +174,8 @@ impl Dense {
     #[doc(hidden)]
     pub fn load(tensors: &mut Tensors<'_>, node: &Node) -> Result<Dense, Error> {
         let Op::Dense { inputs, outputs, bias } = node.op else { unreachable!("a dense node") };
-        let prefix = Prefix::of(node);
-        let name = key(prefix, tensors.layout, "weight");
+        let param = param_of(node);
+        let name = key(param, tensors.layout, "weight");
         let weight = match tensors.layout {
             Layout::Cnn => {
                 Array2::from_shape_vec((inputs, outputs), tensors.take(&name, &[inputs, outputs])?)
@@ -190,11 +183,11 @@ impl Dense {
             }
             Layout::PyTorch => {
                 let rows = tensors.take(&name, &[outputs, inputs])?;
-                let column = |i| prefix.param.flat_from.map_or(i, |hwc| chw_index(i, hwc));
+                let column = |i| param.flat_from.map_or(i, |hwc| chw_index(i, hwc));
                 Array2::from_shape_fn((inputs, outputs), |(i, o)| rows[o * inputs + column(i)])
             }
         };
-        let unflattened = Prefix { param: Param { flat_from: None, ..prefix.param } };
+        let unflattened = Param { flat_from: None, ..param };
         let bias = if bias { Some(tensors.vector(unflattened, "bias", outputs)?) } else { None };
         Ok(Dense::from_parts(weight, bias).expect("the shapes were checked against the file"))
     }
@@ -205,13 +198,13 @@ impl BatchNorm {
     #[doc(hidden)]
     pub fn load(tensors: &mut Tensors<'_>, node: &Node) -> Result<BatchNorm, Error> {
         let Op::BatchNorm { channels, eps } = node.op else { unreachable!("a batchnorm node") };
-        let prefix = Prefix::of(node);
+        let param = param_of(node);
         let mut bn = BatchNorm::new(channels, eps);
         let loaded = [
-            tensors.vector(prefix, "weight", channels)?,
-            tensors.vector(prefix, "bias", channels)?,
-            tensors.vector(prefix, "running_mean", channels)?,
-            tensors.vector(prefix, "running_var", channels)?,
+            tensors.vector(param, "weight", channels)?,
+            tensors.vector(param, "bias", channels)?,
+            tensors.vector(param, "running_mean", channels)?,
+            tensors.vector(param, "running_var", channels)?,
         ];
         let [weight, bias, mean, var] = loaded;
         let set = bn
