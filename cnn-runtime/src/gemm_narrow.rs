@@ -15,7 +15,9 @@
 //! addresses of the rows of A stay in registers too; with more, the
 //! compiler computes them anew for every value. Each sum runs over `k` in
 //! order, so the result does not depend on how the rows are split between
-//! threads or images between chunks.
+//! threads or images between chunks. The layer's epilogue (bias, batchnorm,
+//! relu and its kin) is applied to the sums as they are stored, while they
+//! are in L1, rather than in a pass of its own over the output ([`Finish`]).
 
 use std::mem::size_of;
 use std::ops::Range;
@@ -25,7 +27,8 @@ use pulp::{Simd, WithSimd};
 
 use crate::cpu::Kernels;
 use crate::gemm::{MatMut, MatRef};
-use cnn_shape::ConvGeometry;
+use crate::layers::Apply;
+use cnn_shape::{Activation, ConvGeometry};
 
 /// What tiles of rows should be a multiple of: of every `MR` below (8
 /// and 6), so that only the batch's last tile has a tail.
@@ -49,14 +52,73 @@ fn available(kernels: Kernels) -> bool {
 ///
 /// If the dimensions disagree, a matrix does not fit in its slice or a
 /// column stride is not 1: bugs of the caller, never of user input.
-pub fn multiply(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>, kernels: Kernels) {
+pub fn multiply(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>, finish: Finish<'_>, kernels: Kernels) {
+    assert!(a.col_stride == 1 && c.col_stride == 1, "gemm: strided columns");
     if !available(kernels) {
-        return crate::gemm::sgemm(1.0, a, b, 0.0, c);
+        let MatMut { data, rows, cols, row_stride, .. } = c;
+        crate::gemm::sgemm(1.0, a, b, 0.0, MatMut::block(&mut *data, rows, cols, row_stride));
+        return data.chunks_mut(row_stride).take(rows).for_each(|row| finish.apply(&mut row[..cols]));
     }
-    assert!(a.col_stride == 1, "gemm: strided columns");
     let fits = a.rows == 0 || a.cols == 0 || (a.rows - 1) * a.row_stride + a.cols <= a.data.len();
     assert!(fits, "gemm: a out of bounds");
-    product(Rows::Matrix(a), b, c, kernels);
+    product(Rows::Matrix(a), b, c, finish, kernels);
+}
+
+/// What the kernels do to each sum as they store it: `act(sum * scale +
+/// shift)`, `scale` and `shift` one value per column of C (`None`: 1 and
+/// 0), `act` only one that [`takes`](Finish::takes), a compare and a select.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Finish<'a> {
+    pub scale: Option<&'a [f32]>,
+    pub shift: Option<&'a [f32]>,
+    pub activation: Option<Activation>,
+}
+
+impl Finish<'_> {
+    /// Whether the kernels apply `activation` to their sums.
+    pub fn takes(activation: Activation) -> bool {
+        matches!(activation, Activation::Relu | Activation::Relu6 | Activation::LeakyRelu(_))
+    }
+
+    /// The same on a row of C already stored, as the epilogue computes it.
+    fn apply(&self, row: &mut [f32]) {
+        for (j, v) in row.iter_mut().enumerate() {
+            let scaled = self.scale.map_or(*v, |s| *v * s[j]);
+            *v = self.shift.map_or(scaled, |t| scaled + t[j]);
+        }
+        if let Some(activation) = self.activation {
+            activation.apply(row, row.len());
+        }
+    }
+
+    /// `act(sum * scale + shift)` on one vector of sums, whose columns start
+    /// at `first`.
+    #[inline(always)]
+    fn vector<S: Simd>(&self, simd: S, sum: S::f32s, first: usize) -> S::f32s {
+        let mut v = sum;
+        if let Some(scale) = self.scale {
+            v = simd.mul_f32s(v, load(simd, &scale[first..]));
+        }
+        if let Some(shift) = self.shift {
+            v = simd.add_f32s(v, load(simd, &shift[first..]));
+        }
+        let zero = simd.splat_f32s(0.0);
+        // `v < 0` is false for NaN, which stays, as in the scalar activations.
+        match self.activation {
+            None => v,
+            Some(Activation::Relu) => simd.select_f32s(simd.less_than_f32s(v, zero), zero, v),
+            Some(Activation::LeakyRelu(alpha)) => {
+                let leaked = simd.mul_f32s(v, simd.splat_f32s(alpha));
+                simd.select_f32s(simd.less_than_f32s(v, zero), leaked, v)
+            }
+            Some(Activation::Relu6) => {
+                let six = simd.splat_f32s(6.0);
+                let capped = simd.select_f32s(simd.greater_than_f32s(v, six), six, v);
+                simd.select_f32s(simd.less_than_f32s(v, zero), zero, capped)
+            }
+            Some(_) => unreachable!("Finish::takes admits the piecewise-linear activations only"),
+        }
+    }
 }
 
 /// Whether [`multiply_patches`] can convolve `g` once padded: where the
@@ -79,17 +141,19 @@ pub fn multiply_patches(
     pixels: Range<usize>,
     b: MatRef<'_>,
     c: MatMut<'_>,
+    finish: Finish<'_>,
     kernels: Kernels,
 ) {
     let (h, w) = (g.height, g.width);
     let unpadded = h.pad_before + h.pad_after + w.pad_before + w.pad_after == 0;
     assert!(reads_patches(g, kernels) && unpadded, "gemm: patches that are not runs of the input");
     assert!(x.len().is_multiple_of(g.input_len()), "gemm: x is not whole images");
-    product(Rows::Patches { x, g, first_pixel: pixels.start, pixels: pixels.len() }, b, c, kernels);
+    let a = Rows::Patches { x, g, first_pixel: pixels.start, pixels: pixels.len() };
+    product(a, b, c, finish, kernels);
 }
 
-/// `c = a * b` on a CPU where the kernel runs.
-fn product(a: Rows<'_>, b: MatRef<'_>, c: MatMut<'_>, kernels: Kernels) {
+/// `c = finish(a * b)` on a CPU where the kernel runs.
+fn product(a: Rows<'_>, b: MatRef<'_>, c: MatMut<'_>, finish: Finish<'_>, kernels: Kernels) {
     let (m, k, n) = (a.len(), a.k(), b.cols);
     assert!(b.rows == k && c.rows == m && c.cols == n, "gemm: mismatched dimensions");
     assert!(b.col_stride == 1 && c.col_stride == 1, "gemm: strided columns");
@@ -98,10 +162,16 @@ fn product(a: Rows<'_>, b: MatRef<'_>, c: MatMut<'_>, kernels: Kernels) {
     };
     assert!(fits(b.data.len(), k, n, b.row_stride), "gemm: b out of bounds");
     assert!(fits(c.data.len(), m, n, c.row_stride), "gemm: c out of bounds");
+    let per_column = |v: Option<&[f32]>| v.is_none_or(|v| v.len() >= n);
+    assert!(per_column(finish.scale) && per_column(finish.shift), "gemm: finish shorter than c's rows");
+    assert!(finish.activation.is_none_or(Finish::takes), "gemm: an activation the kernel does not take");
     if k == 0 {
-        c.data.chunks_mut(c.row_stride).take(m).for_each(|row| row[..n].fill(0.0));
+        c.data.chunks_mut(c.row_stride).take(m).for_each(|row| {
+            row[..n].fill(0.0);
+            finish.apply(&mut row[..n]);
+        });
     } else if m > 0 && n > 0 {
-        kernels.arch().dispatch(Product { a, b, c });
+        kernels.arch().dispatch(Product { a, b, c, finish });
     }
 }
 
@@ -115,20 +185,36 @@ enum Rows<'a> {
     Patches { x: &'a [f32], g: &'a ConvGeometry, first_pixel: usize, pixels: usize },
 }
 
-/// How the `k` values of a row of A lie: `count` runs of `len` values
-/// (the last one possibly shorter), run `j` at `j * step` from the row's
-/// first value.
+/// How the `k` values of a row of A lie: `rows` runs of `row_len` values,
+/// run `r` at `r * step` from the row's first value (a patch's kernel
+/// rows; a matrix row is one run), read in pieces of at most `piece`
+/// values; a pass over the rows of A takes `per_pass` pieces, so that the
+/// rows of B it reads stay in L1.
 #[derive(Clone, Copy)]
 struct Runs {
-    count: usize,
-    len: usize,
+    rows: usize,
+    row_len: usize,
     step: usize,
-    k: usize,
+    piece: usize,
+    per_pass: usize,
 }
 
 impl Runs {
-    fn len_of(&self, run: usize) -> usize {
-        self.len.min(self.k - run * self.len)
+    fn pieces_per_row(&self) -> usize {
+        self.row_len.div_ceil(self.piece)
+    }
+
+    /// How many pieces a row of A is cut into.
+    fn count(&self) -> usize {
+        self.rows * self.pieces_per_row()
+    }
+
+    /// Piece `i`: where it starts in a row of A, where in `k`, and its length.
+    #[inline(always)]
+    fn piece(&self, i: usize) -> (usize, usize, usize) {
+        let (run, part) = (i / self.pieces_per_row(), i % self.pieces_per_row());
+        let skip = part * self.piece;
+        (run * self.step + skip, run * self.row_len + skip, self.piece.min(self.row_len - skip))
     }
 }
 
@@ -154,29 +240,22 @@ impl Rows<'_> {
         }
     }
 
-    /// The runs of a row, and how many of them a pass over the rows takes:
-    /// as many as keep the rows of B it reads (`width` wide) within
-    /// `B_PART_BYTES`, at least one. A matrix's one run is cut to fit.
-    fn runs(&self, width: usize) -> (Runs, usize) {
-        let bytes = |len: usize| len * width * size_of::<f32>();
-        match self {
-            Rows::Matrix(a) => {
-                let parts = bytes(a.cols).div_ceil(B_PART_BYTES).max(1);
-                let len = a.cols.div_ceil(parts);
-                (Runs { count: a.cols.div_ceil(len), len, step: len, k: a.cols }, 1)
-            }
+    /// The runs of a row, cut into pieces that keep the rows of B they read
+    /// (`width` wide) within `B_PART_BYTES`.
+    fn runs(&self, width: usize) -> Runs {
+        let (rows, row_len, step) = match self {
+            Rows::Matrix(a) => (1, a.cols, 0),
             Rows::Patches { g, .. } => {
                 let (h, w) = (g.height, g.width);
-                let len = w.kernel * g.in_channels;
-                let runs = Runs {
-                    count: h.kernel,
-                    len,
-                    step: h.dilation * w.input * g.in_channels,
-                    k: h.kernel * len,
-                };
-                (runs, (B_PART_BYTES / bytes(len)).max(1))
+                (h.kernel, w.kernel * g.in_channels, h.dilation * w.input * g.in_channels)
             }
-        }
+        };
+        let fit = (B_PART_BYTES / (width * size_of::<f32>())).max(1);
+        // Pieces of even length, so that none is a short tail; short runs
+        // whole, as many a pass as fit.
+        let piece = row_len.div_ceil(row_len.div_ceil(fit).max(1)).max(1);
+        let per_pass = if piece == row_len { (fit / row_len.max(1)).max(1) } else { 1 };
+        Runs { rows, row_len, step, piece, per_pass }
     }
 
     /// Where the first values of rows `first..first + MR` are in [`data`](Self::data).
@@ -212,6 +291,7 @@ struct Product<'a> {
     a: Rows<'a>,
     b: MatRef<'a>,
     c: MatMut<'a>,
+    finish: Finish<'a>,
 }
 
 impl WithSimd for Product<'_> {
@@ -219,7 +299,7 @@ impl WithSimd for Product<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        let Product { a, b, c } = self;
+        let Product { a, b, c, finish } = self;
         let (c, ldc) = (c.data, c.row_stride);
         let lanes = size_of::<S::f32s>() / size_of::<f32>();
         // Rows of sums per call, for 1..=4 vectors of columns.
@@ -236,8 +316,8 @@ impl WithSimd for Product<'_> {
                     };
                     match (width.div_ceil(lanes), width % lanes == 0) {
                         $(
-                            ($nv, true) => block.rows::<S, $mr, $nv, true>(simd, a, c, ldc),
-                            ($nv, false) => block.rows::<S, $mr, $nv, false>(simd, a, c, ldc),
+                            ($nv, true) => block.rows::<S, $mr, $nv, true>(simd, a, (c, ldc), finish),
+                            ($nv, false) => block.rows::<S, $mr, $nv, false>(simd, a, (c, ldc), finish),
                         )*
                         _ => unreachable!("a block has 1 to 4 vectors of columns"),
                     }
@@ -262,23 +342,26 @@ struct Block<'a> {
 
 impl Block<'_> {
     /// Every row of the block: `MR` at a time, then 4, then 1; over the
-    /// runs of `k` a few at a time, so that the rows of B they read stay in
-    /// L1, each pass adding to the sums the last one stored.
+    /// pieces of `k` a few at a time, so that the rows of B they read stay
+    /// in L1, each pass adding to the sums the last one stored, the last
+    /// pass applying `finish`.
     #[inline(always)]
     fn rows<S: Simd, const MR: usize, const NV: usize, const FULL: bool>(
         &self,
         simd: S,
         a: Rows<'_>,
-        c: &mut [f32],
-        ldc: usize,
+        (c, ldc): (&mut [f32], usize),
+        finish: Finish<'_>,
     ) {
-        let (runs, per_pass) = a.runs(self.width);
-        for first in (0..runs.count).step_by(per_pass) {
-            let pass = (runs, first..(first + per_pass).min(runs.count));
+        let runs = a.runs(self.width);
+        for first in (0..runs.count()).step_by(runs.per_pass) {
+            let end = (first + runs.per_pass).min(runs.count());
+            let pass = (runs, first..end);
+            let finish = (end == runs.count()).then_some(finish);
             let mut row = 0;
             while row < a.len() {
                 let left = a.len() - row;
-                let c = (&mut c[row * ldc + self.c_first..], ldc, first > 0);
+                let c = (&mut c[row * ldc + self.c_first..], ldc, first > 0, finish);
                 row += if left >= MR {
                     self.sums::<S, MR, NV, FULL>(simd, (a, row), pass.clone(), c)
                 } else if left >= 4 {
@@ -291,15 +374,16 @@ impl Block<'_> {
     }
 
     /// Rows `first..first + MR` of the block, their `MR x NV` vectors of
-    /// sums in registers over the runs of `k` in `pass`, starting from zero
-    /// or, with `accumulate`, from `c`. Returns `MR`.
+    /// sums in registers over the pieces of `k` in `pass`, starting from
+    /// zero or, with `accumulate`, from `c`, stored through `finish` if
+    /// given. Returns `MR`.
     #[inline(always)]
     fn sums<S: Simd, const MR: usize, const NV: usize, const FULL: bool>(
         &self,
         simd: S,
         (a, first): (Rows<'_>, usize),
         (runs, pass): (Runs, Range<usize>),
-        (c, ldc, accumulate): (&mut [f32], usize, bool),
+        (c, ldc, accumulate, finish): (&mut [f32], usize, bool, Option<Finish<'_>>),
     ) -> usize {
         let lanes = size_of::<S::f32s>() / size_of::<f32>();
         // With FULL the compiler knows the width, and every load is whole.
@@ -314,10 +398,10 @@ impl Block<'_> {
                 }
             }
         }
-        for run in pass {
-            let len = runs.len_of(run);
-            let a: [&[f32]; MR] = std::array::from_fn(|r| &data[starts[r] + run * runs.step..][..len]);
-            let b = &self.b[run * runs.len * self.ldb..];
+        for piece in pass {
+            let (a_start, k_start, len) = runs.piece(piece);
+            let a: [&[f32]; MR] = std::array::from_fn(|r| &data[starts[r] + a_start..][..len]);
+            let b = &self.b[k_start * self.ldb..];
             for i in 0..len {
                 // A partial last vector is loaded whole where B goes on past
                 // it (with the next row): its lanes past the width are summed
@@ -339,8 +423,17 @@ impl Block<'_> {
         }
         for (r, sums) in sums.iter().enumerate() {
             let c = &mut c[r * ldc..][..width];
-            for (j, sum) in sums.iter().enumerate() {
-                store(simd, &mut c[j * lanes..], *sum);
+            for (j, &sum) in sums.iter().enumerate() {
+                store(simd, &mut c[j * lanes..], sum);
+            }
+        }
+        if let Some(finish) = finish {
+            for r in 0..MR {
+                let c = &mut c[r * ldc..][..width];
+                for j in 0..NV {
+                    let value = finish.vector(simd, load(simd, &c[j * lanes..]), self.c_first + j * lanes);
+                    store(simd, &mut c[j * lanes..], value);
+                }
             }
         }
         MR
@@ -384,6 +477,24 @@ mod tests {
         c
     }
 
+    /// `act(v * scale + shift)` for column `j`, in f64.
+    fn finished(finish: &Finish<'_>, j: usize, v: f64) -> f64 {
+        let v = v * finish.scale.map_or(1.0, |s| s[j] as f64) + finish.shift.map_or(0.0, |t| t[j] as f64);
+        match finish.activation {
+            None => v,
+            Some(Activation::Relu) => v.max(0.0),
+            Some(Activation::Relu6) => v.clamp(0.0, 6.0),
+            Some(Activation::LeakyRelu(alpha)) => {
+                if v < 0.0 {
+                    alpha as f64 * v
+                } else {
+                    v
+                }
+            }
+            Some(other) => unreachable!("{other:?} is not finished in the kernel"),
+        }
+    }
+
     #[test]
     fn matches_nested_loops_on_every_block_and_tail() {
         let values = |len: usize, seed: usize| -> Vec<f32> {
@@ -410,8 +521,23 @@ mod tests {
                 let (a, b) = (values(m * lda, 1), values(k * ldb, 2));
                 let mut c = vec![f32::NAN; m * ldc];
                 let (a, b) = (MatRef::block(&a, m, k, lda), MatRef::block(&b, k, n, ldb));
-                multiply(a, b, MatMut::block(&mut c, m, n, ldc), kernels);
-                let expected = reference(a, b);
+                // Each finish in turn: none, scale and shift, each activation.
+                let (scale, shift): (Vec<f32>, Vec<f32>) =
+                    (0..n).map(|j| (0.5 + j as f32 / 64.0, j as f32 / 32.0 - 0.7)).unzip();
+                let activations =
+                    [None, Some(Activation::Relu), Some(Activation::Relu6), Some(Activation::LeakyRelu(0.1))];
+                let finish = Finish {
+                    scale: (m % 2 == 0).then_some(&scale[..]),
+                    shift: (m % 3 != 0).then_some(&shift[..]),
+                    activation: activations[(m + k) % 4],
+                };
+                multiply(a, b, MatMut::block(&mut c, m, n, ldc), finish, kernels);
+                let expected: Vec<f64> = reference(a, b)
+                    .chunks(n)
+                    .flat_map(|row| {
+                        row.iter().enumerate().map(|(j, &v)| finished(&finish, j, v)).collect::<Vec<_>>()
+                    })
+                    .collect();
                 for i in 0..m {
                     for j in 0..ldc {
                         let got = c[i * ldc + j];

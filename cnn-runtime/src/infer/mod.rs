@@ -123,7 +123,7 @@ pub(crate) fn infer(
     let kernels = workspace.kernels();
     let output_shape = plan.nodes.last().map_or(plan.input, |node| node.info.output);
     let largest = largest(plan.nodes).max(plan.input.len());
-    let mut output = vec![0.0f32; n * output_shape.len()];
+    let mut output = zeros(n * output_shape.len());
     // Lengths to cut whole images by; neither is 0 in a network the macro made.
     let (in_len, out_len) = (plan.input.len().max(1), output_shape.len().max(1));
     if n == 0 {
@@ -166,6 +166,25 @@ pub(crate) fn infer(
             .for_each(|(part, buffers)| run(part, buffers));
     });
     output
+}
+
+/// `len` zeros, written by every thread: for a large output (W6's is 12 MB)
+/// writing them is a good part of the pass, and `vec![0.0; len]` does it
+/// on one thread.
+#[allow(unsafe_code)]
+fn zeros(len: usize) -> Vec<f32> {
+    let mut zeros = Vec::with_capacity(len);
+    let part = len.div_ceil(rayon::current_num_threads()).max(1 << 16);
+    let zero = |part: &mut [std::mem::MaybeUninit<f32>]| part.fill(std::mem::MaybeUninit::new(0.0));
+    // Handing work to rayon's threads costs a wake-up: not for one part.
+    match len > part {
+        true => zeros.spare_capacity_mut()[..len].par_chunks_mut(part).for_each(zero),
+        false => zero(&mut zeros.spare_capacity_mut()[..len]),
+    }
+    // SAFETY: the capacity is at least `len`, and each of the first `len`
+    // values was written by the fill above.
+    unsafe { zeros.set_len(len) };
+    zeros
 }
 
 /// The values of the largest output of `nodes` and the nodes inside them.

@@ -1,5 +1,6 @@
 //! 2-D convolution, tile by tile of output pixels, each tile's epilogue
-//! (bias, batchnorm, activation) applied while it is in cache. Without
+//! (bias, batchnorm, activation) applied while it is in cache: by the GEMM
+//! kernel as it stores its sums, where it can. Without
 //! groups or dilation across, on x86 with AVX2 or AVX-512, the GEMM reads
 //! each pixel's patch from the input in place (padded once per call);
 //! otherwise im2col packs the tile's patches for one GEMM per group; with
@@ -14,12 +15,13 @@ use ndarray::{Array1, Array4, ArrayView1, ArrayView4, ArrayViewMut1, ArrayViewMu
 use rayon::prelude::*;
 
 use super::dense::sum_rows;
+use super::epilogue::activate_columns;
 use super::{Destination, Epilogue, tensor};
 use crate::Error;
 use crate::cpu::Kernels;
 use crate::direct;
 use crate::gemm::{self, MatMut, MatRef};
-use crate::gemm_narrow;
+use crate::gemm_narrow::{self, Finish};
 use crate::im2col::{SLACK, col2im_tile, im2col_tile};
 use crate::init::{self, InitRng};
 use crate::workspace::split_among_threads;
@@ -250,14 +252,16 @@ impl Conv2d {
                         out_tile,
                         col,
                     );
-                } else if patches {
-                    let b = MatRef::row_major(weight, g.patch_len(), cout);
-                    let c = MatMut::block(&mut out_tile[offset..], rows.len(), cout, ldc);
-                    gemm_narrow::multiply_patches(x, g_in, rows.clone(), b, c, kernels);
-                    epilogue.apply_columns(out_tile, ldc, offset..offset + cout);
                 } else {
-                    self.tile(x, weight, rows.clone(), (out_tile, ldc, offset), col, kernels);
-                    epilogue.apply_columns(out_tile, ldc, offset..offset + cout);
+                    let (finish, left) = epilogue.finish();
+                    if patches {
+                        let b = MatRef::row_major(weight, g.patch_len(), cout);
+                        let c = MatMut::block(&mut out_tile[offset..], rows.len(), cout, ldc);
+                        gemm_narrow::multiply_patches(x, g_in, rows.clone(), b, c, finish, kernels);
+                    } else {
+                        self.tile(x, rows.clone(), (out_tile, ldc, offset), col, finish, kernels);
+                    }
+                    activate_columns(left, out_tile, ldc, offset..offset + cout);
                 }
                 if let Destination::AddTo(residual) = destination {
                     residual.apply(out_tile, start * cout, cout);
@@ -268,16 +272,16 @@ impl Conv2d {
     }
 
     /// Output rows `rows` into `out` (`rows.len() * COUT` values).
-    fn tile(
+    fn tile<'f>(
         &self,
         x: &[f32],
-        weight: &[f32],
         rows: std::ops::Range<usize>,
         (out, ldc, offset): (&mut [f32], usize, usize),
         col: &mut [f32],
+        finish: Finish<'f>,
         kernels: Kernels,
     ) {
-        let g = &self.geometry;
+        let (g, weight) = (&self.geometry, tensor::values(&self.weight));
         let (cout, len) = (g.out_channels, rows.len());
         let out = &mut out[offset..];
         if g.is_pointwise() {
@@ -286,12 +290,8 @@ impl Conv2d {
                 len,
                 g.in_channels,
             );
-            gemm_narrow::multiply(
-                a,
-                MatRef::row_major(weight, g.in_channels, cout),
-                MatMut::block(out, len, cout, ldc),
-                kernels,
-            );
+            let (b, c) = (MatRef::row_major(weight, g.in_channels, cout), MatMut::block(out, len, cout, ldc));
+            gemm_narrow::multiply(a, b, c, finish, kernels);
             return;
         }
         let patch = g.patch_len();
@@ -302,7 +302,9 @@ impl Conv2d {
             let a = MatRef::row_major(col, len, patch);
             let b = MatRef::block(&weight[group * cout_g..], patch, cout_g, cout);
             let c = MatMut::block(&mut out[group * cout_g..], len, cout_g, ldc);
-            gemm_narrow::multiply(a, b, c, kernels);
+            let per_group = |v: Option<&'f [f32]>| v.map(|v| &v[group * cout_g..][..cout_g]);
+            let finish = Finish { scale: per_group(finish.scale), shift: per_group(finish.shift), ..finish };
+            gemm_narrow::multiply(a, b, c, finish, kernels);
         }
     }
 
@@ -405,7 +407,7 @@ fn pad<'a>(x: &'a [f32], g: &ConvGeometry, padded: &'a mut Vec<f32>) -> (&'a [f3
     padded.resize(images * to.input_len(), 0.0);
     // Each value written once: the padding as zeros, the rest copied.
     let (row_len, padded_row_len) = (w.input * cin, to.width.input * cin);
-    for (image, target) in x.chunks_exact(g.input_len()).zip(padded.chunks_exact_mut(to.input_len())) {
+    let pad_image = |(image, target): (&[f32], &mut [f32])| {
         let (top, rest) = target.split_at_mut(h.pad_before * padded_row_len);
         let (middle, bottom) = rest.split_at_mut(h.input * padded_row_len);
         top.fill(0.0);
@@ -417,6 +419,12 @@ fn pad<'a>(x: &'a [f32], g: &ConvGeometry, padded: &'a mut Vec<f32>) -> (&'a [f3
             inside.copy_from_slice(row);
             right.fill(0.0);
         }
+    };
+    let (from, to_len) = (g.input_len(), to.input_len());
+    // On every thread, but handing work to them costs a wake-up: not for one image.
+    match images > 1 && rayon::current_num_threads() > 1 {
+        true => x.par_chunks_exact(from).zip(padded.par_chunks_exact_mut(to_len)).for_each(pad_image),
+        false => x.chunks_exact(from).zip(padded.chunks_exact_mut(to_len)).for_each(pad_image),
     }
     (padded, to)
 }

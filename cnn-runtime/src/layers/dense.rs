@@ -3,6 +3,7 @@
 use cnn_shape::{Node, Op};
 use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Ix1, Ix2};
 
+use super::epilogue::activate_columns;
 use super::{Destination, Epilogue, tensor};
 use crate::Error;
 use crate::cpu::Kernels;
@@ -133,8 +134,9 @@ impl Dense {
         assert!(x.len() == n * inputs && out.len() == n * outputs, "dense input or output length");
         let a = MatRef::row_major(x, n, inputs);
         let b = MatRef::row_major(tensor::values(&self.weight), inputs, outputs);
-        gemm_narrow::multiply(a, b, MatMut::row_major(out, n, outputs), kernels);
-        epilogue.apply(out, outputs);
+        let (finish, left) = epilogue.finish();
+        gemm_narrow::multiply(a, b, MatMut::row_major(out, n, outputs), finish, kernels);
+        activate_columns(left, out, outputs, 0..outputs);
         match destination {
             Destination::Whole => {}
             Destination::AddTo(residual) => residual.apply(out, 0, outputs),

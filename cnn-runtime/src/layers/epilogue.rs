@@ -2,6 +2,7 @@
 //! bias, a following batchnorm, a following activation.
 
 use super::{Activation, Apply, BatchNorm};
+use crate::gemm_narrow::Finish;
 
 /// `y = act(x * scale + shift)` per output channel.
 #[derive(Clone, Debug, Default)]
@@ -63,26 +64,39 @@ impl Epilogue {
         )
     }
 
-    /// Applies to columns `columns` of rows `stride` values long: a concat's
-    /// branch written into its channels of the block's output.
-    pub fn apply_columns(&self, values: &mut [f32], stride: usize, columns: std::ops::Range<usize>) {
-        if columns.len() == stride {
-            return self.apply(values, stride);
-        }
-        crate::cpu::vectorized(
-            #[inline(always)]
-            || {
-                for row in values.chunks_exact_mut(stride) {
-                    let row = &mut row[columns.clone()];
-                    self.scale_shift(row, row.len());
-                    if let Some(activation) = self.activation {
-                        activation.apply(row, row.len());
-                    }
-                }
-            },
-        )
+    /// What the GEMM kernels apply as they store their sums, and the
+    /// activation left to apply after them, if any.
+    pub fn finish(&self) -> (Finish<'_>, Option<Activation>) {
+        let (taken, left) = match self.activation {
+            Some(activation) if Finish::takes(activation) => (Some(activation), None),
+            activation => (None, activation),
+        };
+        (Finish { scale: self.scale.as_deref(), shift: self.shift.as_deref(), activation: taken }, left)
     }
+}
 
+/// Applies `activation` to columns `columns` of rows `stride` values long:
+/// a concat's branch written into its channels of the block's output.
+pub(crate) fn activate_columns(
+    activation: Option<Activation>,
+    values: &mut [f32],
+    stride: usize,
+    columns: std::ops::Range<usize>,
+) {
+    let Some(activation) = activation else { return };
+    crate::cpu::vectorized(
+        #[inline(always)]
+        || match columns.len() == stride {
+            true => activation.apply(values, stride),
+            false => values.chunks_exact_mut(stride).for_each(|row| {
+                let row = &mut row[columns.clone()];
+                activation.apply(row, row.len())
+            }),
+        },
+    )
+}
+
+impl Epilogue {
     /// `x * scale + shift` on rows of `channels` values.
     #[inline(always)]
     fn scale_shift(&self, values: &mut [f32], channels: usize) {
