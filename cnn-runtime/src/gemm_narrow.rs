@@ -56,7 +56,8 @@ pub fn multiply(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>, finish: Finish<'_>,
     assert!(a.col_stride == 1 && c.col_stride == 1, "gemm: strided columns");
     if !available(kernels) {
         let MatMut { data, rows, cols, row_stride, .. } = c;
-        crate::gemm::sgemm(1.0, a, b, 0.0, MatMut::block(&mut *data, rows, cols, row_stride));
+        let beta = if finish.accumulate { 1.0 } else { 0.0 };
+        crate::gemm::sgemm(1.0, a, b, beta, MatMut::block(&mut *data, rows, cols, row_stride));
         return data.chunks_mut(row_stride).take(rows).for_each(|row| finish.apply(&mut row[..cols]));
     }
     let fits = a.rows == 0 || a.cols == 0 || (a.rows - 1) * a.row_stride + a.cols <= a.data.len();
@@ -66,12 +67,20 @@ pub fn multiply(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>, finish: Finish<'_>,
 
 /// What the kernels do to each sum as they store it: `act(sum * scale +
 /// shift)`, `scale` and `shift` one value per column of C (`None`: 1 and
-/// 0), `act` only one that [`takes`](Finish::takes), a compare and a select.
+/// 0), `act` only one that [`takes`](Finish::takes), a compare and a select;
+/// with `accumulate`, the sums start from C's values (`C += A B`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Finish<'a> {
     pub scale: Option<&'a [f32]>,
     pub shift: Option<&'a [f32]>,
     pub activation: Option<Activation>,
+    pub accumulate: bool,
+}
+
+impl Finish<'_> {
+    /// `C += A B`, nothing else.
+    pub const ACCUMULATE: Finish<'static> =
+        Finish { scale: None, shift: None, activation: None, accumulate: true };
 }
 
 impl Finish<'_> {
@@ -167,7 +176,9 @@ fn product(a: Rows<'_>, b: MatRef<'_>, c: MatMut<'_>, finish: Finish<'_>, kernel
     assert!(finish.activation.is_none_or(Finish::takes), "gemm: an activation the kernel does not take");
     if k == 0 {
         c.data.chunks_mut(c.row_stride).take(m).for_each(|row| {
-            row[..n].fill(0.0);
+            if !finish.accumulate {
+                row[..n].fill(0.0);
+            }
             finish.apply(&mut row[..n]);
         });
     } else if m > 0 && n > 0 {
@@ -357,11 +368,12 @@ impl Block<'_> {
         for first in (0..runs.count()).step_by(runs.per_pass) {
             let end = (first + runs.per_pass).min(runs.count());
             let pass = (runs, first..end);
-            let finish = (end == runs.count()).then_some(finish);
+            let (accumulate, finish) =
+                (first > 0 || finish.accumulate, (end == runs.count()).then_some(finish));
             let mut row = 0;
             while row < a.len() {
                 let left = a.len() - row;
-                let c = (&mut c[row * ldc + self.c_first..], ldc, first > 0, finish);
+                let c = (&mut c[row * ldc + self.c_first..], ldc, accumulate, finish);
                 row += if left >= MR {
                     self.sums::<S, MR, NV, FULL>(simd, (a, row), pass.clone(), c)
                 } else if left >= 4 {
@@ -530,12 +542,21 @@ mod tests {
                     scale: (m % 2 == 0).then_some(&scale[..]),
                     shift: (m % 3 != 0).then_some(&shift[..]),
                     activation: activations[(m + k) % 4],
+                    accumulate: n % 2 == 1,
                 };
+                // Accumulating onto C's values: start from known ones.
+                let start = |i: usize, j: usize| (i * ldc + j) as f32 / 100.0;
+                if finish.accumulate {
+                    (0..m).for_each(|i| (0..n).for_each(|j| c[i * ldc + j] = start(i, j)));
+                }
                 multiply(a, b, MatMut::block(&mut c, m, n, ldc), finish, kernels);
+                let from = |i: usize, j: usize| if finish.accumulate { start(i, j) as f64 } else { 0.0 };
                 let expected: Vec<f64> = reference(a, b)
                     .chunks(n)
-                    .flat_map(|row| {
-                        row.iter().enumerate().map(|(j, &v)| finished(&finish, j, v)).collect::<Vec<_>>()
+                    .enumerate()
+                    .flat_map(|(i, row)| {
+                        let row = row.iter().enumerate();
+                        row.map(|(j, &v)| finished(&finish, j, from(i, j) + v)).collect::<Vec<_>>()
                     })
                     .collect();
                 for i in 0..m {

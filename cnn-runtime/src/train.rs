@@ -318,7 +318,7 @@ fn backward(
         }
         (Op::MaxPool { height, width }, _) => {
             let mut dx = vec![0.0f32; input.len()];
-            MaxPool2d::new(height, width).backward(input, c, &grad, &mut dx);
+            MaxPool2d::new(height, width).backward(input, output, c, &grad, &mut dx);
             dx
         }
         (Op::AvgPool { height, width }, _) => {

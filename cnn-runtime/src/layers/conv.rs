@@ -8,7 +8,8 @@
 //! [`crate::direct`] takes the tile. The tiles of a batch are shared
 //! between rayon's threads; each output row is computed the same way
 //! whatever the thread count, so results are bit-identical. The backward
-//! pass always goes through im2col + GEMM.
+//! pass packs im2col tiles and runs them through the same GEMM kernel
+//! (`dw^T += dy^T col`, `dcol = dy W^T`, then col2im).
 
 use cnn_shape::{Axis, ConvGeometry, Node, Op};
 use ndarray::{Array1, Array4, ArrayView1, ArrayView4, ArrayViewMut1, ArrayViewMut4, Ix1, Ix4};
@@ -20,7 +21,7 @@ use super::{Destination, Epilogue, tensor};
 use crate::Error;
 use crate::cpu::Kernels;
 use crate::direct;
-use crate::gemm::{self, MatMut, MatRef};
+use crate::gemm::{MatMut, MatRef};
 use crate::gemm_narrow::{self, Finish};
 use crate::im2col::{SLACK, col2im_tile, im2col_tile};
 use crate::init::{self, InitRng};
@@ -325,9 +326,13 @@ impl Conv2d {
         let n = x.len() / g.input_len().max(1);
         let (patch, cout) = (g.patch_len(), g.out_channels);
         assert!(dy.len() == n * g.output_len() && dw.len() == patch * cout, "conv backward lengths");
+        // The weight as `[COUT, KH*KW*CIN/G]`, the B of `dcol = dy W^T`.
         let weight = tensor::values(&self.weight);
+        let mut weight_t = vec![0.0; cout * patch];
+        transpose(weight, cout, &mut weight_t);
         let parts = n.div_ceil(IMAGES_PER_PART);
-        let mut partial_dw = vec![0.0f32; parts * patch * cout];
+        // Each part's `dw` transposed, `[COUT, KH*KW*CIN/G]`: rows of the GEMM's C.
+        let mut partial_dw_t = vec![0.0f32; parts * patch * cout];
         let mut dx_parts: Vec<&mut [f32]> = match dx {
             Some(dx) => {
                 dx.fill(0.0);
@@ -335,61 +340,93 @@ impl Conv2d {
             }
             None => Vec::new(),
         };
-        let part = |p: usize, dw: &mut [f32], dx: Option<&mut [f32]>| {
+        let part = |scratch: &mut Scratch, p: usize, dw_t: &mut [f32], dx: Option<&mut [f32]>| {
             let images = p * IMAGES_PER_PART..((p + 1) * IMAGES_PER_PART).min(n);
             let x = &x[images.start * g.input_len()..images.end * g.input_len()];
             let dy = &dy[images.start * g.output_len()..images.end * g.output_len()];
-            self.backward_part(x, dy, weight, dx, dw);
+            self.backward_part(x, dy, &weight_t, dx, dw_t, scratch);
         };
-        let work = partial_dw.par_chunks_mut(patch * cout).enumerate();
+        let work = partial_dw_t.par_chunks_mut(patch * cout).enumerate();
         if dx_parts.is_empty() {
-            work.for_each(|(p, dw)| part(p, dw, None));
+            work.for_each_init(Scratch::default, |scratch, (p, dw_t)| part(scratch, p, dw_t, None));
         } else {
-            work.zip(dx_parts.par_iter_mut()).for_each(|((p, dw), dx)| part(p, dw, Some(dx)));
+            work.zip(dx_parts.par_iter_mut())
+                .for_each_init(Scratch::default, |scratch, ((p, dw_t), dx)| part(scratch, p, dw_t, Some(dx)));
         }
-        dw.fill(0.0);
-        for partial in partial_dw.chunks_exact(patch * cout) {
-            dw.iter_mut().zip(partial).for_each(|(d, p)| *d += p);
+        let mut sum = vec![0.0; patch * cout];
+        for partial in partial_dw_t.chunks_exact(patch * cout) {
+            sum.iter_mut().zip(partial).for_each(|(s, p)| *s += p);
         }
+        transpose(&sum, patch, dw);
         if let Some(db) = db {
             sum_rows(dy, db);
         }
     }
 
-    /// `dw += col^T dy` and `dx = col2im(dy W^T)` over some images, tile by tile.
+    /// `dw^T += dy^T col` and `dx = col2im(dy W^T)` over some images, tile by
+    /// tile, through the forward pass's GEMM kernel: `dy^T` is copied per
+    /// tile (it is narrow), `col` read as it is.
     fn backward_part(
         &self,
         x: &[f32],
         dy: &[f32],
-        weight: &[f32],
+        weight_t: &[f32],
         mut dx: Option<&mut [f32]>,
-        dw: &mut [f32],
+        dw_t: &mut [f32],
+        scratch: &mut Scratch,
     ) {
         let g = &self.geometry;
         let (patch, cout) = (g.patch_len(), g.out_channels);
         let cout_g = cout / g.groups;
         let rows = dy.len() / cout;
         let tile_rows = g.tile_rows().min(rows.max(1));
-        let mut col = vec![0.0f32; tile_rows * patch + SLACK];
-        let mut dcol = vec![0.0f32; tile_rows * patch];
+        let Scratch { col, dcol, dy_t } = scratch;
+        col.resize(tile_rows * patch + SLACK, 0.0);
+        dcol.resize(tile_rows * patch, 0.0);
+        dy_t.resize(tile_rows * cout, 0.0);
+        let kernels = Kernels::Fastest;
         for start in (0..rows).step_by(tile_rows) {
             let end = (start + tile_rows).min(rows);
             let len = end - start;
             let dy_tile = &dy[start * cout..end * cout];
+            transpose(dy_tile, cout, &mut dy_t[..len * cout]);
             for group in 0..g.groups {
                 im2col_tile(x, g, group, start..end, &mut col[..len * patch + SLACK]);
-                let col_t = MatRef::transposed(&col, patch, len, patch);
-                let dy_g = MatRef::block(&dy_tile[group * cout_g..], len, cout_g, cout);
-                let dw_g = MatMut::block(&mut dw[group * cout_g..], patch, cout_g, cout);
-                gemm::sgemm(1.0, col_t, dy_g, 1.0, dw_g);
+                let dy_t_g = MatRef::row_major(&dy_t[group * cout_g * len..], cout_g, len);
+                let col_rows = MatRef::row_major(&col[..len * patch], len, patch);
+                let dw_t_g = MatMut::row_major(&mut dw_t[group * cout_g * patch..], cout_g, patch);
+                gemm_narrow::multiply(dy_t_g, col_rows, dw_t_g, Finish::ACCUMULATE, kernels);
                 if let Some(dx) = dx.as_deref_mut() {
-                    let w_t = MatRef::transposed(&weight[group * cout_g..], cout_g, patch, cout);
-                    gemm::sgemm(1.0, dy_g, w_t, 0.0, MatMut::row_major(&mut dcol[..len * patch], len, patch));
+                    let dy_g = MatRef::block(&dy_tile[group * cout_g..], len, cout_g, cout);
+                    let w_t = MatRef::row_major(&weight_t[group * cout_g * patch..], cout_g, patch);
+                    let dcol_tile = MatMut::row_major(&mut dcol[..len * patch], len, patch);
+                    gemm_narrow::multiply(dy_g, w_t, dcol_tile, Finish::default(), kernels);
                     col2im_tile(&dcol[..len * patch], g, group, start..end, dx);
                 }
             }
         }
     }
+}
+
+/// `to` the transpose of `from`, a row-major matrix `cols` wide.
+fn transpose(from: &[f32], cols: usize, to: &mut [f32]) {
+    let rows = from.len() / cols.max(1);
+    for (i, row) in from.chunks_exact(cols).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            to[j * rows + i] = v;
+        }
+    }
+}
+
+/// What one thread of a conv's backward pass works in, kept from part to part.
+#[derive(Default)]
+struct Scratch {
+    /// An im2col tile.
+    col: Vec<f32>,
+    /// The gradient of an im2col tile.
+    dcol: Vec<f32>,
+    /// A tile of the output gradient, transposed.
+    dy_t: Vec<f32>,
 }
 
 /// The images `x` with their padding written out as zeros, in `padded`,

@@ -71,7 +71,8 @@ impl Epilogue {
             Some(activation) if Finish::takes(activation) => (Some(activation), None),
             activation => (None, activation),
         };
-        (Finish { scale: self.scale.as_deref(), shift: self.shift.as_deref(), activation: taken }, left)
+        let (scale, shift) = (self.scale.as_deref(), self.shift.as_deref());
+        (Finish { scale, shift, activation: taken, accumulate: false }, left)
     }
 }
 
