@@ -12,9 +12,10 @@ use cnn_shape::{Activation, Node, Op, Plan, Shape};
 use ndarray::{ArrayView2, ArrayView4};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use crate::Error;
-use crate::cpu::Kernels;
+use crate::cpu::{self, Kernels};
 use crate::layers::{
     Apply, AvgPool2d, BatchNorm, BatchStats, Conv2d, Dense, Destination, Epilogue, MaxPool2d, global_pool,
     global_pool_backward, upsample, upsample_backward,
@@ -149,17 +150,25 @@ pub(crate) fn train_step<O: Optimizer + ?Sized>(
     let Shape::Flat(classes) = output else { return Err(Error::OutputNotFlat { output }) };
     check_labels(labels, n, classes)?;
 
-    // Forward, keeping every output.
-    let input = x.as_standard_layout().iter().copied().collect::<Vec<f32>>();
-    let record = forward_all(nodes, layers, input, n, rng);
+    // On one of rayon's threads, so that the layers' parallel loops run
+    // there too rather than each being handed over from this thread: on
+    // one thread, the step's values then stay in one core's cache.
+    let (loss, grads) = rayon::scope(|_| {
+        // Forward, keeping every output.
+        let input = x.as_standard_layout().iter().copied().collect::<Vec<f32>>();
+        let record = forward_all(nodes, layers, input, n, rng);
 
-    // The loss and its gradient with respect to the logits.
-    let logits = ArrayView2::from_shape((n, classes), record.output()).expect("n rows of classes");
-    let (loss, grad) = cross_entropy(logits, labels);
+        // The loss and its gradient with respect to the logits.
+        let logits = ArrayView2::from_shape((n, classes), record.output()).expect("n rows of classes");
+        let (loss, grad) = cross_entropy(logits, labels);
 
-    // Backward, then the update of every parameter tensor, slot by slot.
-    let mut grads: Vec<Vec<Vec<f32>>> = vec![Vec::new(); layers.len()];
-    backward_all(nodes, layers, &record, grad, false, &mut grads);
+        // Backward, every parameter's gradient by slot.
+        let mut grads: Vec<Vec<Vec<f32>>> = vec![Vec::new(); layers.len()];
+        backward_all(nodes, layers, &record, grad, false, &mut grads);
+        (loss, grads)
+    });
+
+    // The update of every parameter tensor, slot by slot.
     opt.begin_step();
     let mut index = 0;
     for (layer, grads) in layers.iter_mut().zip(&grads) {
@@ -215,8 +224,21 @@ fn forward(
             keep = Kept::Mask(mask);
         }
         (Op::Act(act), _) => {
-            output.copy_from_slice(input);
-            act.apply(&mut output, shape.channels());
+            let (c, part) = (shape.channels(), elementwise_part(shape.channels()));
+            let apply = |(output, input): (&mut [f32], &[f32])| {
+                cpu::vectorized(
+                    #[inline(always)]
+                    || {
+                        output.copy_from_slice(input);
+                        act.apply(output, c)
+                    },
+                )
+            };
+            // Handing work to rayon's threads costs a wake-up: not for one part.
+            match input.len() > part {
+                true => output.par_chunks_mut(part).zip(input.par_chunks(part)).for_each(apply),
+                false => apply((&mut output, input)),
+            }
         }
         (Op::Upsample { height, width }, _) => {
             let Shape::Hwc(h, w, c) = shape else { unreachable!("upsampling is spatial") };
@@ -251,6 +273,13 @@ fn forward(
         }
     }
     (output, keep)
+}
+
+/// How many values an activation takes at a time, on one thread: whole
+/// rows of `channels` (softmax needs them), enough that a part is worth
+/// handing to another thread.
+fn elementwise_part(channels: usize) -> usize {
+    (1usize << 15).next_multiple_of(channels.max(1))
 }
 
 /// A block's record: its branches, and its merged values before `act`,
@@ -339,7 +368,20 @@ fn backward(
             grad
         }
         (Op::Act(act), _) => {
-            act.backward(input, output, &mut grad, c);
+            let part = elementwise_part(c);
+            let apply = |(grad, (input, output)): (&mut [f32], (&[f32], &[f32]))| {
+                cpu::vectorized(
+                    #[inline(always)]
+                    || act.backward(input, output, grad, c),
+                )
+            };
+            match input.len() > part {
+                true => grad
+                    .par_chunks_mut(part)
+                    .zip(input.par_chunks(part).zip(output.par_chunks(part)))
+                    .for_each(apply),
+                false => apply((&mut grad, (input, output))),
+            }
             grad
         }
         (Op::Upsample { height, width }, _) => {

@@ -60,6 +60,7 @@ impl Apply for Activation {
 
     /// Turns `dy`, the gradient of the output `y` of input `x`, into the
     /// gradient of the input, in place.
+    #[inline(always)]
     fn backward(self, x: &[f32], y: &[f32], dy: &mut [f32], channels: usize) {
         match self {
             Activation::Relu => dy.iter_mut().zip(x).for_each(|(g, &x)| *g = if x > 0.0 { *g } else { 0.0 }),

@@ -331,8 +331,10 @@ impl Conv2d {
         let mut weight_t = vec![0.0; cout * patch];
         transpose(weight, cout, &mut weight_t);
         let parts = n.div_ceil(IMAGES_PER_PART);
-        // Each part's `dw` transposed, `[COUT, KH*KW*CIN/G]`: rows of the GEMM's C.
-        let mut partial_dw_t = vec![0.0f32; parts * patch * cout];
+        // Each part's `dw` transposed, `[COUT, KH*KW*CIN/G]` (rows of the
+        // GEMM's C), then its `db`.
+        let part_len = patch * cout + cout;
+        let mut partials = vec![0.0f32; parts * part_len];
         let mut dx_parts: Vec<&mut [f32]> = match dx {
             Some(dx) => {
                 dx.fill(0.0);
@@ -340,26 +342,28 @@ impl Conv2d {
             }
             None => Vec::new(),
         };
-        let part = |scratch: &mut Scratch, p: usize, dw_t: &mut [f32], dx: Option<&mut [f32]>| {
+        let part = |scratch: &mut Scratch, p: usize, partial: &mut [f32], dx: Option<&mut [f32]>| {
             let images = p * IMAGES_PER_PART..((p + 1) * IMAGES_PER_PART).min(n);
             let x = &x[images.start * g.input_len()..images.end * g.input_len()];
             let dy = &dy[images.start * g.output_len()..images.end * g.output_len()];
+            let (dw_t, db) = partial.split_at_mut(patch * cout);
             self.backward_part(x, dy, &weight_t, dx, dw_t, scratch);
+            sum_rows(dy, db);
         };
-        let work = partial_dw_t.par_chunks_mut(patch * cout).enumerate();
+        let work = partials.par_chunks_mut(part_len).enumerate();
         if dx_parts.is_empty() {
             work.for_each_init(Scratch::default, |scratch, (p, dw_t)| part(scratch, p, dw_t, None));
         } else {
             work.zip(dx_parts.par_iter_mut())
                 .for_each_init(Scratch::default, |scratch, ((p, dw_t), dx)| part(scratch, p, dw_t, Some(dx)));
         }
-        let mut sum = vec![0.0; patch * cout];
-        for partial in partial_dw_t.chunks_exact(patch * cout) {
+        let mut sum = vec![0.0; part_len];
+        for partial in partials.chunks_exact(part_len) {
             sum.iter_mut().zip(partial).for_each(|(s, p)| *s += p);
         }
-        transpose(&sum, patch, dw);
+        transpose(&sum[..patch * cout], patch, dw);
         if let Some(db) = db {
-            sum_rows(dy, db);
+            db.copy_from_slice(&sum[patch * cout..]);
         }
     }
 
