@@ -87,6 +87,18 @@ cnn::cnn! {
         dense 3;
     }
 
+    /// Convs of one input channel, stride 1: their weight gradients are
+    /// convolutions of the padded input with the output's gradient.
+    #[derive(Clone)]
+    struct OneChannel {
+        input 7x6x1;
+        conv 3 k3 p1 tanh;
+        conv 1 k1 sigmoid;
+        conv 2 k2 p1 nobias;
+        flatten;
+        dense 3;
+    }
+
     #[derive(Clone)]
     struct BatchnormSoftmax {
         input 6x6x2;
@@ -160,6 +172,24 @@ fn conv_groups_dilation_pools_and_dense_gradients() {
         |n| [conv(&mut n.conv1), conv(&mut n.conv2), dense(&mut n.dense1)].into_iter().flatten().collect(),
         |n, opt| n.train_step(x.view(), &labels, opt).unwrap(),
         "conv, pools, dense",
+    );
+}
+
+#[test]
+fn one_input_channel_gradients() {
+    // Five images: a part of four and one of one.
+    let (x, labels) = batch::<3>((5, 7, 6, 1));
+    let net = OneChannel::with_seed(6);
+    check(
+        &net,
+        |n| {
+            [conv(&mut n.conv1), conv(&mut n.conv2), conv(&mut n.conv3), dense(&mut n.dense1)]
+                .into_iter()
+                .flatten()
+                .collect()
+        },
+        |n, opt| n.train_step(x.view(), &labels, opt).unwrap(),
+        "one input channel",
     );
 }
 

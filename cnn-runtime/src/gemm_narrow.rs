@@ -354,7 +354,7 @@ struct Block<'a> {
 }
 
 impl Block<'_> {
-    /// Every row of the block: `MR` at a time, then 4, then 1; over the
+    /// Every row of the block: `MR` at a time, then 4, 2, 1; over the
     /// pieces of `k` a few at a time, so that the rows of B they read stay
     /// in L1, each pass adding to the sums the last one stored, the last
     /// pass applying `finish`.
@@ -380,6 +380,8 @@ impl Block<'_> {
                     self.sums::<S, MR, NV, FULL>(simd, (a, row), pass.clone(), c)
                 } else if left >= 4 {
                     self.sums::<S, 4, NV, FULL>(simd, (a, row), pass.clone(), c)
+                } else if left >= 2 {
+                    self.sums::<S, 2, NV, FULL>(simd, (a, row), pass.clone(), c)
                 } else {
                     self.sums::<S, 1, NV, FULL>(simd, (a, row), pass.clone(), c)
                 };

@@ -330,9 +330,11 @@ impl Conv2d {
         let weight = tensor::values(&self.weight);
         let mut weight_t = vec![0.0; cout * patch];
         transpose(weight, cout, &mut weight_t);
+        // Where `dw` is a convolution of its own, the images padded once.
+        let mut padded = Vec::new();
+        let in_place = weight_gradient_as_conv(&g).map(|of| (pad(x, &g, &mut padded).0, of));
         let parts = n.div_ceil(IMAGES_PER_PART);
-        // Each part's `dw` transposed, `[COUT, KH*KW*CIN/G]` (rows of the
-        // GEMM's C), then its `db`.
+        // Each part's `dw`, then its `db`.
         let part_len = patch * cout + cout;
         let mut partials = vec![0.0f32; parts * part_len];
         let mut dx_parts: Vec<&mut [f32]> = match dx {
@@ -346,37 +348,63 @@ impl Conv2d {
             let images = p * IMAGES_PER_PART..((p + 1) * IMAGES_PER_PART).min(n);
             let x = &x[images.start * g.input_len()..images.end * g.input_len()];
             let dy = &dy[images.start * g.output_len()..images.end * g.output_len()];
-            let (dw_t, db) = partial.split_at_mut(patch * cout);
-            self.backward_part(x, dy, &weight_t, dx, dw_t, scratch);
+            let (dw, db) = partial.split_at_mut(patch * cout);
+            match &in_place {
+                None => self.backward_part(x, dy, &weight_t, dx, Some(dw), scratch),
+                // dw[ky, kx, o] = sum over (oy, ox) of x[oy + ky, ox + kx] dy[oy, ox, o]:
+                // the forward kernel with the image as input and `dy` as the weight.
+                Some((padded, of)) => {
+                    for image in images.clone() {
+                        let x = &padded[image * of.input_len()..(image + 1) * of.input_len()];
+                        let dy = &dy[(image - images.start) * g.output_len()..][..g.output_len()];
+                        let b = MatRef::row_major(dy, g.height.output * g.width.output, cout);
+                        let c = MatMut::row_major(dw, patch, cout);
+                        gemm_narrow::multiply_patches(
+                            x,
+                            of,
+                            0..patch,
+                            b,
+                            c,
+                            Finish::ACCUMULATE,
+                            Kernels::Fastest,
+                        );
+                    }
+                    if dx.is_some() {
+                        self.backward_part(x, dy, &weight_t, dx, None, scratch);
+                    }
+                }
+            }
             sum_rows(dy, db);
         };
         let work = partials.par_chunks_mut(part_len).enumerate();
         if dx_parts.is_empty() {
-            work.for_each_init(Scratch::default, |scratch, (p, dw_t)| part(scratch, p, dw_t, None));
+            work.for_each_init(Scratch::default, |scratch, (p, partial)| part(scratch, p, partial, None));
         } else {
             work.zip(dx_parts.par_iter_mut())
-                .for_each_init(Scratch::default, |scratch, ((p, dw_t), dx)| part(scratch, p, dw_t, Some(dx)));
+                .for_each_init(Scratch::default, |scratch, ((p, partial), dx)| {
+                    part(scratch, p, partial, Some(dx))
+                });
         }
         let mut sum = vec![0.0; part_len];
         for partial in partials.chunks_exact(part_len) {
             sum.iter_mut().zip(partial).for_each(|(s, p)| *s += p);
         }
-        transpose(&sum[..patch * cout], patch, dw);
+        dw.copy_from_slice(&sum[..patch * cout]);
         if let Some(db) = db {
             db.copy_from_slice(&sum[patch * cout..]);
         }
     }
 
-    /// `dw^T += dy^T col` and `dx = col2im(dy W^T)` over some images, tile by
-    /// tile, through the forward pass's GEMM kernel: `dy^T` is copied per
-    /// tile (it is narrow), `col` read as it is.
+    /// `dw += (dy^T col)^T` (if wanted) and `dx = col2im(dy W^T)` over some
+    /// images, tile by tile, through the forward pass's GEMM kernel: `dy^T`
+    /// is copied per tile (it is narrow), `col` read as it is.
     fn backward_part(
         &self,
         x: &[f32],
         dy: &[f32],
         weight_t: &[f32],
         mut dx: Option<&mut [f32]>,
-        dw_t: &mut [f32],
+        dw: Option<&mut [f32]>,
         scratch: &mut Scratch,
     ) {
         let g = &self.geometry;
@@ -384,22 +412,28 @@ impl Conv2d {
         let cout_g = cout / g.groups;
         let rows = dy.len() / cout;
         let tile_rows = g.tile_rows().min(rows.max(1));
-        let Scratch { col, dcol, dy_t } = scratch;
+        let Scratch { col, dcol, dy_t, dw_t } = scratch;
         col.resize(tile_rows * patch + SLACK, 0.0);
         dcol.resize(tile_rows * patch, 0.0);
         dy_t.resize(tile_rows * cout, 0.0);
+        dw_t.clear();
+        dw_t.resize(if dw.is_some() { cout * patch } else { 0 }, 0.0);
         let kernels = Kernels::Fastest;
         for start in (0..rows).step_by(tile_rows) {
             let end = (start + tile_rows).min(rows);
             let len = end - start;
             let dy_tile = &dy[start * cout..end * cout];
-            transpose(dy_tile, cout, &mut dy_t[..len * cout]);
+            if dw.is_some() {
+                transpose(dy_tile, cout, &mut dy_t[..len * cout]);
+            }
             for group in 0..g.groups {
-                im2col_tile(x, g, group, start..end, &mut col[..len * patch + SLACK]);
-                let dy_t_g = MatRef::row_major(&dy_t[group * cout_g * len..], cout_g, len);
-                let col_rows = MatRef::row_major(&col[..len * patch], len, patch);
-                let dw_t_g = MatMut::row_major(&mut dw_t[group * cout_g * patch..], cout_g, patch);
-                gemm_narrow::multiply(dy_t_g, col_rows, dw_t_g, Finish::ACCUMULATE, kernels);
+                if dw.is_some() {
+                    im2col_tile(x, g, group, start..end, &mut col[..len * patch + SLACK]);
+                    let dy_t_g = MatRef::row_major(&dy_t[group * cout_g * len..], cout_g, len);
+                    let col_rows = MatRef::row_major(&col[..len * patch], len, patch);
+                    let dw_t_g = MatMut::row_major(&mut dw_t[group * cout_g * patch..], cout_g, patch);
+                    gemm_narrow::multiply(dy_t_g, col_rows, dw_t_g, Finish::ACCUMULATE, kernels);
+                }
                 if let Some(dx) = dx.as_deref_mut() {
                     let dy_g = MatRef::block(&dy_tile[group * cout_g..], len, cout_g, cout);
                     let w_t = MatRef::row_major(&weight_t[group * cout_g * patch..], cout_g, patch);
@@ -409,7 +443,42 @@ impl Conv2d {
                 }
             }
         }
+        if let Some(dw) = dw {
+            // dw^T is `[COUT, patch]`; dw, in the weight's layout, its transpose.
+            for (o, row) in dw_t.chunks_exact(patch).enumerate() {
+                row.iter().enumerate().for_each(|(k, v)| dw[k * cout + o] += v);
+            }
+        }
     }
+}
+
+/// The geometry of the convolution that computes `g`'s weight gradient
+/// with patches read in place, where there is one: with one input channel,
+/// stride 1 and no dilation, `dw[ky, kx, o]` sums `x[oy + ky, ox + kx] *
+/// dy[oy, ox, o]` over the output pixels, the forward pass over the padded
+/// image with `dy` (`[OH*OW, COUT]`) as its weight, `KH x KW` its output.
+fn weight_gradient_as_conv(g: &ConvGeometry) -> Option<ConvGeometry> {
+    let unit = |a: &Axis| {
+        a.stride == 1 && a.dilation == 1 && a.pad_before + a.input + a.pad_after == a.output + a.kernel - 1
+    };
+    let axis = |a: Axis| Axis {
+        input: a.pad_before + a.input + a.pad_after,
+        kernel: a.output,
+        stride: 1,
+        pad_before: 0,
+        pad_after: 0,
+        dilation: 1,
+        output: a.kernel,
+    };
+    let of = ConvGeometry {
+        height: axis(g.height),
+        width: axis(g.width),
+        in_channels: 1,
+        out_channels: g.out_channels,
+        groups: 1,
+    };
+    let fits = g.in_channels == 1 && g.groups == 1 && unit(&g.height) && unit(&g.width);
+    (fits && gemm_narrow::reads_patches(&of, Kernels::Fastest)).then_some(of)
 }
 
 /// `to` the transpose of `from`, a row-major matrix `cols` wide.
@@ -431,6 +500,8 @@ struct Scratch {
     dcol: Vec<f32>,
     /// A tile of the output gradient, transposed.
     dy_t: Vec<f32>,
+    /// The part's weight gradient, transposed.
+    dw_t: Vec<f32>,
 }
 
 /// The images `x` with their padding written out as zeros, in `padded`,
