@@ -226,12 +226,15 @@ impl Conv2d {
             tile_rows * g.patch_len() + SLACK
         };
         // The GEMM reads patches from the input padded once, kept in the
-        // scratch slot past the threads'.
+        // scratch slot past the threads', and the weights from a copy on a
+        // cache line's boundary, in the slot after.
         let slot = rayon::current_num_threads();
-        if scratch.len() <= slot {
-            scratch.resize_with(slot + 1, Vec::new);
+        if scratch.len() <= slot + 1 {
+            scratch.resize_with(slot + 2, Vec::new);
         }
-        let mut padded = std::mem::take(&mut scratch[slot]);
+        let (mut padded, mut aligned) =
+            (std::mem::take(&mut scratch[slot]), std::mem::take(&mut scratch[slot + 1]));
+        let weight = if direct { weight } else { tensor::aligned(weight, &mut aligned) };
         let (x, g_in) = match patches {
             true => pad(x, g, &mut padded),
             false => (x, *g),
@@ -260,7 +263,7 @@ impl Conv2d {
                         let c = MatMut::block(&mut out_tile[offset..], rows.len(), cout, ldc);
                         gemm_narrow::multiply_patches(x, g_in, rows.clone(), b, c, finish, kernels);
                     } else {
-                        self.tile(x, rows.clone(), (out_tile, ldc, offset), col, finish, kernels);
+                        self.tile((x, weight), rows.clone(), (out_tile, ldc, offset), col, (finish, kernels));
                     }
                     activate_columns(left, out_tile, ldc, offset..offset + cout);
                 }
@@ -269,20 +272,19 @@ impl Conv2d {
                 }
             }
         });
-        scratch[slot] = padded;
+        (scratch[slot], scratch[slot + 1]) = (padded, aligned);
     }
 
     /// Output rows `rows` into `out` (`rows.len() * COUT` values).
     fn tile<'f>(
         &self,
-        x: &[f32],
+        (x, weight): (&[f32], &[f32]),
         rows: std::ops::Range<usize>,
         (out, ldc, offset): (&mut [f32], usize, usize),
         col: &mut [f32],
-        finish: Finish<'f>,
-        kernels: Kernels,
+        (finish, kernels): (Finish<'f>, Kernels),
     ) {
-        let (g, weight) = (&self.geometry, tensor::values(&self.weight));
+        let g = &self.geometry;
         let (cout, len) = (g.out_channels, rows.len());
         let out = &mut out[offset..];
         if g.is_pointwise() {

@@ -40,3 +40,15 @@ pub(crate) fn check_input<D: Dimension>(
     }
     Err(Error::LayerInput { layer, expected: expected.to_vec(), found: x.shape().to_vec() })
 }
+
+/// `values` copied into `buffer` from a 64-byte boundary: a vector load
+/// of them that straddles two cache lines costs two (an allocation is
+/// only 16-byte aligned), and the GEMM kernels load their B by whole
+/// vectors, rows `COUT` values apart.
+pub(crate) fn aligned<'a>(values: &[f32], buffer: &'a mut Vec<f32>) -> &'a [f32] {
+    const LINE: usize = 64 / size_of::<f32>();
+    buffer.resize(values.len() + LINE, 0.0);
+    let skip = buffer.as_ptr().align_offset(64).min(LINE);
+    buffer[skip..skip + values.len()].copy_from_slice(values);
+    &buffer[skip..skip + values.len()]
+}
