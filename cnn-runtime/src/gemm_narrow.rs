@@ -2,7 +2,9 @@
 //! weights `[K x COUT]`, A either a row-major matrix (an im2col tile, a
 //! dense layer's input) or the patches of a conv's output pixels, read
 //! from the input itself: without groups or dilation across, each kernel
-//! row of a patch is one run of the NHWC input. Nothing is packed.
+//! row of a patch is one run of the NHWC input. A is never packed; a
+//! conv's B is copied once a pass into [`Panels`], as wide as the kernel
+//! takes at once, so that the rows it reads lie next to each other.
 //!
 //! matrixmultiply packs both operands on every call: an im2col tile a
 //! second time, the weights once per tile. Its 16x16 kernel also keeps only
@@ -39,7 +41,7 @@ pub const ROW_MULTIPLE: usize = 48;
 /// streaming past. Wider B is taken in parts of its rows (of `k`); each
 /// part costs a load and a store of the sums, so parts should not be
 /// smaller than they need to be (16 KiB measured slower here than 24-40).
-const B_PART_BYTES: usize = 24 * 1024;
+const B_PART_BYTES: usize = 16 * 1024;
 
 /// Whether the kernel here runs: on x86 with AVX2 + FMA or AVX-512.
 /// Elsewhere matrixmultiply's kernels are the better choice.
@@ -85,7 +87,13 @@ impl Finish<'_> {
         Finish { scale: None, shift: None, activation: None, accumulate: true };
 }
 
-impl Finish<'_> {
+impl<'a> Finish<'a> {
+    /// The same for the columns of C from `first` on.
+    pub fn columns(&self, first: usize) -> Finish<'a> {
+        let from = |v: Option<&'a [f32]>| v.map(|v| &v[first..]);
+        Finish { scale: from(self.scale), shift: from(self.shift), ..*self }
+    }
+
     /// Whether the kernels apply `activation` to their sums.
     pub fn takes(activation: Activation) -> bool {
         matches!(activation, Activation::Relu | Activation::Relu6 | Activation::LeakyRelu(_))
@@ -129,6 +137,56 @@ impl Finish<'_> {
             }
             Some(_) => unreachable!("Finish::takes admits the piecewise-linear activations only"),
         }
+    }
+}
+
+/// A B used for many products, laid out for the kernel: its columns in
+/// panels as wide as the kernel takes at once, each panel's rows one after
+/// another, from a cache line's boundary. Read in place, the rows of a
+/// block of B's columns are a row of B apart: 16 columns of 64, a cache
+/// line every 256 bytes, fall in a quarter of L1's sets, and evict each
+/// other before the next rows of A come to read them again.
+#[derive(Clone, Copy)]
+pub struct Panels<'a> {
+    data: &'a [f32],
+    k: usize,
+    n: usize,
+    width: usize,
+}
+
+impl<'a> Panels<'a> {
+    /// `b` copied into `buffer` in the panels of `kernels`.
+    pub fn new(b: MatRef<'_>, kernels: Kernels, buffer: &'a mut Vec<f32>) -> Panels<'a> {
+        const LINE: usize = 64 / size_of::<f32>();
+        let (k, n) = (b.rows, b.cols);
+        // The widest block of `Product` below; one panel where it does not run.
+        let width = match (available(kernels), crate::cpu::has_avx512(kernels)) {
+            (true, true) => 4 * 16,
+            (true, false) => 2 * 8,
+            (false, _) => n,
+        };
+        let width = width.clamp(1, n.max(1));
+        buffer.clear();
+        buffer.resize(k * n + LINE, 0.0);
+        let skip = buffer.as_ptr().align_offset(64).min(LINE);
+        let data = &mut buffer[skip..skip + k * n];
+        let mut at = 0;
+        for first in (0..n).step_by(width) {
+            let cols = width.min(n - first);
+            for row in 0..k {
+                data[at..at + cols].copy_from_slice(&b.data[row * b.row_stride + first..][..cols]);
+                at += cols;
+            }
+        }
+        Panels { data: &buffer[skip..skip + k * n], k, n, width }
+    }
+
+    /// Each panel: the column of B it starts at, and its values.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, MatRef<'a>)> + '_ {
+        (0..self.n).step_by(self.width).map(|first| {
+            let cols = self.width.min(self.n - first);
+            (first, MatRef::row_major(&self.data[first * self.k..][..self.k * cols], self.k, cols))
+        })
     }
 }
 
@@ -418,12 +476,15 @@ impl Block<'_> {
             let (a_start, k_start, len) = runs.piece(piece);
             let a: [&[f32]; MR] = std::array::from_fn(|r| &data[starts[r] + a_start..][..len]);
             let b = &self.b[k_start * self.ldb..];
+            if FULL {
+                multiply_add(simd, a, (b, self.ldb), &mut sums);
+                continue;
+            }
             for i in 0..len {
                 // A partial last vector is loaded whole where B goes on past
                 // it (with the next row): its lanes past the width are summed
                 // but never stored. pulp's masked load is a call.
                 let b = &b[i * self.ldb..];
-                let b = if FULL { &b[..width] } else { b };
                 let b: [S::f32s; NV] = std::array::from_fn(
                     #[inline(always)]
                     |j| load(simd, &b[j * lanes..]),
@@ -454,6 +515,44 @@ impl Block<'_> {
         }
         MR
     }
+}
+
+/// `sums[r] += a[r][i] * b[i]` over `i`, `b[i]` the `NV` vectors at `i *
+/// ldb`: for rows of B whole vectors wide. The bounds are checked once,
+/// not value by value: the checks of every row cost as much as its
+/// multiply-adds on AVX2, and without them in the loop the compiler keeps
+/// every sum in a register.
+#[inline(always)]
+#[allow(unsafe_code)]
+fn multiply_add<S: Simd, const MR: usize, const NV: usize>(
+    simd: S,
+    a: [&[f32]; MR],
+    (b, ldb): (&[f32], usize),
+    sums: &mut [[S::f32s; NV]; MR],
+) {
+    let lanes = size_of::<S::f32s>() / size_of::<f32>();
+    let len = a.iter().map(|a| a.len()).min().unwrap_or(0);
+    assert!(len == 0 || (len - 1) * ldb + NV * lanes <= b.len(), "gemm: b rows");
+    let (a, mut b_row) = (a.map(<[f32]>::as_ptr), b.as_ptr());
+    let mut s = *sums;
+    for i in 0..len {
+        // SAFETY: row `i < len` of B, `NV * lanes` values from `i * ldb`,
+        // is within `b` (asserted above), and `a[r][i]` within `a[r]`,
+        // whose lengths are at least `len`.
+        let (row, a) = unsafe { (std::slice::from_raw_parts(b_row, NV * lanes), a.map(|a| *a.add(i))) };
+        let row: [S::f32s; NV] = std::array::from_fn(
+            #[inline(always)]
+            |j| load(simd, &row[j * lanes..]),
+        );
+        for (s, a) in s.iter_mut().zip(a) {
+            let a = simd.splat_f32s(a);
+            for (sum, b) in s.iter_mut().zip(row) {
+                *sum = simd.mul_add_f32s(a, b, *sum);
+            }
+        }
+        b_row = b_row.wrapping_add(ldb);
+    }
+    *sums = s;
 }
 
 /// A vector from the start of `values`, zeros past their end.

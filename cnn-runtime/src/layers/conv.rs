@@ -22,7 +22,7 @@ use crate::Error;
 use crate::cpu::Kernels;
 use crate::direct;
 use crate::gemm::{MatMut, MatRef};
-use crate::gemm_narrow::{self, Finish};
+use crate::gemm_narrow::{self, Finish, Panels};
 use crate::im2col::{SLACK, col2im_tile, im2col_tile};
 use crate::init::{self, InitRng};
 use crate::workspace::split_among_threads;
@@ -227,14 +227,22 @@ impl Conv2d {
         };
         // The GEMM reads patches from the input padded once, kept in the
         // scratch slot past the threads', and the weights from a copy on a
-        // cache line's boundary, in the slot after.
+        // cache line's boundary, in the slot after: an ungrouped conv's in
+        // the kernel's panels.
         let slot = rayon::current_num_threads();
         if scratch.len() <= slot + 1 {
             scratch.resize_with(slot + 2, Vec::new);
         }
         let (mut padded, mut aligned) =
             (std::mem::take(&mut scratch[slot]), std::mem::take(&mut scratch[slot + 1]));
-        let weight = if direct { weight } else { tensor::aligned(weight, &mut aligned) };
+        let (weight, panels) = match (direct, g.groups) {
+            (true, _) => (weight, None),
+            (false, 1) => {
+                let b = MatRef::row_major(weight, g.patch_len(), cout);
+                (weight, Some(Panels::new(b, kernels, &mut aligned)))
+            }
+            (false, _) => (tensor::aligned(weight, &mut aligned), None),
+        };
         let (x, g_in) = match patches {
             true => pad(x, g, &mut padded),
             false => (x, *g),
@@ -258,12 +266,22 @@ impl Conv2d {
                     );
                 } else {
                     let (finish, left) = epilogue.finish();
-                    if patches {
-                        let b = MatRef::row_major(weight, g.patch_len(), cout);
-                        let c = MatMut::block(&mut out_tile[offset..], rows.len(), cout, ldc);
-                        gemm_narrow::multiply_patches(x, g_in, rows.clone(), b, c, finish, kernels);
-                    } else {
-                        self.tile((x, weight), rows.clone(), (out_tile, ldc, offset), col, (finish, kernels));
+                    match (patches, &panels) {
+                        (true, Some(panels)) => {
+                            for (first, b) in panels.iter() {
+                                let c =
+                                    MatMut::block(&mut out_tile[offset + first..], rows.len(), b.cols, ldc);
+                                let finish = finish.columns(first);
+                                gemm_narrow::multiply_patches(x, g_in, rows.clone(), b, c, finish, kernels);
+                            }
+                        }
+                        _ => self.tile(
+                            (x, weight, panels.as_ref()),
+                            rows.clone(),
+                            (out_tile, ldc, offset),
+                            col,
+                            (finish, kernels),
+                        ),
                     }
                     activate_columns(left, out_tile, ldc, offset..offset + cout);
                 }
@@ -275,10 +293,11 @@ impl Conv2d {
         (scratch[slot], scratch[slot + 1]) = (padded, aligned);
     }
 
-    /// Output rows `rows` into `out` (`rows.len() * COUT` values).
+    /// Output rows `rows` into `out` (`rows.len() * COUT` values), from
+    /// the weights in panels if the conv is ungrouped.
     fn tile<'f>(
         &self,
-        (x, weight): (&[f32], &[f32]),
+        (x, weight, panels): (&[f32], &[f32], Option<&Panels<'_>>),
         rows: std::ops::Range<usize>,
         (out, ldc, offset): (&mut [f32], usize, usize),
         col: &mut [f32],
@@ -287,15 +306,17 @@ impl Conv2d {
         let g = &self.geometry;
         let (cout, len) = (g.out_channels, rows.len());
         let out = &mut out[offset..];
-        if g.is_pointwise() {
-            let a = MatRef::row_major(
-                &x[rows.start * g.in_channels..rows.end * g.in_channels],
-                len,
-                g.in_channels,
-            );
-            let (b, c) = (MatRef::row_major(weight, g.in_channels, cout), MatMut::block(out, len, cout, ldc));
-            gemm_narrow::multiply(a, b, c, finish, kernels);
-            return;
+        // `c = finish(a w)` panel by panel.
+        let by_panels = |a: MatRef<'_>, panels: &Panels<'_>, out: &mut [f32]| {
+            for (first, b) in panels.iter() {
+                let c = MatMut::block(&mut out[first..], len, b.cols, ldc);
+                gemm_narrow::multiply(a, b, c, finish.columns(first), kernels);
+            }
+        };
+        if let (true, Some(panels)) = (g.is_pointwise(), panels) {
+            let cin = g.in_channels;
+            let a = MatRef::row_major(&x[rows.start * cin..rows.end * cin], len, cin);
+            return by_panels(a, panels, out);
         }
         let patch = g.patch_len();
         let cout_g = cout / g.groups;
@@ -303,11 +324,13 @@ impl Conv2d {
         for group in 0..g.groups {
             im2col_tile(x, g, group, rows.clone(), col);
             let a = MatRef::row_major(col, len, patch);
+            if let Some(panels) = panels {
+                by_panels(a, panels, out);
+                continue;
+            }
             let b = MatRef::block(&weight[group * cout_g..], patch, cout_g, cout);
             let c = MatMut::block(&mut out[group * cout_g..], len, cout_g, ldc);
-            let per_group = |v: Option<&'f [f32]>| v.map(|v| &v[group * cout_g..][..cout_g]);
-            let finish = Finish { scale: per_group(finish.scale), shift: per_group(finish.shift), ..finish };
-            gemm_narrow::multiply(a, b, c, finish, kernels);
+            gemm_narrow::multiply(a, b, c, finish.columns(group * cout_g), kernels);
         }
     }
 
