@@ -110,10 +110,10 @@ impl<'a> Finish<'a> {
         }
     }
 
-    /// `act(sum * scale + shift)` on one vector of sums, whose columns start
-    /// at `first`.
+    /// `sum * scale + shift` on one vector of sums, whose columns start at
+    /// `first`.
     #[inline(always)]
-    fn vector<S: Simd>(&self, simd: S, sum: S::f32s, first: usize) -> S::f32s {
+    fn affine<S: Simd>(&self, simd: S, sum: S::f32s, first: usize) -> S::f32s {
         let mut v = sum;
         if let Some(scale) = self.scale {
             v = simd.mul_f32s(v, load(simd, &scale[first..]));
@@ -121,22 +121,28 @@ impl<'a> Finish<'a> {
         if let Some(shift) = self.shift {
             v = simd.add_f32s(v, load(simd, &shift[first..]));
         }
-        let zero = simd.splat_f32s(0.0);
-        // `v < 0` is false for NaN, which stays, as in the scalar activations.
-        match self.activation {
-            None => v,
-            Some(Activation::Relu) => simd.select_f32s(simd.less_than_f32s(v, zero), zero, v),
-            Some(Activation::LeakyRelu(alpha)) => {
-                let leaked = simd.mul_f32s(v, simd.splat_f32s(alpha));
-                simd.select_f32s(simd.less_than_f32s(v, zero), leaked, v)
-            }
-            Some(Activation::Relu6) => {
-                let six = simd.splat_f32s(6.0);
-                let capped = simd.select_f32s(simd.greater_than_f32s(v, six), six, v);
-                simd.select_f32s(simd.less_than_f32s(v, zero), zero, capped)
-            }
-            Some(_) => unreachable!("Finish::takes admits the piecewise-linear activations only"),
+        v
+    }
+}
+
+/// `activation` on one vector; `v < 0` is false for NaN, which stays, as
+/// in the scalar activations.
+#[inline(always)]
+fn activate<S: Simd>(simd: S, activation: Option<Activation>, v: S::f32s) -> S::f32s {
+    let zero = simd.splat_f32s(0.0);
+    match activation {
+        None => v,
+        Some(Activation::Relu) => simd.select_f32s(simd.less_than_f32s(v, zero), zero, v),
+        Some(Activation::LeakyRelu(alpha)) => {
+            let leaked = simd.mul_f32s(v, simd.splat_f32s(alpha));
+            simd.select_f32s(simd.less_than_f32s(v, zero), leaked, v)
         }
+        Some(Activation::Relu6) => {
+            let six = simd.splat_f32s(6.0);
+            let capped = simd.select_f32s(simd.greater_than_f32s(v, six), six, v);
+            simd.select_f32s(simd.less_than_f32s(v, zero), zero, capped)
+        }
+        Some(_) => unreachable!("Finish::takes admits the piecewise-linear activations only"),
     }
 }
 
@@ -498,20 +504,28 @@ impl Block<'_> {
                 }
             }
         }
-        for (r, sums) in sums.iter().enumerate() {
-            let c = &mut c[r * ldc..][..width];
-            for (j, &sum) in sums.iter().enumerate() {
-                store(simd, &mut c[j * lanes..], sum);
-            }
-        }
-        if let Some(finish) = finish {
-            for r in 0..MR {
-                let c = &mut c[r * ldc..][..width];
-                for j in 0..NV {
-                    let value = finish.vector(simd, load(simd, &c[j * lanes..]), self.c_first + j * lanes);
-                    store(simd, &mut c[j * lanes..], value);
+        // Each sum stored through `finish`, its activation matched once
+        // here rather than for every vector.
+        macro_rules! store_all {
+            ($finished:expr) => {
+                for (r, sums) in sums.iter().enumerate() {
+                    let c = &mut c[r * ldc..][..width];
+                    for (j, &sum) in sums.iter().enumerate() {
+                        store(simd, &mut c[j * lanes..], $finished(sum, self.c_first + j * lanes));
+                    }
                 }
-            }
+            };
+        }
+        let finished = |activation| {
+            move |sum, first| activate(simd, activation, finish.map_or(sum, |f| f.affine(simd, sum, first)))
+        };
+        match finish.and_then(|f| f.activation) {
+            None if finish.is_none() => store_all!(|sum, _| sum),
+            None => store_all!(finished(None)),
+            Some(Activation::Relu) => store_all!(finished(Some(Activation::Relu))),
+            Some(Activation::Relu6) => store_all!(finished(Some(Activation::Relu6))),
+            Some(Activation::LeakyRelu(alpha)) => store_all!(finished(Some(Activation::LeakyRelu(alpha)))),
+            Some(_) => unreachable!("Finish::takes admits the piecewise-linear activations only"),
         }
         MR
     }
