@@ -4,8 +4,9 @@
 //! are branch-free (selects only) so that the compiler vectorises the loops:
 //! `exp` reduces `x = n ln2 + r` with `|r| <= ln2 / 2`, takes Cephes'
 //! degree-6 polynomial for `e^r` (relative error about 1e-7) and builds `2^n`
-//! from bits. Over the whole f32 range (tested): `tanh` and `sigmoid` are
-//! within 1e-6 absolute of the exact values, NaN stays NaN.
+//! from bits; `tanh` is a rational function. Over the whole f32 range
+//! (tested): `tanh` and `sigmoid` are within 1e-6 absolute of the exact
+//! values, NaN stays NaN.
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 const LN2_HI: f32 = 0.693_359_4;
@@ -32,12 +33,27 @@ pub fn exp(x: f32) -> f32 {
     e_r * f32::from_bits(biased << 23)
 }
 
+/// A rational function of degree 13 over 6 on `[-7.9, 7.9]`, beyond which
+/// tanh rounds to ±1 (Eigen's `generic_fast_tanh_float`): a division and
+/// no `exp`, twice as fast as through [`exp`].
 #[inline(always)]
 pub fn tanh(x: f32) -> f32 {
-    // tanh|x| = (1 - e^-2|x|) / (1 + e^-2|x|), then the sign back.
-    let t = exp(-2.0 * x.abs());
-    let y = ((1.0 - t) / (1.0 + t)).copysign(x);
-    if x.is_nan() { x } else { y }
+    let clamped = x.clamp(-7.905_311, 7.905_311);
+    let x2 = clamped * clamped;
+    let mut p = -2.760_768_5e-16;
+    p = p * x2 + 2.000_188e-13;
+    p = p * x2 - 8.604_672e-11;
+    p = p * x2 + 5.122_297e-8;
+    p = p * x2 + 1.485_722_4e-5;
+    p = p * x2 + 6.372_619_3e-4;
+    p = p * x2 + 4.893_524_6e-3;
+    let mut q = 1.198_258_4e-6;
+    q = q * x2 + 1.185_347e-4;
+    q = q * x2 + 2.268_434_6e-3;
+    q = q * x2 + 4.893_525e-3;
+    let y = p * clamped / q;
+    // Near 0 the ratio loses tanh's relative accuracy; tanh x is x there.
+    if x.abs() < 4e-4 { x } else { y }
 }
 
 #[inline(always)]
