@@ -335,33 +335,54 @@ impl Rows<'_> {
         Runs { rows, row_len, step, piece, per_pass }
     }
 
-    /// Where the first values of rows `first..first + MR` are in [`data`](Self::data).
-    #[inline(always)]
-    fn starts<const MR: usize>(&self, first: usize) -> [usize; MR] {
+    /// Where row `first` is.
+    fn position(&self, first: usize) -> Position {
         match self {
-            Rows::Matrix(a) => std::array::from_fn(|r| (first + r) * a.row_stride),
+            Rows::Matrix(_) => Position { image: first, oy: 0, ox: 0 },
             Rows::Patches { g, first_pixel, .. } => {
+                let (pixel, (oh, ow)) = (first_pixel + first, (g.height.output, g.width.output));
+                Position { image: pixel / (oh * ow), oy: pixel / ow % oh, ox: pixel % ow }
+            }
+        }
+    }
+
+    /// Where the first values of the `MR` rows from `at` are in
+    /// [`data`](Self::data); `at` moves past them.
+    #[inline(always)]
+    fn starts<const MR: usize>(&self, at: &mut Position) -> [usize; MR] {
+        match self {
+            Rows::Matrix(a) => {
+                let first = at.image;
+                at.image += MR;
+                std::array::from_fn(|r| (first + r) * a.row_stride)
+            }
+            Rows::Patches { g, .. } => {
                 let (h, w, cin) = (g.height, g.width, g.in_channels);
-                let pixel = first_pixel + first;
-                let (image, mut oy, mut ox) =
-                    (pixel / (h.output * w.output), pixel / w.output % h.output, pixel % w.output);
-                let mut image_start = image * g.input_len();
-                // The next pixel by stepping, not dividing.
                 let mut starts = [0; MR];
                 for start in &mut starts {
-                    *start = image_start + (oy * h.stride * w.input + ox * w.stride) * cin;
-                    ox += 1;
-                    if ox == w.output {
-                        (ox, oy) = (0, oy + 1);
-                        if oy == h.output {
-                            (oy, image_start) = (0, image_start + g.input_len());
-                        }
-                    }
+                    let Position { image, oy, ox } = *at;
+                    *start = image * g.input_len() + (oy * h.stride * w.input + ox * w.stride) * cin;
+                    *at = match (ox + 1 == w.output, oy + 1 == h.output) {
+                        (false, _) => Position { ox: ox + 1, ..*at },
+                        (true, false) => Position { oy: oy + 1, ox: 0, ..*at },
+                        (true, true) => Position { image: image + 1, oy: 0, ox: 0 },
+                    };
                 }
                 starts
             }
         }
     }
+}
+
+/// Where a row of A is: its output pixel's image, row and column (a
+/// matrix's row as `image`). Stepped from row to row rather than divided
+/// out for each: three divisions cost as much as the multiply-adds of a
+/// patch of 27.
+#[derive(Clone, Copy)]
+struct Position {
+    image: usize,
+    oy: usize,
+    ox: usize,
 }
 
 struct Product<'a> {
@@ -436,24 +457,25 @@ impl Block<'_> {
             let pass = (runs, first..end);
             let (accumulate, finish) =
                 (first > 0 || finish.accumulate, (end == runs.count()).then_some(finish));
-            let mut row = 0;
+            let (mut row, mut at) = (0, a.position(0));
             while row < a.len() {
                 let left = a.len() - row;
                 let c = (&mut c[row * ldc + self.c_first..], ldc, accumulate, finish);
+                let a = (a, &mut at);
                 row += if left >= MR {
-                    self.sums::<S, MR, NV, FULL>(simd, (a, row), pass.clone(), c)
+                    self.sums::<S, MR, NV, FULL>(simd, a, pass.clone(), c)
                 } else if left >= 4 {
-                    self.sums::<S, 4, NV, FULL>(simd, (a, row), pass.clone(), c)
+                    self.sums::<S, 4, NV, FULL>(simd, a, pass.clone(), c)
                 } else if left >= 2 {
-                    self.sums::<S, 2, NV, FULL>(simd, (a, row), pass.clone(), c)
+                    self.sums::<S, 2, NV, FULL>(simd, a, pass.clone(), c)
                 } else {
-                    self.sums::<S, 1, NV, FULL>(simd, (a, row), pass.clone(), c)
+                    self.sums::<S, 1, NV, FULL>(simd, a, pass.clone(), c)
                 };
             }
         }
     }
 
-    /// Rows `first..first + MR` of the block, their `MR x NV` vectors of
+    /// The `MR` rows of the block from `at`, their `MR x NV` vectors of
     /// sums in registers over the pieces of `k` in `pass`, starting from
     /// zero or, with `accumulate`, from `c`, stored through `finish` if
     /// given. Returns `MR`.
@@ -461,14 +483,14 @@ impl Block<'_> {
     fn sums<S: Simd, const MR: usize, const NV: usize, const FULL: bool>(
         &self,
         simd: S,
-        (a, first): (Rows<'_>, usize),
+        (a, at): (Rows<'_>, &mut Position),
         (runs, pass): (Runs, Range<usize>),
         (c, ldc, accumulate, finish): (&mut [f32], usize, bool, Option<Finish<'_>>),
     ) -> usize {
         let lanes = size_of::<S::f32s>() / size_of::<f32>();
         // With FULL the compiler knows the width, and every load is whole.
         let width = if FULL { NV * lanes } else { self.width };
-        let (data, starts) = (a.data(), a.starts::<MR>(first));
+        let (data, starts) = (a.data(), a.starts::<MR>(at));
         let mut sums = [[simd.splat_f32s(0.0); NV]; MR];
         if accumulate {
             for (r, sums) in sums.iter_mut().enumerate() {
