@@ -181,14 +181,26 @@ fn pool_image<R: Reduce>(
         if len > 0 {
             combine_all::<R>(windows, (0..width.kernel).map(|kx| &row[kx * c..][..len]));
         }
+        // The windows' sizes, while they are all the same: then the row is
+        // finished at once, not a division a pixel.
+        let mut same_len = Some(window_range(width, 0).1);
         for (ox, pixel) in out_row.chunks_exact_mut(c).enumerate() {
             let (cols, w_len) = window_range(width, ox);
             if cols.len() == width.kernel {
-                pixel.copy_from_slice(&windows[cols.start * c..][..c]);
+                // Combined with EMPTY rather than copied: a copy of a few
+                // values is a call to memcpy.
+                combine_all::<R>(pixel, std::iter::once(&windows[cols.start * c..][..c]));
             } else {
                 combine_all::<R>(pixel, row[cols.start * c..cols.end * c].chunks_exact(c));
             }
-            R::finish(pixel, h_len * w_len);
+            same_len = same_len.filter(|&len| len == w_len);
+        }
+        match same_len {
+            Some(w_len) => R::finish(out_row, h_len * w_len),
+            None => out_row
+                .chunks_exact_mut(c)
+                .enumerate()
+                .for_each(|(ox, pixel)| R::finish(pixel, h_len * window_range(width, ox).1)),
         }
     }
 }
