@@ -161,30 +161,22 @@ pub struct Panels<'a> {
 }
 
 impl<'a> Panels<'a> {
-    /// `b` copied into `buffer` in the panels of `kernels`.
-    pub fn new(b: MatRef<'_>, kernels: Kernels, buffer: &'a mut Vec<f32>) -> Panels<'a> {
-        const LINE: usize = 64 / size_of::<f32>();
+    /// `b` copied into `into` (`b`'s size) in the panels of `kernels`.
+    pub fn new(b: MatRef<'_>, kernels: Kernels, into: &'a mut [f32]) -> Panels<'a> {
         let (k, n) = (b.rows, b.cols);
-        // The widest block of `Product` below; one panel where it does not run.
-        let width = match (available(kernels), crate::cpu::has_avx512(kernels)) {
-            (true, true) => 4 * 16,
-            (true, false) => 2 * 8,
-            (false, _) => n,
-        };
-        let width = width.clamp(1, n.max(1));
-        buffer.clear();
-        buffer.resize(k * n + LINE, 0.0);
-        let skip = buffer.as_ptr().align_offset(64).min(LINE);
-        let data = &mut buffer[skip..skip + k * n];
+        assert_eq!(into.len(), k * n, "gemm: panels of another size");
+        // One panel where the kernel here does not run.
+        let lanes = if crate::cpu::has_avx512(kernels) { 16 } else { 8 };
+        let width = if available(kernels) { block_width(lanes) } else { n }.clamp(1, n.max(1));
         let mut at = 0;
         for first in (0..n).step_by(width) {
             let cols = width.min(n - first);
             for row in 0..k {
-                data[at..at + cols].copy_from_slice(&b.data[row * b.row_stride + first..][..cols]);
+                into[at..at + cols].copy_from_slice(&b.data[row * b.row_stride + first..][..cols]);
                 at += cols;
             }
         }
-        Panels { data: &buffer[skip..skip + k * n], k, n, width }
+        Panels { data: into, k, n, width }
     }
 
     /// Each panel: the column of B it starts at, and its values.
@@ -403,7 +395,8 @@ impl WithSimd for Product<'_> {
         // Rows of sums per call, for 1..=4 vectors of columns.
         macro_rules! block {
             ($($nv:literal: $mr:literal),*) => {{
-                let widest = [$($nv),*].into_iter().max().unwrap_or(1) * lanes;
+                let widest = block_width(lanes);
+                debug_assert_eq!(widest, [$($nv),*].into_iter().max().unwrap_or(1) * lanes);
                 for first in (0..b.cols).step_by(widest) {
                     let width = widest.min(b.cols - first);
                     let block = Block {
@@ -427,6 +420,15 @@ impl WithSimd for Product<'_> {
             8 => block!(1: 8, 2: 6),
             _ => unreachable!("available() admits 8 and 16 lanes only"),
         }
+    }
+}
+
+/// The most columns of B one pass of the kernel takes, at `lanes` floats a
+/// vector: the widest block of [`Product`], and the width of [`Panels`].
+fn block_width(lanes: usize) -> usize {
+    match lanes {
+        16 => 4 * 16,
+        _ => 2 * 8,
     }
 }
 
@@ -538,11 +540,13 @@ impl Block<'_> {
                 }
             };
         }
-        let finished = |activation| {
-            move |sum, first| activate(simd, activation, finish.map_or(sum, |f| f.affine(simd, sum, first)))
+        let Some(finish) = finish else {
+            store_all!(|sum, _| sum);
+            return MR;
         };
-        match finish.and_then(|f| f.activation) {
-            None if finish.is_none() => store_all!(|sum, _| sum),
+        let finished =
+            |activation| move |sum, first| activate(simd, activation, finish.affine(simd, sum, first));
+        match finish.activation {
             None => store_all!(finished(None)),
             Some(Activation::Relu) => store_all!(finished(Some(Activation::Relu))),
             Some(Activation::Relu6) => store_all!(finished(Some(Activation::Relu6))),

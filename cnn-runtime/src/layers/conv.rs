@@ -239,7 +239,8 @@ impl Conv2d {
             (true, _) => (weight, None),
             (false, 1) => {
                 let b = MatRef::row_major(weight, g.patch_len(), cout);
-                (weight, Some(Panels::new(b, kernels, &mut aligned)))
+                let into = tensor::line_aligned(&mut aligned, weight.len());
+                (weight, Some(Panels::new(b, kernels, into)))
             }
             (false, _) => (tensor::aligned(weight, &mut aligned), None),
         };
@@ -268,12 +269,10 @@ impl Conv2d {
                     let (finish, left) = epilogue.finish();
                     match (patches, &panels) {
                         (true, Some(panels)) => {
-                            for (first, b) in panels.iter() {
-                                let c =
-                                    MatMut::block(&mut out_tile[offset + first..], rows.len(), b.cols, ldc);
-                                let finish = finish.columns(first);
-                                gemm_narrow::multiply_patches(x, g_in, rows.clone(), b, c, finish, kernels);
-                            }
+                            let out = (&mut out_tile[offset..], rows.len(), ldc);
+                            by_panels(panels, out, finish, |b, c, finish| {
+                                gemm_narrow::multiply_patches(x, g_in, rows.clone(), b, c, finish, kernels)
+                            })
                         }
                         _ => self.tile(
                             (x, weight, panels.as_ref()),
@@ -306,17 +305,15 @@ impl Conv2d {
         let g = &self.geometry;
         let (cout, len) = (g.out_channels, rows.len());
         let out = &mut out[offset..];
-        // `c = finish(a w)` panel by panel.
-        let by_panels = |a: MatRef<'_>, panels: &Panels<'_>, out: &mut [f32]| {
-            for (first, b) in panels.iter() {
-                let c = MatMut::block(&mut out[first..], len, b.cols, ldc);
-                gemm_narrow::multiply(a, b, c, finish.columns(first), kernels);
-            }
+        let multiply_by_panels = |a: MatRef<'_>, panels: &Panels<'_>, out: &mut [f32]| {
+            by_panels(panels, (out, len, ldc), finish, |b, c, finish| {
+                gemm_narrow::multiply(a, b, c, finish, kernels)
+            })
         };
         if let (true, Some(panels)) = (g.is_pointwise(), panels) {
             let cin = g.in_channels;
             let a = MatRef::row_major(&x[rows.start * cin..rows.end * cin], len, cin);
-            return by_panels(a, panels, out);
+            return multiply_by_panels(a, panels, out);
         }
         let patch = g.patch_len();
         let cout_g = cout / g.groups;
@@ -325,7 +322,7 @@ impl Conv2d {
             im2col_tile(x, g, group, rows.clone(), col);
             let a = MatRef::row_major(col, len, patch);
             if let Some(panels) = panels {
-                by_panels(a, panels, out);
+                multiply_by_panels(a, panels, out);
                 continue;
             }
             let b = MatRef::block(&weight[group * cout_g..], patch, cout_g, cout);
@@ -353,8 +350,10 @@ impl Conv2d {
         assert!(dy.len() == n * g.output_len() && dw.len() == patch * cout, "conv backward lengths");
         // The weight as `[COUT, KH*KW*CIN/G]`, the B of `dcol = dy W^T`.
         let weight = tensor::values(&self.weight);
-        let mut weight_t = vec![0.0; cout * patch];
-        transpose(weight, cout, &mut weight_t);
+        let mut weight_t = vec![0.0; if dx.is_some() { cout * patch } else { 0 }];
+        if dx.is_some() {
+            transpose(weight, cout, &mut weight_t);
+        }
         // Where `dw` is a convolution of its own, the images padded once.
         let mut padded = Vec::new();
         let in_place = weight_gradient_as_conv(&g).map(|of| (pad(x, &g, &mut padded).0, of));
@@ -474,6 +473,19 @@ impl Conv2d {
                 row.iter().enumerate().for_each(|(k, v)| dw[k * cout + o] += v);
             }
         }
+    }
+}
+
+/// `gemm(b, c, finish)` for each panel `b` of `panels`, `c` the columns of
+/// `out` (`rows` of them, `ldc` apart) that it fills.
+fn by_panels(
+    panels: &Panels<'_>,
+    (out, rows, ldc): (&mut [f32], usize, usize),
+    finish: Finish<'_>,
+    mut gemm: impl FnMut(MatRef<'_>, MatMut<'_>, Finish<'_>),
+) {
+    for (first, b) in panels.iter() {
+        gemm(b, MatMut::block(&mut out[first..], rows, b.cols, ldc), finish.columns(first));
     }
 }
 

@@ -46,9 +46,15 @@ pub(crate) fn check_input<D: Dimension>(
 /// only 16-byte aligned), and the GEMM kernels load their B by whole
 /// vectors, rows `COUT` values apart.
 pub(crate) fn aligned<'a>(values: &[f32], buffer: &'a mut Vec<f32>) -> &'a [f32] {
+    let target = line_aligned(buffer, values.len());
+    target.copy_from_slice(values);
+    target
+}
+
+/// `len` values of `buffer`, grown as needed, from a 64-byte boundary.
+pub(crate) fn line_aligned(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
     const LINE: usize = 64 / size_of::<f32>();
-    buffer.resize(values.len() + LINE, 0.0);
+    buffer.resize(buffer.len().max(len + LINE), 0.0);
     let skip = buffer.as_ptr().align_offset(64).min(LINE);
-    buffer[skip..skip + values.len()].copy_from_slice(values);
-    &buffer[skip..skip + values.len()]
+    &mut buffer[skip..skip + len]
 }
