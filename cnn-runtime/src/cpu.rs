@@ -38,6 +38,19 @@ pub fn has_avx512(kernels: Kernels) -> bool {
     false
 }
 
+/// The `f32` lanes of a vector in code dispatched for `kernels`: 16 with
+/// AVX-512, 8 with AVX2, else 4 (SSE2, NEON).
+pub fn lanes(kernels: Kernels) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    return match kernels.arch() {
+        pulp::Arch::V4(_) => 16,
+        pulp::Arch::V3(_) => 8,
+        _ => 4,
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    4
+}
+
 /// Which kernels a pass may use: the fastest this CPU runs, or those of a
 /// smaller CPU, so that this machine's tests cover every variant.
 #[doc(hidden)]
@@ -87,10 +100,11 @@ mod tests {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             assert!(matches!(Kernels::Avx2.arch(), pulp::Arch::V3(_)));
             assert!(has_fma(Kernels::Avx2) && !has_avx512(Kernels::Avx2));
+            assert_eq!(lanes(Kernels::Avx2), 8);
         }
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") {
-            assert!(has_avx512(Kernels::Fastest));
+            assert!(has_avx512(Kernels::Fastest) && lanes(Kernels::Fastest) == 16);
         }
     }
 }

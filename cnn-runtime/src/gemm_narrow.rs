@@ -166,8 +166,8 @@ impl<'a> Panels<'a> {
         let (k, n) = (b.rows, b.cols);
         assert_eq!(into.len(), k * n, "gemm: panels of another size");
         // One panel where the kernel here does not run.
-        let lanes = if crate::cpu::has_avx512(kernels) { 16 } else { 8 };
-        let width = if available(kernels) { block_width(lanes) } else { n }.clamp(1, n.max(1));
+        let width = if available(kernels) { block_width(crate::cpu::lanes(kernels)) } else { n };
+        let width = width.clamp(1, n.max(1));
         let mut at = 0;
         for first in (0..n).step_by(width) {
             let cols = width.min(n - first);

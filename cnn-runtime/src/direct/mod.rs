@@ -5,10 +5,10 @@
 //! idle, and a patch of 25 values costs as much to copy twice (im2col, then
 //! the GEMM's own packing) as to multiply.
 //!
-//! Here the inputs of a tap for 16 consecutive output pixels are one vector
-//! of the output row's [`Panel`]. Such a vector of pixels keeps the sums of
-//! its group's output channels (padded to `CO`) in `CO` registers over all
-//! taps, gets its epilogue there, and is written out transposed into NHWC.
+//! Here the inputs of a tap for consecutive output pixels are one vector
+//! of the output row's [`Panel`] (16 pixels with AVX-512, 8 with AVX2). Such
+//! a vector of pixels keeps the sums of its group's output channels (padded
+//! to `CO`) in `CO` registers over all taps, gets its epilogue there, and is written out transposed into NHWC.
 //! The loops are plain Rust that the compiler vectorises to the CPU's width
 //! (see [`crate::cpu`]); a multiply-add is fused where the CPU has the
 //! instruction. Each sum runs over the taps in `(ky, kx, ci)` order, so the
@@ -28,7 +28,8 @@ use cnn_shape::ConvGeometry;
 use crate::layers::Epilogue;
 use panel::Panel;
 
-/// Output pixels computed together: one AVX-512 vector.
+/// The pixels a panel's rows are rounded up to: a 64-byte line, one AVX-512
+/// vector, two AVX2 vectors.
 const LANES: usize = 16;
 
 /// The most output channels a group that take this path.
@@ -64,33 +65,36 @@ pub fn scratch_len(g: &ConvGeometry) -> usize {
 /// Output pixels `rows` of the images `x` (all channels, `rows.len() * COUT`
 /// values) into `out`, the epilogue applied; `scratch` holds [`scratch_len`].
 pub fn direct_tile(conv: Conv<'_>, x: &[f32], rows: Range<usize>, out: &mut [f32], scratch: &mut [f32]) {
-    // Output channels rounded up to even: four kernels, each with a
-    // multiply-add fused where it is one instruction, else not, and two
-    // vectors of pixels at a time where AVX-512's 32 registers hold their sums.
+    // Output channels rounded up to even, a multiply-add fused where it is
+    // one instruction. A vector of `L` pixels (the CPU's width) keeps the sums
+    // of its `CO` channels in `CO` registers, `V` such vectors at a time: as
+    // many as the registers hold (32 with AVX-512, else 16) besides an input
+    // vector and a broadcast weight.
     macro_rules! run {
-        ($fused:literal, $v:literal) => {
+        ($fused:literal, $l:literal, $v:literal, $v8:literal) => {
             conv.kernels.arch().dispatch(
                 #[inline(always)]
                 || match conv.g.out_channels / conv.g.groups {
-                    ..=2 => tile::<2, $fused, $v>(conv, x, rows, out, scratch),
-                    3..=4 => tile::<4, $fused, $v>(conv, x, rows, out, scratch),
-                    5..=6 => tile::<6, $fused, $v>(conv, x, rows, out, scratch),
-                    _ => tile::<8, $fused, $v>(conv, x, rows, out, scratch),
+                    ..=2 => tile::<2, $fused, $v, $l>(conv, x, rows, out, scratch),
+                    3..=4 => tile::<4, $fused, $v, $l>(conv, x, rows, out, scratch),
+                    5..=6 => tile::<6, $fused, $v, $l>(conv, x, rows, out, scratch),
+                    _ => tile::<8, $fused, $v8, $l>(conv, x, rows, out, scratch),
                 },
             )
         };
     }
-    match (cpu::has_fma(conv.kernels), cpu::has_avx512(conv.kernels)) {
-        (true, true) => run!(true, 2),
-        (true, false) => run!(true, 1),
-        (false, _) => run!(false, 1),
+    match (cpu::has_fma(conv.kernels), cpu::lanes(conv.kernels)) {
+        (true, 16) => run!(true, 16, 2, 2),
+        (true, 8) => run!(true, 8, 2, 1),
+        (true, _) => run!(true, 4, 2, 1),
+        (false, _) => run!(false, 4, 2, 1),
     }
 }
 
-/// The tile with each group's channels padded to `CO`, `V` vectors of a
-/// row's pixels at a time while the row has them.
+/// The tile with each group's channels padded to `CO`, `V` vectors of `L`
+/// pixels of a row at a time while the row has them.
 #[inline(always)]
-fn tile<const CO: usize, const FUSED: bool, const V: usize>(
+fn tile<const CO: usize, const FUSED: bool, const V: usize, const L: usize>(
     conv: Conv<'_>,
     x: &[f32],
     rows: Range<usize>,
@@ -100,6 +104,7 @@ fn tile<const CO: usize, const FUSED: bool, const V: usize>(
     let Conv { g, weight, epilogue, .. } = conv;
     let cout = g.out_channels;
     let layout = Panel::new(g);
+    let row_taps = layout.row_taps(g);
     let (weights, rest) = scratch.split_at_mut(g.groups * g.patch_len() * CO);
     pad_weights::<CO>(weight, g, weights);
     let panel = &mut aligned(rest)[..layout.len(g)];
@@ -109,17 +114,19 @@ fn tile<const CO: usize, const FUSED: bool, const V: usize>(
         let (ox, len) = (row.columns.start, row.columns.len());
         let out_row = &mut out[(row.pixel - rows.start) * cout..][..len * cout];
         for (group, weights) in weights.chunks_exact(g.patch_len() * CO).enumerate() {
-            let (mut v, end) = (ox / LANES, (ox + len).div_ceil(LANES));
+            let (mut v, end) = (ox / L, (ox + len).div_ceil(L));
             while v + V <= end {
-                let sums = accumulate::<CO, FUSED, V>(g, (layout, first), panel, weights, group, v);
+                let sums =
+                    accumulate::<CO, FUSED, V, L>(g, (layout, &row_taps, first), panel, weights, group, v);
                 for (u, sums) in sums.into_iter().enumerate() {
-                    finish::<CO>(conv, group, v + u, sums, ox..ox + len, out_row);
+                    finish::<CO, L>(conv, group, v + u, sums, ox..ox + len, out_row);
                 }
                 v += V;
             }
             for v in v..end {
-                let [sums] = accumulate::<CO, FUSED, 1>(g, (layout, first), panel, weights, group, v);
-                finish::<CO>(conv, group, v, sums, ox..ox + len, out_row);
+                let [sums] =
+                    accumulate::<CO, FUSED, 1, L>(g, (layout, &row_taps, first), panel, weights, group, v);
+                finish::<CO, L>(conv, group, v, sums, ox..ox + len, out_row);
             }
         }
         epilogue.apply_across_channels(out_row, cout);
@@ -130,11 +137,11 @@ fn tile<const CO: usize, const FUSED: bool, const V: usize>(
 /// channel by channel in registers, and stored into the pixels of the row
 /// segment `columns` that it covers, `out_row` holding the segment.
 #[inline(always)]
-fn finish<const CO: usize>(
+fn finish<const CO: usize, const L: usize>(
     conv: Conv<'_>,
     group: usize,
     v: usize,
-    mut sums: [[f32; LANES]; CO],
+    mut sums: [[f32; L]; CO],
     columns: Range<usize>,
     out_row: &mut [f32],
 ) {
@@ -142,9 +149,9 @@ fn finish<const CO: usize>(
     for (o, sum) in sums[..cout_g].iter_mut().enumerate() {
         conv.epilogue.apply_to_channel(sum, group * cout_g + o);
     }
-    let (lo, hi) = (columns.start.max(v * LANES), columns.end.min((v + 1) * LANES));
+    let (lo, hi) = (columns.start.max(v * L), columns.end.min((v + 1) * L));
     let pixels = &mut out_row[(lo - columns.start) * cout..(hi - columns.start) * cout];
-    store::<CO>(cout, &sums, group * cout_g..(group + 1) * cout_g, lo - v * LANES, pixels);
+    store::<CO, L>(cout, &sums, group * cout_g..(group + 1) * cout_g, lo - v * L, pixels);
 }
 
 /// Each group's weights as `[patch, CO]`, the columns past its channels
@@ -167,43 +174,53 @@ fn aligned(values: &mut [f32]) -> &mut [f32] {
     &mut values[to_line..]
 }
 
-/// The sums over taps of weight times input for vectors `v..v + V` of a
-/// row's output columns and the `CO` (padded) output channels of group
+/// The sums over taps of weight times input for vectors `v..v + V` of `L`
+/// of a row's output columns and the `CO` (padded) output channels of group
 /// `group`.
 #[inline(always)]
-fn accumulate<const CO: usize, const FUSED: bool, const V: usize>(
+fn accumulate<const CO: usize, const FUSED: bool, const V: usize, const L: usize>(
     g: &ConvGeometry,
-    (layout, first): (Panel, usize),
+    (layout, row_taps, first): (Panel, &[usize], usize),
     panel: &[f32],
     weights: &[f32],
     group: usize,
     v: usize,
-) -> [[[f32; LANES]; CO]; V] {
+) -> [[[f32; L]; CO]; V] {
     let taps = weights.as_chunks::<CO>().0;
     // The V * CO sums stay in registers over all taps.
-    let mut sums = [[[0.0f32; LANES]; CO]; V];
-    layout.for_each_tap(g, group, first, |t, at| {
-        let (x, tap) = (&panel[at + v * LANES..][..V * LANES], &taps[t]);
-        for (sums, x) in sums.iter_mut().zip(x.as_chunks::<LANES>().0) {
-            add_scaled::<CO, FUSED>(sums, tap, x);
-        }
-    });
+    let mut sums = [[[0.0f32; L]; CO]; V];
+    // Inlined, as the whole kernel must be: out of line it is built for the
+    // baseline, its multiply-adds calls into libm.
+    layout.for_each_tap(
+        g,
+        row_taps,
+        group,
+        first,
+        #[inline(always)]
+        |t, at| {
+            let x = panel[at + v * L..][..V * L].as_chunks::<L>().0;
+            add_scaled::<CO, FUSED, V, L>(&mut sums, &taps[t], x.try_into().expect("V vectors"));
+        },
+    );
     sums
 }
 
-/// `sums[o] += tap[o] * x` for the `CO` channels of one vector of pixels.
+/// `sums[u][o] += tap[o] * x[u]` for the `CO` channels of `V` vectors of
+/// pixels.
 #[inline(always)]
-fn add_scaled<const CO: usize, const FUSED: bool>(
-    sums: &mut [[f32; LANES]; CO],
+fn add_scaled<const CO: usize, const FUSED: bool, const V: usize, const L: usize>(
+    sums: &mut [[[f32; L]; CO]; V],
     tap: &[f32; CO],
-    x: &[f32; LANES],
+    x: &[[f32; L]; V],
 ) {
-    // Lanes outside, channels inside: the channel loop unrolls, and the
-    // lanes become one vector per channel. The other way round, the
-    // compiler vectorises across channels with gathers.
-    for i in 0..LANES {
-        for o in 0..CO {
-            sums[o][i] = if FUSED { tap[o].mul_add(x[i], sums[o][i]) } else { sums[o][i] + tap[o] * x[i] };
+    // Channel by channel, a weight broadcast once for all `V` vectors, so
+    // that one broadcast is live at a time beside the sums and inputs.
+    for o in 0..CO {
+        for u in 0..V {
+            for i in 0..L {
+                let sum = &mut sums[u][o][i];
+                *sum = if FUSED { tap[o].mul_add(x[u][i], *sum) } else { *sum + tap[o] * x[u][i] };
+            }
         }
     }
 }
@@ -211,16 +228,16 @@ fn add_scaled<const CO: usize, const FUSED: bool>(
 /// Writes columns `first..` of the sums into `pixels` (NHWC, pixel after
 /// pixel, `cout` channels each), as output channels `channels`.
 #[inline(always)]
-fn store<const CO: usize>(
+fn store<const CO: usize, const L: usize>(
     cout: usize,
-    sums: &[[f32; LANES]; CO],
+    sums: &[[f32; L]; CO],
     channels: Range<usize>,
     first: usize,
     pixels: &mut [f32],
 ) {
     // Transposed whole, a transpose of known size; then copied pixel by
     // pixel, whole if they hold all of the output's channels.
-    let block: [[f32; CO]; LANES] = std::array::from_fn(|i| std::array::from_fn(|o| sums[o][i]));
+    let block: [[f32; CO]; L] = std::array::from_fn(|i| std::array::from_fn(|o| sums[o][i]));
     let block = &block[first..];
     if channels.len() == cout && cout == CO {
         // Pixel by pixel, copies of known size: no call to memcpy.
