@@ -35,10 +35,10 @@ const LANES: usize = 16;
 /// The most output channels a group that take this path.
 const MAX_CHANNELS: usize = 8;
 
-/// Whether `g` is convolved here rather than by im2col + GEMM. On AVX2,
-/// two vectors stand for one row of `LANES` pixels, and a strided conv
-/// runs faster through the GEMM kernel (W4's `conv 8 k5 s2`: 25% of the
-/// network's time).
+/// Whether `g` is convolved here rather than by im2col + GEMM. Without
+/// AVX-512, a strided conv runs faster through the GEMM kernel (measured on
+/// W4's `conv 8 k5 s2`, a quarter of the network's time), whose 6 rows x 2
+/// vectors of sums fill the 16 registers better than 8 channels here.
 pub fn is_direct(g: &ConvGeometry, kernels: Kernels) -> bool {
     let unit_stride = g.height.stride == 1 && g.width.stride == 1;
     kernels == Kernels::Fastest
