@@ -136,7 +136,7 @@ fn summary_shows_shapes_arithmetic_and_totals() {
 /// `net.forward(x)` against `expected` with every variant of the kernels:
 /// the fastest, AVX2, the baseline and the portable im2col + matrixmultiply.
 macro_rules! assert_both_kernels {
-    ($net:ident, $x:ident, $expected:ident, $what:literal) => {
+    ($net:ident, $x:ident, $expected:ident, $what:expr) => {
         for kernels in cnn::__private::Kernels::ALL {
             $net.__cnn_set_kernels(kernels);
             let what = format!("{} ({kernels:?})", $what);
@@ -272,4 +272,64 @@ fn softmax_output_and_batch_independence() {
         1e-6,
         "batch",
     );
+}
+
+/// A network whose last layer is a conv writes the output's values tile by
+/// tile into memory nothing has written: each must come out right, on the
+/// path where a batch shares each layer's tiles (one image) and where the
+/// threads take whole chunks of images.
+#[test]
+fn networks_that_end_in_a_conv_match_reference() {
+    cnn::cnn! {
+        struct EndsInGemmConv { input 20x20x3; c1: conv 16 k3 p1 relu; c2: conv 24 k3 p1; bn: batchnorm; relu; }
+        struct EndsInDirectConv { input 20x20x3; c1: conv 16 k3 relu; c2: conv 6 k3 p1 relu; flatten; }
+        struct BatchnormAfterTheConvsRelu { input 12x12x2; c1: conv 5 k3 relu; bn: batchnorm; }
+    }
+    let relu = |v: f32| v.max(0.0);
+    let mut r = rng(11);
+    for batch in [1, 2, 7, 40] {
+        let x = random4(&mut r, (batch, 20, 20, 3));
+        let mut net = EndsInGemmConv::with_seed(batch as u64);
+        net.bn
+            .set_running_mean(cnn::ndarray::Array1::from_shape_simple_fn(24, || r.random_range(-0.2..0.2)))
+            .unwrap();
+        let t = ref_conv(&net.c1, &x).mapv(relu);
+        let y = ref_conv(&net.c2, &t);
+        let bn = &net.bn;
+        let normed = common::batchnorm(
+            y.as_slice().unwrap(),
+            24,
+            &bn.weight(),
+            &bn.bias(),
+            &bn.running_mean(),
+            &bn.running_var(),
+            1e-5,
+        );
+        let expected = Array4::from_shape_vec(y.raw_dim(), normed).unwrap().mapv(relu);
+        assert_both_kernels!(net, x, expected, format!("GEMM conv last, batch {batch}"));
+
+        let mut net = EndsInDirectConv::with_seed(batch as u64);
+        let t = ref_conv(&net.c1, &x).mapv(relu);
+        let expected = common::flatten(ref_conv(&net.c2, &t).mapv(relu).view());
+        assert_both_kernels!(net, x, expected, format!("direct conv last, batch {batch}"));
+
+        let x = random4(&mut r, (batch, 12, 12, 2));
+        let mut net = BatchnormAfterTheConvsRelu::with_seed(batch as u64);
+        net.bn
+            .set_running_var(cnn::ndarray::Array1::from_shape_simple_fn(5, || r.random_range(0.5..2.0)))
+            .unwrap();
+        let y = ref_conv(&net.c1, &x).mapv(relu);
+        let bn = &net.bn;
+        let normed = common::batchnorm(
+            y.as_slice().unwrap(),
+            5,
+            &bn.weight(),
+            &bn.bias(),
+            &bn.running_mean(),
+            &bn.running_var(),
+            1e-5,
+        );
+        let expected = Array4::from_shape_vec(y.raw_dim(), normed).unwrap();
+        assert_both_kernels!(net, x, expected, format!("batchnorm after the last conv, batch {batch}"));
+    }
 }

@@ -17,6 +17,7 @@ mod cpu;
 pub mod data;
 mod direct;
 mod error;
+mod fresh;
 mod gemm;
 mod gemm_narrow;
 mod im2col;

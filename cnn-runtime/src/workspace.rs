@@ -84,11 +84,11 @@ impl std::fmt::Debug for Workspace {
 /// scratch buffer of the thread's own from `scratch` (kept for next time).
 /// How a unit is computed must not depend on the run it falls in, so that
 /// results do not depend on the thread count.
-pub(crate) fn split_among_threads(
-    out: &mut [f32],
+pub(crate) fn split_among_threads<T: Send>(
+    out: &mut [T],
     unit_len: usize,
     scratch: &mut Vec<Vec<f32>>,
-    work: impl Fn(usize, &mut [f32], &mut Vec<f32>) + Sync,
+    work: impl Fn(usize, &mut [T], &mut Vec<f32>) + Sync,
 ) {
     let units = out.len().div_ceil(unit_len.max(1));
     let threads = rayon::current_num_threads().min(units).max(1);
