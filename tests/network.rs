@@ -308,7 +308,7 @@ fn networks_that_end_in_a_conv_match_reference() {
         let expected = Array4::from_shape_vec(y.raw_dim(), normed).unwrap().mapv(relu);
         assert_both_kernels!(net, x, expected, format!("GEMM conv last, batch {batch}"));
 
-        let mut net = EndsInDirectConv::with_seed(batch as u64);
+        let net = EndsInDirectConv::with_seed(batch as u64);
         let t = ref_conv(&net.c1, &x).mapv(relu);
         let expected = common::flatten(ref_conv(&net.c2, &t).mapv(relu).view());
         assert_both_kernels!(net, x, expected, format!("direct conv last, batch {batch}"));
