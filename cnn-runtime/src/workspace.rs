@@ -79,29 +79,35 @@ impl std::fmt::Debug for Workspace {
     }
 }
 
-/// Splits `out` into runs of whole units of `unit_len` values, one run per
-/// thread, and calls `work(first_unit, run, scratch)` on each, with a
-/// scratch buffer of the thread's own from `scratch` (kept for next time).
-/// How a unit is computed must not depend on the run it falls in, so that
-/// results do not depend on the thread count.
+/// Splits `out` into units of `unit_len` values and calls
+/// `work(unit, values, scratch)` on each, a unit at a time, on rayon's
+/// threads: each takes the next unit when it is done with one, so that a
+/// core the machine gives less time to takes fewer. `scratch` is the
+/// running thread's own buffer from `scratch` (kept for next time). How a
+/// unit is computed must not depend on the thread, so that results do not
+/// depend on the thread count.
 pub(crate) fn split_among_threads<T: Send>(
     out: &mut [T],
     unit_len: usize,
     scratch: &mut Vec<Vec<f32>>,
     work: impl Fn(usize, &mut [T], &mut Vec<f32>) + Sync,
 ) {
-    let units = out.len().div_ceil(unit_len.max(1));
-    let threads = rayon::current_num_threads().min(units).max(1);
-    let per_thread = units.div_ceil(threads);
+    let unit_len = unit_len.max(1);
+    let threads = rayon::current_num_threads();
     if scratch.len() < threads {
         scratch.resize_with(threads, Vec::new);
     }
-    if threads == 1 {
-        work(0, out, &mut scratch[0]);
-    } else {
-        out.par_chunks_mut(per_thread * unit_len)
-            .zip(scratch.par_iter_mut())
-            .enumerate()
-            .for_each(|(i, (run, scratch))| work(i * per_thread, run, scratch));
+    if threads == 1 || out.len() <= unit_len {
+        return work(0, out, &mut scratch[0]);
     }
+    let slots: Vec<Mutex<&mut Vec<f32>>> = scratch[..threads].iter_mut().map(Mutex::new).collect();
+    out.par_chunks_mut(unit_len).enumerate().for_each(|(unit, values)| {
+        // A unit's work calls no rayon, so its thread's slot is free; were
+        // it not, a buffer of its own does the same work.
+        let slot = &slots[rayon::current_thread_index().unwrap_or(0) % threads];
+        match slot.try_lock() {
+            Ok(mut scratch) => work(unit, values, &mut scratch),
+            Err(_) => work(unit, values, &mut Vec::new()),
+        }
+    });
 }
