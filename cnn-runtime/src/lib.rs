@@ -17,7 +17,6 @@ mod cpu;
 pub mod data;
 mod direct;
 mod error;
-mod fresh;
 mod gemm;
 mod gemm_narrow;
 mod im2col;

@@ -11,7 +11,6 @@ use ndarray::ArrayView4;
 use rayon::prelude::*;
 
 use crate::cpu::Kernels;
-use crate::fresh::Slot;
 use crate::layers::{
     Apply, AvgPool2d, BatchNorm, Conv2d, Dense, Destination, Epilogue, MaxPool2d, global_pool, upsample,
 };
@@ -124,10 +123,11 @@ pub(crate) fn infer(
     let kernels = workspace.kernels();
     let output_shape = plan.nodes.last().map_or(plan.input, |node| node.info.output);
     let largest = largest(plan.nodes).max(plan.input.len());
+    let mut output = zeros(n * output_shape.len());
     // Lengths to cut whole images by; neither is 0 in a network the macro made.
     let (in_len, out_len) = (plan.input.len().max(1), output_shape.len().max(1));
     if n == 0 {
-        return Vec::new();
+        return output;
     }
     // At least a chunk per thread, and a whole number of chunks each.
     let threads = rayon::current_num_threads().min(n);
@@ -136,45 +136,10 @@ pub(crate) fn infer(
     let per_thread = n.div_ceil(images).div_ceil(threads) * images;
     workspace.with(|Buffers { epilogues, threads: buffers }| {
         set_epilogues(steps, epilogues);
-        if buffers.len() < threads {
-            buffers.resize_with(threads, ThreadBuffers::default);
-        }
-        let chunks = Chunks { steps, kernels, epilogues, images, lens: (in_len, out_len), per_thread };
-        let len = n * out_len;
-        if ends_in_conv(plan.nodes) {
-            let mut output = Vec::with_capacity(len);
-            chunks.run(input, &mut output.spare_capacity_mut()[..len], buffers);
-            fresh_written(output, len)
-        } else {
-            let mut output = zeros(len);
-            chunks.run(input, &mut output, buffers);
-            output
-        }
-    })
-}
-
-/// The passes of a batch: chunks of `images` images, `per_thread` images
-/// to a thread.
-struct Chunks<'s> {
-    steps: Steps<'s>,
-    kernels: Kernels,
-    epilogues: &'s [Epilogue],
-    images: usize,
-    /// The values of an input image and of an output image.
-    lens: (usize, usize),
-    per_thread: usize,
-}
-
-impl Chunks<'_> {
-    fn run<S: Slot>(&self, input: &[f32], output: &mut [S], buffers: &mut [ThreadBuffers]) {
-        let (in_len, out_len) = self.lens;
-        let run = |input: &[f32], output: &mut [S], buffers: &mut ThreadBuffers| {
-            let (input, output) =
-                (input.chunks(self.images * in_len), output.chunks_mut(self.images * out_len));
-            for (input, output) in input.zip(output) {
+        let epilogues = &epilogues[..];
+        let run = |(input, output): (&[f32], &mut [f32]), buffers: &mut ThreadBuffers| {
+            for (input, output) in input.chunks(images * in_len).zip(output.chunks_mut(images * out_len)) {
                 let (n, len) = (input.len() / in_len, input.len());
-                let (steps, kernels, epilogues) = (self.steps, self.kernels, self.epilogues);
-                let destination = Destination::Whole;
                 Pass {
                     steps,
                     kernels,
@@ -185,46 +150,21 @@ impl Chunks<'_> {
                     output,
                     at: At::Input,
                     len,
-                    destination,
+                    destination: Destination::Whole,
                 }
                 .run();
             }
         };
-        if input.len() <= self.per_thread * in_len {
-            return run(input, output, &mut buffers[0]);
+        if buffers.len() < threads {
+            buffers.resize_with(threads, ThreadBuffers::default);
         }
-        (input.par_chunks(self.per_thread * in_len).zip(output.par_chunks_mut(self.per_thread * out_len)))
+        if threads == 1 {
+            return run((input, &mut output), &mut buffers[0]);
+        }
+        (input.par_chunks(per_thread * in_len).zip(output.par_chunks_mut(per_thread * out_len)))
             .zip(buffers.par_iter_mut())
-            .for_each(|((input, output), buffers)| run(input, output, buffers));
-    }
-}
-
-/// Whether `nodes` end in a conv, with the batchnorm and activation fused
-/// into it and nothing but a flatten or dropout after: the conv then writes
-/// each value of the pass's output, and nothing after it reads them.
-fn ends_in_conv(nodes: &[Node]) -> bool {
-    let mut ops =
-        nodes.iter().rev().map(|node| node.op).skip_while(|op| matches!(op, Op::Flatten | Op::Dropout(_)));
-    let mut op = ops.next();
-    if matches!(op, Some(Op::Act(_))) {
-        op = ops.next();
-    }
-    if matches!(op, Some(Op::BatchNorm { .. })) {
-        op = ops.next();
-    }
-    matches!(op, Some(Op::Conv { .. }))
-}
-
-/// `output` with its first `len` values counted in, once the passes of a
-/// network that [`ends_in_conv`] have run into its spare capacity.
-#[allow(unsafe_code)]
-fn fresh_written(mut output: Vec<f32>, len: usize) -> Vec<f32> {
-    assert!(output.capacity() >= len);
-    // SAFETY: each pass's last step is a conv whose output is the pass's
-    // whole output (the chunks cover the first `len` values), and
-    // `Conv2d::run` writes every value of its output: its tiles cover it,
-    // and each is zeroed before its kernel runs.
-    unsafe { output.set_len(len) };
+            .for_each(|(part, buffers)| run(part, buffers));
+    });
     output
 }
 
@@ -280,7 +220,7 @@ fn set_epilogues(steps: Steps<'_>, epilogues: &mut Vec<Epilogue>) {
     }
 }
 
-struct Pass<'s, 'x, 'b, S: Slot = f32> {
+struct Pass<'s, 'x, 'b> {
     steps: Steps<'s>,
     kernels: Kernels,
     /// From [`set_epilogues`].
@@ -288,9 +228,8 @@ struct Pass<'s, 'x, 'b, S: Slot = f32> {
     n: usize,
     input: &'x [f32],
     buffers: &'b mut ThreadBuffers,
-    /// Where the chunk's outputs go: fresh memory only if the steps
-    /// [`ends_in_conv`].
-    output: &'x mut [S],
+    /// Where the chunk's outputs go.
+    output: &'x mut [f32],
     at: At,
     /// How many values the current step holds: buffers keep their largest
     /// length, so that reusing them writes no zeros.
@@ -300,7 +239,7 @@ struct Pass<'s, 'x, 'b, S: Slot = f32> {
     destination: Destination<'x>,
 }
 
-impl<'x, S: Slot> Pass<'_, 'x, '_, S> {
+impl<'x> Pass<'_, 'x, '_> {
     fn run(mut self) {
         let kernels = self.kernels;
         let last_producer =
@@ -322,13 +261,8 @@ impl<'x, S: Slot> Pass<'_, 'x, '_, S> {
                     };
                     let (epilogue, mut scratch) =
                         (&self.epilogues[flat], std::mem::take(&mut self.buffers.scratch));
-                    self.produce(len, last, |src, dst| match dst {
-                        Target::Buffer(dst) => {
-                            conv.run(src, dst, &mut scratch, epilogue, kernels, destination)
-                        }
-                        Target::Output(dst) => {
-                            conv.run(src, dst, &mut scratch, epilogue, kernels, destination)
-                        }
+                    self.produce(len, last, |src, dst| {
+                        conv.run(src, dst, &mut scratch, epilogue, kernels, destination)
                     });
                     self.buffers.scratch = scratch;
                 }
@@ -336,30 +270,24 @@ impl<'x, S: Slot> Pass<'_, 'x, '_, S> {
                     fused = fusable(self.steps, i).2;
                     let destination = self.destination_after(i + fused);
                     let epilogue = &self.epilogues[flat];
-                    self.produce(len, last, |src, dst| {
-                        dense.run(src, dst.values(), epilogue, kernels, destination)
-                    });
+                    self.produce(len, last, |src, dst| dense.run(src, dst, epilogue, kernels, destination));
                 }
                 (Op::MaxPool { height, width }, _) => {
                     let mut scratch = std::mem::take(&mut self.buffers.scratch);
                     let pool = MaxPool2d::new(height, width);
-                    self.produce(len, last, |src, dst| {
-                        pool.run(src, input.channels(), dst.values(), &mut scratch)
-                    });
+                    self.produce(len, last, |src, dst| pool.run(src, input.channels(), dst, &mut scratch));
                     self.buffers.scratch = scratch;
                 }
                 (Op::AvgPool { height, width }, _) => {
                     let mut scratch = std::mem::take(&mut self.buffers.scratch);
                     let pool = AvgPool2d::new(height, width);
-                    self.produce(len, last, |src, dst| {
-                        pool.run(src, input.channels(), dst.values(), &mut scratch)
-                    });
+                    self.produce(len, last, |src, dst| pool.run(src, input.channels(), dst, &mut scratch));
                     self.buffers.scratch = scratch;
                 }
                 (Op::GlobalAvgPool | Op::GlobalMaxPool, _) => {
                     let (c, cells) = (input.channels(), input.len() / input.channels().max(1));
                     let max = step.node.op == Op::GlobalMaxPool;
-                    self.produce(len, last, |src, dst| global_pool(src, cells, c, dst.values(), max));
+                    self.produce(len, last, |src, dst| global_pool(src, cells, c, dst, max));
                 }
                 (Op::Flatten | Op::Dropout(_), _) => {}
                 (Op::BatchNorm { .. }, _) => {
@@ -369,9 +297,7 @@ impl<'x, S: Slot> Pass<'_, 'x, '_, S> {
                 (Op::Act(act), _) => act.apply(self.in_place(later_producer), input.channels()),
                 (Op::Upsample { height, width }, _) => {
                     let Shape::Hwc(h, w, c) = input else { unreachable!("upsampling is spatial") };
-                    self.produce(len, last, |src, dst| {
-                        upsample(src, (h, w, c), (height, width), dst.values())
-                    });
+                    self.produce(len, last, |src, dst| upsample(src, (h, w, c), (height, width), dst));
                 }
                 (Op::Residual { .. } | Op::Concat { .. }, _) => {
                     let mut inner = self.buffers.inner.take().unwrap_or_default();
@@ -383,7 +309,7 @@ impl<'x, S: Slot> Pass<'_, 'x, '_, S> {
                         epilogues: self.epilogues,
                         n: self.n,
                     };
-                    self.produce(len, last, |src, dst| block.run(src, dst.values(), &mut inner));
+                    self.produce(len, last, |src, dst| block.run(src, dst, &mut inner));
                     self.buffers.inner = Some(inner);
                 }
                 (Op::Conv { .. } | Op::Dense { .. }, _) => unreachable!("the plan gives these layers"),
@@ -395,8 +321,8 @@ impl<'x, S: Slot> Pass<'_, 'x, '_, S> {
         }
         match self.at {
             At::Output => {}
-            At::Input => S::values(self.output).copy_from_slice(self.input),
-            At::Buffer(k) => S::values(self.output).copy_from_slice(&self.buffers.activations[k][..self.len]),
+            At::Input => self.output.copy_from_slice(self.input),
+            At::Buffer(k) => self.output.copy_from_slice(&self.buffers.activations[k][..self.len]),
         }
         // A body that does not end in a conv or dense layer adds its
         // shortcut here.
@@ -405,7 +331,7 @@ impl<'x, S: Slot> Pass<'_, 'x, '_, S> {
             Destination::AddTo(residual) => {
                 let shape = self.steps.nodes.last().map(|node| node.info.output);
                 let channels = shape.map_or(self.output.len(), |shape| shape.channels());
-                residual.apply(S::values(self.output), 0, channels);
+                residual.apply(self.output, 0, channels);
             }
             Destination::Columns { .. } => unreachable!("the block checked that the branch ends in a conv"),
         }
@@ -419,18 +345,18 @@ impl<'x, S: Slot> Pass<'_, 'x, '_, S> {
 
     /// Runs `write(source, destination)` into `len` new values: the output
     /// for the last producing step, else the buffer not being read.
-    fn produce(&mut self, len: usize, last: bool, write: impl FnOnce(&[f32], Target<'_, S>)) {
+    fn produce(&mut self, len: usize, last: bool, write: impl FnOnce(&[f32], &mut [f32])) {
         let [first, second] = &mut self.buffers.activations;
-        let (source, destination, at): (&[f32], Target<'_, S>, At) = match (self.at, last) {
-            (At::Input, true) => (self.input, Target::Output(self.output), At::Output),
-            (At::Buffer(0), true) => (first, Target::Output(self.output), At::Output),
-            (At::Buffer(_), true) => (second, Target::Output(self.output), At::Output),
-            (At::Input, false) => (self.input, Target::Buffer(grown(first, len)), At::Buffer(0)),
-            (At::Buffer(0), false) => (first, Target::Buffer(grown(second, len)), At::Buffer(1)),
-            (At::Buffer(_), false) => (second, Target::Buffer(grown(first, len)), At::Buffer(0)),
+        let (source, destination, at): (&[f32], &mut [f32], At) = match (self.at, last) {
+            (At::Input, true) => (self.input, self.output, At::Output),
+            (At::Buffer(0), true) => (first, self.output, At::Output),
+            (At::Buffer(_), true) => (second, self.output, At::Output),
+            (At::Input, false) => (self.input, grown(first, len), At::Buffer(0)),
+            (At::Buffer(0), false) => (first, grown(second, len), At::Buffer(1)),
+            (At::Buffer(_), false) => (second, grown(first, len), At::Buffer(0)),
             (At::Output, _) => unreachable!("nothing is produced after the last producer"),
         };
-        write(&source[..self.len], destination.first(len));
+        write(&source[..self.len], &mut destination[..len]);
         (self.at, self.len) = (at, len);
     }
 
@@ -443,37 +369,13 @@ impl<'x, S: Slot> Pass<'_, 'x, '_, S> {
                 buffer.extend_from_slice(self.input);
                 self.at = At::Buffer(0);
             } else {
-                S::values(self.output).copy_from_slice(self.input);
+                self.output.copy_from_slice(self.input);
                 self.at = At::Output;
             }
         }
         match self.at {
             At::Buffer(k) => &mut self.buffers.activations[k][..self.len],
-            _ => &mut S::values(self.output)[..self.len],
-        }
-    }
-}
-
-/// Where a step writes its values.
-enum Target<'a, S> {
-    /// A buffer of the pass.
-    Buffer(&'a mut [f32]),
-    /// The pass's output.
-    Output(&'a mut [S]),
-}
-
-impl<'a, S: Slot> Target<'a, S> {
-    fn first(self, len: usize) -> Target<'a, S> {
-        match self {
-            Target::Buffer(values) => Target::Buffer(&mut values[..len]),
-            Target::Output(slots) => Target::Output(&mut slots[..len]),
-        }
-    }
-
-    fn values(self) -> &'a mut [f32] {
-        match self {
-            Target::Buffer(values) => values,
-            Target::Output(slots) => S::values(slots),
+            _ => &mut self.output[..self.len],
         }
     }
 }

@@ -21,7 +21,6 @@ use super::{Destination, Epilogue, tensor};
 use crate::Error;
 use crate::cpu::Kernels;
 use crate::direct;
-use crate::fresh::Slot;
 use crate::gemm::{MatMut, MatRef};
 use crate::gemm_narrow::{self, Finish, Panels};
 use crate::im2col::{SLACK, col2im_tile, im2col_tile};
@@ -182,17 +181,15 @@ impl Conv2d {
     /// Convolves the images in `x` (NHWC, contiguous) into `out`, applying
     /// `epilogue` (which should hold the bias) to each tile. `scratch` holds
     /// one im2col buffer per thread, grown as needed and kept for next time.
-    /// Fresh memory in `out` is zeroed a tile at a time, before the tile's
-    /// kernel writes it: when this returns, every value of `out` is written.
     ///
     /// # Panics
     ///
     /// If the lengths of `x` and `out` are not whole images of the geometry,
     /// or the weights do not have its shape.
-    pub(crate) fn run<S: Slot>(
+    pub(crate) fn run(
         &self,
         x: &[f32],
-        out: &mut [S],
+        out: &mut [f32],
         scratch: &mut Vec<Vec<f32>>,
         epilogue: &Epilogue,
         kernels: Kernels,
@@ -258,7 +255,6 @@ impl Conv2d {
                 col.resize(panel_len, 0.0);
             }
             for (t, out_tile) in out.chunks_mut(tile_rows * ldc).enumerate() {
-                let out_tile = Slot::values(out_tile);
                 let start = (first_tile + t) * tile_rows;
                 let rows = start..start + out_tile.len() / ldc;
                 if direct {
