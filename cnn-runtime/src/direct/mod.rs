@@ -104,7 +104,6 @@ fn tile<const CO: usize, const FUSED: bool, const V: usize, const L: usize>(
     let Conv { g, weight, epilogue, .. } = conv;
     let cout = g.out_channels;
     let layout = Panel::new(g);
-    let row_taps = layout.row_taps(g);
     let (weights, rest) = scratch.split_at_mut(g.groups * g.patch_len() * CO);
     pad_weights::<CO>(weight, g, weights);
     let panel = &mut aligned(rest)[..layout.len(g)];
@@ -116,16 +115,14 @@ fn tile<const CO: usize, const FUSED: bool, const V: usize, const L: usize>(
         for (group, weights) in weights.chunks_exact(g.patch_len() * CO).enumerate() {
             let (mut v, end) = (ox / L, (ox + len).div_ceil(L));
             while v + V <= end {
-                let sums =
-                    accumulate::<CO, FUSED, V, L>(g, (layout, &row_taps, first), panel, weights, group, v);
+                let sums = accumulate::<CO, FUSED, V, L>(g, (layout, first), panel, weights, group, v);
                 for (u, sums) in sums.into_iter().enumerate() {
                     finish::<CO, L>(conv, group, v + u, sums, ox..ox + len, out_row);
                 }
                 v += V;
             }
             for v in v..end {
-                let [sums] =
-                    accumulate::<CO, FUSED, 1, L>(g, (layout, &row_taps, first), panel, weights, group, v);
+                let [sums] = accumulate::<CO, FUSED, 1, L>(g, (layout, first), panel, weights, group, v);
                 finish::<CO, L>(conv, group, v, sums, ox..ox + len, out_row);
             }
         }
@@ -180,7 +177,7 @@ fn aligned(values: &mut [f32]) -> &mut [f32] {
 #[inline(always)]
 fn accumulate<const CO: usize, const FUSED: bool, const V: usize, const L: usize>(
     g: &ConvGeometry,
-    (layout, row_taps, first): (Panel, &[usize], usize),
+    (layout, first): (Panel, usize),
     panel: &[f32],
     weights: &[f32],
     group: usize,
@@ -193,7 +190,6 @@ fn accumulate<const CO: usize, const FUSED: bool, const V: usize, const L: usize
     // baseline, its multiply-adds calls into libm.
     layout.for_each_tap(
         g,
-        row_taps,
         group,
         first,
         #[inline(always)]

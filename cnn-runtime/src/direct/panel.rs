@@ -73,41 +73,48 @@ impl Panel {
         start % self.rows
     }
 
-    /// Where each tap `(kx, ci)` of a kernel row reads, from where that row's
-    /// group starts: the offsets [`for_each_tap`](Self::for_each_tap) adds.
-    pub fn row_taps(&self, g: &ConvGeometry) -> Vec<usize> {
-        let w = g.width;
-        let cin_g = g.in_channels / g.groups;
-        let mut taps = Vec::with_capacity(w.kernel * cin_g);
-        for kx in 0..w.kernel {
-            let (phase, shift) = (kx * w.dilation % w.stride, kx * w.dilation / w.stride);
-            taps.extend((0..cin_g).map(|ci| (ci * w.stride + phase) * self.plane + shift));
-        }
-        taps
-    }
-
     /// Calls `f(t, at)` for each tap `t` of group `group`, in the weights'
     /// `(ky, kx, ci)` order, `at` being where output column 0 reads it.
-    /// `first` is the ring slot of kernel row 0, from [`load`](Self::load),
-    /// and `row_taps` is [`row_taps`](Self::row_taps).
+    /// `first` is the ring slot of kernel row 0, from [`load`](Self::load).
     #[inline(always)]
     pub fn for_each_tap(
         &self,
         g: &ConvGeometry,
-        row_taps: &[usize],
         group: usize,
         first: usize,
         mut f: impl FnMut(usize, usize),
     ) {
-        let (h, cin, stride) = (g.height, g.in_channels, g.width.stride);
+        let (h, w, cin) = (g.height, g.width, g.in_channels);
         let cin_g = cin / g.groups;
+        let mut t = 0;
         for ky in 0..h.kernel {
             // first < rows and ky * d < rows: one subtraction wraps the ring.
             let slot = first + ky * h.dilation;
             let slot = if slot >= self.rows { slot - self.rows } else { slot };
-            let row = (slot * cin + group * cin_g) * stride * self.plane;
-            for (t, &at) in row_taps.iter().enumerate() {
-                f(ky * row_taps.len() + t, row + at);
+            let row = (slot * cin + group * cin_g) * w.stride * self.plane;
+            if w.stride == 1 {
+                // One plane per channel, tap kx shifted by kx * d: a loop
+                // the compiler keeps in registers.
+                for kx in 0..w.kernel {
+                    for ci in 0..cin_g {
+                        f(t, row + ci * self.plane + kx * w.dilation);
+                        t += 1;
+                    }
+                }
+                continue;
+            }
+            // Phase `kx * d % s` and shift `kx * d / s`, kept as kx goes
+            // rather than divided.
+            let (mut phase, mut shift) = (0, 0);
+            for _kx in 0..w.kernel {
+                for ci in 0..cin_g {
+                    f(t, row + (ci * w.stride + phase) * self.plane + shift);
+                    t += 1;
+                }
+                phase += w.dilation;
+                while phase >= w.stride {
+                    (phase, shift) = (phase - w.stride, shift + 1);
+                }
             }
         }
     }
