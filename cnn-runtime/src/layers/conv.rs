@@ -43,12 +43,14 @@ impl Tiling for ConvGeometry {
         plain(&self.height) && plain(&self.width) && self.groups == 1
     }
 
-    /// Output rows (pixels) per tile, so that a tile's im2col panel fits
-    /// `TILE_BYTES`. A multiple of the rows the GEMM kernels take at once
-    /// (16 for matrixmultiply's), so that only the batch's last tile has a tail.
+    /// Output rows (pixels) per tile, so that a tile's im2col panel and its
+    /// output each fit `TILE_BYTES`, and the output stays in L2 from its
+    /// kernel's stores to its epilogue. A multiple of the rows the GEMM
+    /// kernels take at once, so that only the batch's last tile has a tail.
     fn tile_rows(&self) -> usize {
         let rows = gemm_narrow::ROW_MULTIPLE;
-        (TILE_BYTES / (4 * self.patch_len()) / rows * rows).max(rows)
+        let widest = self.patch_len().max(self.out_channels);
+        (TILE_BYTES / (4 * widest) / rows * rows).max(rows)
     }
 }
 
