@@ -85,29 +85,56 @@ impl std::fmt::Debug for Workspace {
 /// core the machine gives less time to takes fewer. `scratch` is the
 /// running thread's own buffer from `scratch` (kept for next time). How a
 /// unit is computed must not depend on the thread, so that results do not
-/// depend on the thread count.
-pub(crate) fn split_among_threads<T: Send>(
-    out: &mut [T],
+/// depend on the thread count. Inside [`alone`], on the calling thread.
+pub(crate) fn split_among_threads(
+    out: &mut [f32],
     unit_len: usize,
     scratch: &mut Vec<Vec<f32>>,
-    work: impl Fn(usize, &mut [T], &mut Vec<f32>) + Sync,
+    work: impl Fn(usize, &mut [f32], &mut Vec<f32>) + Sync,
 ) {
     let unit_len = unit_len.max(1);
     let threads = rayon::current_num_threads();
     if scratch.len() < threads {
         scratch.resize_with(threads, Vec::new);
     }
-    if threads == 1 || out.len() <= unit_len {
+    if threads == 1 || out.len() <= unit_len || ALONE.get() {
         return work(0, out, &mut scratch[0]);
     }
-    let slots: Vec<Mutex<&mut Vec<f32>>> = scratch[..threads].iter_mut().map(Mutex::new).collect();
-    out.par_chunks_mut(unit_len).enumerate().for_each(|(unit, values)| {
-        // A unit's work calls no rayon, so its thread's slot is free; were
-        // it not, a buffer of its own does the same work.
-        let slot = &slots[rayon::current_thread_index().unwrap_or(0) % threads];
-        match slot.try_lock() {
-            Ok(mut scratch) => work(unit, values, &mut scratch),
-            Err(_) => work(unit, values, &mut Vec::new()),
+    let units = out.par_chunks_mut(unit_len).enumerate();
+    for_each_with_slot(units, &mut scratch[..threads], |(unit, values), scratch| work(unit, values, scratch));
+}
+
+/// Calls `work(item, slot)` for each of `items` on rayon's threads, `slot`
+/// being the running thread's own of `slots`, one per thread of the pool.
+pub(crate) fn for_each_with_slot<I: ParallelIterator, T: Send + Default>(
+    items: I,
+    slots: &mut [T],
+    work: impl Fn(I::Item, &mut T) + Sync,
+) {
+    let threads = slots.len().max(1);
+    let slots: Vec<Mutex<&mut T>> = slots.iter_mut().map(Mutex::new).collect();
+    items.for_each(|item| {
+        // An item's work is done alone (it calls no rayon), so its thread's
+        // slot is free; were it not, a slot of its own does the same work.
+        match slots[rayon::current_thread_index().unwrap_or(0) % threads].try_lock() {
+            Ok(mut slot) => work(item, &mut slot),
+            Err(_) => work(item, &mut T::default()),
         }
     });
+}
+
+thread_local! {
+    /// Whether this thread runs a piece of work that rayon's threads share
+    /// already: its layers then split nothing further.
+    static ALONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the layers it calls on this thread only: for one of the
+/// pieces of a batch that the threads take in turn, so that no thread
+/// waiting inside a layer takes up another piece.
+pub(crate) fn alone<R>(f: impl FnOnce() -> R) -> R {
+    let before = ALONE.replace(true);
+    let result = f();
+    ALONE.set(before);
+    result
 }

@@ -14,7 +14,7 @@ use crate::cpu::Kernels;
 use crate::layers::{
     Apply, AvgPool2d, BatchNorm, Conv2d, Dense, Destination, Epilogue, MaxPool2d, global_pool, upsample,
 };
-use crate::workspace::{Buffers, ThreadBuffers, Workspace};
+use crate::workspace::{Buffers, ThreadBuffers, Workspace, alone, for_each_with_slot};
 
 mod block;
 
@@ -103,10 +103,10 @@ const CHUNK_BYTES: usize = 512 * 1024;
 /// The batch goes through the network a chunk of images at a time, as many
 /// as keep the largest activation within `CHUNK_BYTES`: a conv whose output
 /// is a few MB would otherwise spend more time writing it to memory, and
-/// the next layer reading it back, than computing it. The chunks are shared
-/// between rayon's threads, each with buffers of its own; a batch of fewer
-/// images than threads shares each layer's tiles instead. Every image's
-/// values are computed the same way whatever its chunk and thread.
+/// the next layer reading it back, than computing it. Rayon's threads take
+/// the chunks one at a time, each with buffers of its own; a single image
+/// shares each layer's tiles instead. Every image's values are computed the
+/// same way whatever its chunk and thread.
 ///
 /// `x` must hold images of `plan.input`, and `layers` the layers of the
 /// plan's slots: the generated code checks the one and makes the other.
@@ -133,7 +133,6 @@ pub(crate) fn infer(
     let threads = rayon::current_num_threads().min(n);
     let chunks = (n * largest * size_of::<f32>()).div_ceil(CHUNK_BYTES).max(threads);
     let images = n.div_ceil(chunks.next_multiple_of(threads));
-    let per_thread = n.div_ceil(images).div_ceil(threads) * images;
     workspace.with(|Buffers { epilogues, threads: buffers }| {
         set_epilogues(steps, epilogues);
         let epilogues = &epilogues[..];
@@ -155,15 +154,15 @@ pub(crate) fn infer(
                 .run();
             }
         };
-        if buffers.len() < threads {
-            buffers.resize_with(threads, ThreadBuffers::default);
+        let pool = rayon::current_num_threads();
+        if buffers.len() < pool {
+            buffers.resize_with(pool, ThreadBuffers::default);
         }
         if threads == 1 {
             return run((input, &mut output), &mut buffers[0]);
         }
-        (input.par_chunks(per_thread * in_len).zip(output.par_chunks_mut(per_thread * out_len)))
-            .zip(buffers.par_iter_mut())
-            .for_each(|(part, buffers)| run(part, buffers));
+        let chunks = input.par_chunks(images * in_len).zip(output.par_chunks_mut(images * out_len));
+        for_each_with_slot(chunks, buffers, |chunk, buffers| alone(|| run(chunk, buffers)));
     });
     output
 }
