@@ -262,15 +262,24 @@ impl MaxPool2d {
     /// Routes each output gradient to the input cell that won its window:
     /// the first whose value is the output `y` (the first maximum, or the
     /// first NaN, as in the forward pass); `dx` is overwritten. Channels go
-    /// through a window together, 64 at a time, each until its cell is found.
+    /// through a window together, a vector of 8 at a time (the last padded),
+    /// each until its cell is found.
     pub(crate) fn backward(&self, x: &[f32], y: &[f32], channels: usize, dy: &[f32], dx: &mut [f32]) {
-        const BLOCK: usize = 64;
+        const BLOCK: usize = 8;
         let (h, w, c) = (self.height, self.width, channels);
         let (image_len, out_len) = (h.input * w.input * c, h.output * w.output * c);
         dx.fill(0.0);
         if out_len == 0 {
             return;
         }
+        // Values `first..first + len` of `values`, zero past them: arrays of
+        // one size, which the loops below keep in registers. Padded lanes
+        // match (0 == 0) and route a zero gradient, nowhere.
+        let block = |values: &[f32], first: usize, len: usize| {
+            let mut block = [0.0f32; BLOCK];
+            block.iter_mut().zip(&values[first..first + len]).for_each(|(b, v)| *b = *v);
+            block
+        };
         let one_image = |image: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]| {
             cpu::vectorized(
                 #[inline(always)]
@@ -279,24 +288,26 @@ impl MaxPool2d {
                         let (rows, _) = window_range(h, pixel / w.output);
                         let (cols, _) = window_range(w, pixel % w.output);
                         for first in (0..c).step_by(BLOCK) {
-                            let block = first..(first + BLOCK).min(c);
-                            let (y, dy) = (&y[block.clone()], &dy[block.clone()]);
+                            let len = BLOCK.min(c - first);
+                            let (y, dy) = (block(y, first, len), block(dy, first, len));
                             // 1 until the channel's cell is found, then 0: a select, not a branch.
                             let mut open = [1.0f32; BLOCK];
                             for iy in rows.clone() {
                                 for ix in cols.clone() {
-                                    let at = (iy * w.input + ix) * c;
-                                    let at = at + block.start..at + block.end;
-                                    let cells = dx[at.clone()].iter_mut().zip(&image[at]);
-                                    for (((d, &x), (&y, &g)), open) in
-                                        cells.zip(y.iter().zip(dy)).zip(&mut open)
-                                    {
-                                        let won =
-                                            if x == y || (x.is_nan() && y.is_nan()) { *open } else { 0.0 };
+                                    let at = (iy * w.input + ix) * c + first;
+                                    let x = block(image, at, len);
+                                    let mut routed = [0.0f32; BLOCK];
+                                    // Selects as bit masks, `|` and `&` not `||`
+                                    // and `&&`: lanes of a vector, no branches.
+                                    let all_if = |b: bool| (b as u32).wrapping_neg();
+                                    for i in 0..BLOCK {
+                                        let same = (x[i] == y[i]) | (x[i].is_nan() & y[i].is_nan());
+                                        let won = f32::from_bits(open[i].to_bits() & all_if(same));
                                         // Not `won * g`: a NaN gradient would reach every cell.
-                                        *d += if won != 0.0 { g } else { 0.0 };
-                                        *open -= won;
+                                        routed[i] = f32::from_bits(dy[i].to_bits() & all_if(won != 0.0));
+                                        open[i] -= won;
                                     }
+                                    dx[at..at + len].iter_mut().zip(&routed).for_each(|(d, r)| *d += r);
                                 }
                             }
                         }
@@ -363,6 +374,74 @@ pub(crate) fn global_pool_backward(x: &[f32], cells: usize, c: usize, dy: &[f32]
                 }
             }
             dx[best.1] += dy[ch];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values with many ties and a few NaNs: `i`'s hash, in halves.
+    fn value(i: usize) -> f32 {
+        let hash = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 59;
+        if hash == 31 { f32::NAN } else { (hash % 5) as f32 * 0.5 }
+    }
+
+    /// Each output gradient goes to the first cell of its window (in
+    /// scan order, padding skipped) that holds the output, a NaN output to
+    /// the first NaN: a plain loop, for windows that overlap or not and
+    /// channel counts that fill vectors of 8 or not.
+    #[test]
+    fn max_backward_routes_to_the_first_winner() {
+        let axis = |input, kernel, stride, pad, output| Axis {
+            input,
+            kernel,
+            stride,
+            pad_before: pad,
+            pad_after: pad,
+            dilation: 1,
+            output,
+        };
+        let windows =
+            [(axis(6, 2, 2, 0, 3), axis(4, 2, 2, 0, 2)), (axis(5, 3, 2, 1, 3), axis(7, 3, 2, 1, 4))];
+        for (height, width) in windows {
+            for c in [1, 6, 8, 11, 16] {
+                let n = 2;
+                let pool = MaxPool2d::new(height, width);
+                let x: Vec<f32> = (0..n * height.input * width.input * c).map(value).collect();
+                let mut y = vec![0.0; n * height.output * width.output * c];
+                pool.run(&x, c, &mut y, &mut Vec::new());
+                let dy: Vec<f32> =
+                    (0..y.len()).map(|i| if i == 7 { f32::NAN } else { i as f32 + 1.0 }).collect();
+                let mut dx = vec![f32::NAN; x.len()];
+                pool.backward(&x, &y, c, &dy, &mut dx);
+
+                let mut expected = vec![0.0f32; x.len()];
+                let at = |b: usize, iy: usize, ix: usize, ch: usize| {
+                    ((b * height.input + iy) * width.input + ix) * c + ch
+                };
+                for b in 0..n {
+                    for (oy, ox, ch) in (0..height.output).flat_map(|oy| {
+                        (0..width.output).flat_map(move |ox| (0..c).map(move |ch| (oy, ox, ch)))
+                    }) {
+                        let o = ((b * height.output + oy) * width.output + ox) * c + ch;
+                        let (rows, _) = window_range(height, oy);
+                        let (cols, _) = window_range(width, ox);
+                        let cells = rows.flat_map(|iy| cols.clone().map(move |ix| (iy, ix)));
+                        let same = |v: f32| v == y[o] || (v.is_nan() && y[o].is_nan());
+                        let (iy, ix) =
+                            cells.clone().find(|&(iy, ix)| same(x[at(b, iy, ix, ch)])).expect("a winner");
+                        expected[at(b, iy, ix, ch)] += dy[o];
+                    }
+                }
+                for (i, (got, want)) in dx.iter().zip(&expected).enumerate() {
+                    assert!(
+                        got == want || (got.is_nan() && want.is_nan()),
+                        "c {c}, cell {i}: {got} != {want}"
+                    );
+                }
+            }
         }
     }
 }
