@@ -189,7 +189,12 @@ fn forward(
     rng: &mut DropoutRng,
 ) -> (Vec<f32>, Kept) {
     let shape = node.input;
-    let mut output = vec![0.0f32; n * node.info.output.len()];
+    // Steps that change their input start from a copy of it, the rest
+    // from zeros they overwrite.
+    let mut output = match node.op {
+        Op::Flatten | Op::Act(_) | Op::BatchNorm { .. } => input.to_vec(),
+        _ => vec![0.0f32; n * node.info.output.len()],
+    };
     let mut keep = Kept::Nothing;
     let layer = node.param.map(|p| p.slot);
     match (node.op, layer.map(|slot| &mut layers[slot])) {
@@ -202,8 +207,7 @@ fn forward(
             dense.run(input, &mut output, &epilogue, Kernels::Fastest, Destination::Whole);
         }
         (Op::BatchNorm { .. }, Some(LayerMut::BatchNorm(bn))) => {
-            output.copy_from_slice(input);
-            keep = Kept::Stats(bn.train_forward(&mut output));
+            keep = Kept::Stats(bn.train_forward(&mut output))
         }
         (Op::MaxPool { height, width }, _) => {
             MaxPool2d::new(height, width).run(input, shape.channels(), &mut output, &mut Vec::new())
@@ -215,7 +219,7 @@ fn forward(
             let max = node.op == Op::GlobalMaxPool;
             global_pool(input, shape.len() / shape.channels().max(1), shape.channels(), &mut output, max);
         }
-        (Op::Flatten, _) => output.copy_from_slice(input),
+        (Op::Flatten, _) => {}
         (Op::Dropout(p), _) => {
             let scale = 1.0 / (1.0 - p);
             let mask: Vec<f32> =
@@ -225,19 +229,16 @@ fn forward(
         }
         (Op::Act(act), _) => {
             let (c, part) = (shape.channels(), elementwise_part(shape.channels()));
-            let apply = |(output, input): (&mut [f32], &[f32])| {
+            let apply = |output: &mut [f32]| {
                 cpu::vectorized(
                     #[inline(always)]
-                    || {
-                        output.copy_from_slice(input);
-                        act.apply(output, c)
-                    },
+                    || act.apply(output, c),
                 )
             };
             // Handing work to rayon's threads costs a wake-up: not for one part.
-            match input.len() > part {
-                true => output.par_chunks_mut(part).zip(input.par_chunks(part)).for_each(apply),
-                false => apply((&mut output, input)),
+            match output.len() > part {
+                true => output.par_chunks_mut(part).for_each(apply),
+                false => apply(&mut output),
             }
         }
         (Op::Upsample { height, width }, _) => {
