@@ -167,6 +167,13 @@ fn ref_dense(layer: &cnn::layers::Dense, x: &Array2<f32>) -> Array2<f32> {
     common::dense(x.view(), layer.weight(), layer.bias())
 }
 
+fn ref_batchnorm(bn: &cnn::layers::BatchNorm, y: &Array4<f32>) -> Array4<f32> {
+    let (mean, var) = (bn.running_mean(), bn.running_var());
+    let normed =
+        common::batchnorm(y.as_slice().unwrap(), y.dim().3, &bn.weight(), &bn.bias(), &mean, &var, 1e-5);
+    Array4::from_shape_vec(y.raw_dim(), normed).unwrap()
+}
+
 fn pool2(x: &Array4<f32>, k: usize, floor_or_exact: bool) -> (Win, Win) {
     let (_, h, w, _) = x.dim();
     let _ = floor_or_exact;
@@ -222,18 +229,7 @@ fn cifar_3block_with_batchnorm_matches_reference() {
     let x = random4(&mut r, (2, 32, 32, 3));
     let mut t = x.clone();
     for (conv, bn) in [(&net.conv1, &net.bn1), (&net.conv2, &net.bn2), (&net.conv3, &net.bn3)] {
-        let y = ref_conv(conv, &t);
-        let c = y.dim().3;
-        let normed = common::batchnorm(
-            y.as_slice().unwrap(),
-            c,
-            &bn.weight(),
-            &bn.bias(),
-            &bn.running_mean(),
-            &bn.running_var(),
-            1e-5,
-        );
-        let y = Array4::from_shape_vec(y.raw_dim(), normed).unwrap().mapv(|v| v.max(0.0));
+        let y = ref_batchnorm(bn, &ref_conv(conv, &t)).mapv(|v| v.max(0.0));
         let (h, w) = pool2(&y, 2, true);
         t = common::max_pool(y.view(), h, w);
     }
@@ -294,18 +290,7 @@ fn networks_that_end_in_a_conv_match_reference() {
             .set_running_mean(cnn::ndarray::Array1::from_shape_simple_fn(24, || r.random_range(-0.2..0.2)))
             .unwrap();
         let t = ref_conv(&net.c1, &x).mapv(relu);
-        let y = ref_conv(&net.c2, &t);
-        let bn = &net.bn;
-        let normed = common::batchnorm(
-            y.as_slice().unwrap(),
-            24,
-            &bn.weight(),
-            &bn.bias(),
-            &bn.running_mean(),
-            &bn.running_var(),
-            1e-5,
-        );
-        let expected = Array4::from_shape_vec(y.raw_dim(), normed).unwrap().mapv(relu);
+        let expected = ref_batchnorm(&net.bn, &ref_conv(&net.c2, &t)).mapv(relu);
         assert_both_kernels!(net, x, expected, format!("GEMM conv last, batch {batch}"));
 
         let net = EndsInDirectConv::with_seed(batch as u64);
@@ -318,18 +303,7 @@ fn networks_that_end_in_a_conv_match_reference() {
         net.bn
             .set_running_var(cnn::ndarray::Array1::from_shape_simple_fn(5, || r.random_range(0.5..2.0)))
             .unwrap();
-        let y = ref_conv(&net.c1, &x).mapv(relu);
-        let bn = &net.bn;
-        let normed = common::batchnorm(
-            y.as_slice().unwrap(),
-            5,
-            &bn.weight(),
-            &bn.bias(),
-            &bn.running_mean(),
-            &bn.running_var(),
-            1e-5,
-        );
-        let expected = Array4::from_shape_vec(y.raw_dim(), normed).unwrap();
+        let expected = ref_batchnorm(&net.bn, &ref_conv(&net.c1, &x).mapv(relu));
         assert_both_kernels!(net, x, expected, format!("batchnorm after the last conv, batch {batch}"));
     }
 }
