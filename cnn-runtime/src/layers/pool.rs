@@ -79,8 +79,11 @@ impl Reduce for Max {
 
     #[inline(always)]
     fn combine(acc: f32, v: f32) -> f32 {
-        // `v > acc` alone would drop NaN; PyTorch propagates it.
-        if v > acc || v.is_nan() { v } else { acc }
+        // `max` alone would drop NaN; PyTorch propagates it. Not `if v >
+        // acc { v } else { acc }`: that becomes a masked store of `v` where
+        // it wins, which costs a dozen cycles a vector on AMD. (The two
+        // differ only in which of -0 and +0 a tie of zeros keeps.)
+        if acc.is_nan() | v.is_nan() { acc + v } else { acc.max(v) }
     }
 
     #[inline(always)]
@@ -242,13 +245,7 @@ pub(crate) fn global_pool(x: &[f32], cells: usize, c: usize, out: &mut [f32], ma
         pixel.fill(if max { f32::NEG_INFINITY } else { 0.0 });
         for cell in image.chunks_exact(c) {
             for (o, &v) in pixel.iter_mut().zip(cell) {
-                *o = if !max {
-                    *o + v
-                } else if v > *o || v.is_nan() {
-                    v
-                } else {
-                    *o
-                };
+                *o = if max { Max::combine(*o, v) } else { *o + v };
             }
         }
         if !max {
@@ -382,10 +379,48 @@ pub(crate) fn global_pool_backward(x: &[f32], cells: usize, c: usize, dy: &[f32]
 mod tests {
     use super::*;
 
+    fn axis(input: usize, kernel: usize, stride: usize, pad: usize, output: usize) -> Axis {
+        Axis { input, kernel, stride, pad_before: pad, pad_after: pad, dilation: 1, output }
+    }
+
     /// Values with many ties and a few NaNs: `i`'s hash, in halves.
     fn value(i: usize) -> f32 {
         let hash = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 59;
         if hash == 31 { f32::NAN } else { (hash % 5) as f32 * 0.5 }
+    }
+
+    /// A window's output is its largest value, NaN if it holds one, as a
+    /// plain loop finds it; the global pool's too.
+    #[test]
+    fn max_forward_propagates_nan() {
+        let (height, width) = (axis(6, 2, 2, 0, 3), axis(5, 3, 2, 1, 3));
+        for c in [1, 3, 8, 13] {
+            let x: Vec<f32> = (0..2 * 6 * 5 * c).map(value).collect();
+            let mut y = vec![0.0; 2 * 3 * 3 * c];
+            MaxPool2d::new(height, width).run(&x, c, &mut y, &mut Vec::new());
+            let mut global = vec![0.0; 2 * c];
+            global_pool(&x, 6 * 5, c, &mut global, true);
+            let largest = |cells: &mut dyn Iterator<Item = f32>| {
+                cells.fold(
+                    f32::NEG_INFINITY,
+                    |m, v| if m.is_nan() || v.is_nan() { f32::NAN } else { m.max(v) },
+                )
+            };
+            let same = |a: f32, b: f32| a == b || (a.is_nan() && b.is_nan());
+            for (i, &got) in y.iter().enumerate() {
+                let (b, oy, ox, ch) = (i / (9 * c), i / (3 * c) % 3, i / c % 3, i % c);
+                let (rows, cols) = (window_range(height, oy).0, window_range(width, ox).0);
+                let at = |iy: usize, ix: usize| x[((b * 6 + iy) * 5 + ix) * c + ch];
+                let want = largest(
+                    &mut rows.flat_map(|iy| cols.clone().map(move |ix| (iy, ix))).map(|(iy, ix)| at(iy, ix)),
+                );
+                assert!(same(got, want), "c {c}, output {i}: {got} != {want}");
+            }
+            for (i, &got) in global.iter().enumerate() {
+                let want = largest(&mut (0..30).map(|cell| x[((i / c) * 30 + cell) * c + i % c]));
+                assert!(same(got, want), "global, c {c}, output {i}: {got} != {want}");
+            }
+        }
     }
 
     /// Each output gradient goes to the first cell of its window (in
@@ -394,15 +429,6 @@ mod tests {
     /// channel counts that fill vectors of 8 or not.
     #[test]
     fn max_backward_routes_to_the_first_winner() {
-        let axis = |input, kernel, stride, pad, output| Axis {
-            input,
-            kernel,
-            stride,
-            pad_before: pad,
-            pad_after: pad,
-            dilation: 1,
-            output,
-        };
         let windows =
             [(axis(6, 2, 2, 0, 3), axis(4, 2, 2, 0, 2)), (axis(5, 3, 2, 1, 3), axis(7, 3, 2, 1, 4))];
         for (height, width) in windows {
