@@ -133,8 +133,13 @@ thread_local! {
 /// pieces of a batch that the threads take in turn, so that no thread
 /// waiting inside a layer takes up another piece.
 pub(crate) fn alone<R>(f: impl FnOnce() -> R) -> R {
-    let before = ALONE.replace(true);
-    let result = f();
-    ALONE.set(before);
-    result
+    // Set back on the way out, by a panic too: rayon's threads outlive it.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ALONE.set(self.0);
+        }
+    }
+    let _restore = Restore(ALONE.replace(true));
+    f()
 }

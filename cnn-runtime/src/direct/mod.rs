@@ -8,7 +8,8 @@
 //! Here the inputs of a tap for consecutive output pixels are one vector
 //! of the output row's [`Panel`] (16 pixels with AVX-512, 8 with AVX2). Such
 //! a vector of pixels keeps the sums of its group's output channels (padded
-//! to `CO`) in `CO` registers over all taps, gets its epilogue there, and is written out transposed into NHWC.
+//! to `CO`) in `CO` registers over all taps, gets its epilogue there, and is
+//! written out transposed into NHWC.
 //! The loops are plain Rust that the compiler vectorises to the CPU's width
 //! (see [`crate::cpu`]); a multiply-add is fused where the CPU has the
 //! instruction. Each sum runs over the taps in `(ky, kx, ci)` order, so the

@@ -130,7 +130,8 @@ pub(crate) fn infer(
         return output;
     }
     // At least a chunk per thread, and a whole number of chunks each.
-    let threads = rayon::current_num_threads().min(n);
+    let pool = rayon::current_num_threads();
+    let threads = pool.min(n);
     let chunks = (n * largest * size_of::<f32>()).div_ceil(CHUNK_BYTES).max(threads);
     let images = n.div_ceil(chunks.next_multiple_of(threads));
     workspace.with(|Buffers { epilogues, threads: buffers }| {
@@ -154,7 +155,6 @@ pub(crate) fn infer(
                 .run();
             }
         };
-        let pool = rayon::current_num_threads();
         if buffers.len() < pool {
             buffers.resize_with(pool, ThreadBuffers::default);
         }

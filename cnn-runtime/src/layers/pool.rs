@@ -277,6 +277,9 @@ impl MaxPool2d {
             block.iter_mut().zip(&values[first..first + len]).for_each(|(b, v)| *b = *v);
             block
         };
+        // Selects as bit masks, `|` and `&` not `||` and `&&`: lanes of a
+        // vector, no branches.
+        let all_if = |b: bool| (b as u32).wrapping_neg();
         let one_image = |image: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]| {
             cpu::vectorized(
                 #[inline(always)]
@@ -294,9 +297,6 @@ impl MaxPool2d {
                                     let at = (iy * w.input + ix) * c + first;
                                     let x = block(image, at, len);
                                     let mut routed = [0.0f32; BLOCK];
-                                    // Selects as bit masks, `|` and `&` not `||`
-                                    // and `&&`: lanes of a vector, no branches.
-                                    let all_if = |b: bool| (b as u32).wrapping_neg();
                                     for i in 0..BLOCK {
                                         let same = (x[i] == y[i]) | (x[i].is_nan() & y[i].is_nan());
                                         let won = f32::from_bits(open[i].to_bits() & all_if(same));
