@@ -268,22 +268,41 @@ struct Runs {
     per_pass: usize,
 }
 
+/// The values of a row of A that one pass reads: `runs` runs of `len`,
+/// `step` apart from `a_start`, their `k` one after another from `k_start`.
+#[derive(Clone, Copy)]
+struct Span {
+    a_start: usize,
+    step: usize,
+    runs: usize,
+    len: usize,
+    k_start: usize,
+}
+
+impl Span {
+    /// From the first value of the span to just past its last.
+    fn extent(&self) -> usize {
+        if self.runs == 0 { 0 } else { (self.runs - 1) * self.step + self.len }
+    }
+}
+
 impl Runs {
-    fn pieces_per_row(&self) -> usize {
-        self.row_len.div_ceil(self.piece)
-    }
-
-    /// How many pieces a row of A is cut into.
-    fn count(&self) -> usize {
-        self.rows * self.pieces_per_row()
-    }
-
-    /// Piece `i`: where it starts in a row of A, where in `k`, and its length.
-    #[inline(always)]
-    fn piece(&self, i: usize) -> (usize, usize, usize) {
-        let (run, part) = (i / self.pieces_per_row(), i % self.pieces_per_row());
-        let skip = part * self.piece;
-        (run * self.step + skip, run * self.row_len + skip, self.piece.min(self.row_len - skip))
+    /// The passes over a row of A, in the order of `k`. A pass of several
+    /// pieces takes whole runs, so its `k` are consecutive.
+    fn passes(self) -> impl Iterator<Item = (Span, bool)> {
+        let per_run = self.row_len.div_ceil(self.piece);
+        let count = self.rows * per_run;
+        (0..count).step_by(self.per_pass).map(move |first| {
+            let (run, skip) = (first / per_run, first % per_run * self.piece);
+            let span = Span {
+                a_start: run * self.step + skip,
+                step: self.step,
+                runs: self.per_pass.min(count - first),
+                len: self.piece.min(self.row_len - skip),
+                k_start: run * self.row_len + skip,
+            };
+            (span, first + self.per_pass >= count)
+        })
     }
 }
 
@@ -453,32 +472,28 @@ impl Block<'_> {
         (c, ldc): (&mut [f32], usize),
         finish: Finish<'_>,
     ) {
-        let runs = a.runs(self.width);
-        for first in (0..runs.count()).step_by(runs.per_pass) {
-            let end = (first + runs.per_pass).min(runs.count());
-            let pass = (runs, first..end);
-            let (accumulate, finish) =
-                (first > 0 || finish.accumulate, (end == runs.count()).then_some(finish));
+        for (pass, (span, last)) in a.runs(self.width).passes().enumerate() {
+            let (accumulate, finish) = (pass > 0 || finish.accumulate, last.then_some(finish));
             let (mut row, mut at) = (0, a.position(0));
             while row < a.len() {
                 let left = a.len() - row;
                 let c = (&mut c[row * ldc + self.c_first..], ldc, accumulate, finish);
                 let a = (a, &mut at);
                 row += if left >= MR {
-                    self.sums::<S, MR, NV, FULL>(simd, a, pass.clone(), c)
+                    self.sums::<S, MR, NV, FULL>(simd, a, span, c)
                 } else if left >= 4 {
-                    self.sums::<S, 4, NV, FULL>(simd, a, pass.clone(), c)
+                    self.sums::<S, 4, NV, FULL>(simd, a, span, c)
                 } else if left >= 2 {
-                    self.sums::<S, 2, NV, FULL>(simd, a, pass.clone(), c)
+                    self.sums::<S, 2, NV, FULL>(simd, a, span, c)
                 } else {
-                    self.sums::<S, 1, NV, FULL>(simd, a, pass.clone(), c)
+                    self.sums::<S, 1, NV, FULL>(simd, a, span, c)
                 };
             }
         }
     }
 
     /// The `MR` rows of the block from `at`, their `MR x NV` vectors of
-    /// sums in registers over the pieces of `k` in `pass`, starting from
+    /// sums in registers over the values of `k` in `span`, starting from
     /// zero or, with `accumulate`, from `c`, stored through `finish` if
     /// given. Returns `MR`.
     #[inline(always)]
@@ -486,7 +501,7 @@ impl Block<'_> {
         &self,
         simd: S,
         (a, at): (Rows<'_>, &mut Position),
-        (runs, pass): (Runs, Range<usize>),
+        span: Span,
         (c, ldc, accumulate, finish): (&mut [f32], usize, bool, Option<Finish<'_>>),
     ) -> usize {
         let lanes = size_of::<S::f32s>() / size_of::<f32>();
@@ -502,26 +517,25 @@ impl Block<'_> {
                 }
             }
         }
-        for piece in pass {
-            let (a_start, k_start, len) = runs.piece(piece);
-            let a: [&[f32]; MR] = std::array::from_fn(|r| &data[starts[r] + a_start..][..len]);
-            let b = &self.b[k_start * self.ldb..];
-            if FULL {
-                multiply_add(simd, a, (b, self.ldb), &mut sums);
-                continue;
-            }
-            for i in 0..len {
+        let a: [&[f32]; MR] = std::array::from_fn(|r| &data[starts[r] + span.a_start..][..span.extent()]);
+        let b = &self.b[span.k_start * self.ldb..];
+        if FULL {
+            multiply_add(simd, a, span, (b, self.ldb), &mut sums);
+        } else {
+            for (k, (run, i)) in
+                (0..span.runs).flat_map(|run| (0..span.len).map(move |i| (run, i))).enumerate()
+            {
                 // A partial last vector is loaded whole where B goes on past
                 // it (with the next row): its lanes past the width are summed
                 // but never stored. pulp's masked load is a call.
-                let b = &b[i * self.ldb..];
+                let b = &b[k * self.ldb..];
                 let b: [S::f32s; NV] = std::array::from_fn(
                     #[inline(always)]
                     |j| load(simd, &b[j * lanes..]),
                 );
                 // Each value of A a broadcast operand of its multiply-adds.
                 for (sums, a) in sums.iter_mut().zip(a) {
-                    let a = simd.splat_f32s(a[i]);
+                    let a = simd.splat_f32s(a[run * span.step + i]);
                     for (sum, b) in sums.iter_mut().zip(b) {
                         *sum = simd.mul_add_f32s(a, b, *sum);
                     }
@@ -557,7 +571,8 @@ impl Block<'_> {
     }
 }
 
-/// `sums[r] += a[r][i] * b[i]` over `i`, `b[i]` the `NV` vectors at `i *
+/// `sums[r] += a[r][i] * b[k]` over the values `i` of `span` (from the
+/// start of `a[r]`), `k` counting them, `b[k]` the `NV` vectors at `k *
 /// ldb`: for rows of B whole vectors wide. The bounds are checked once,
 /// not value by value: the checks of every row cost as much as its
 /// multiply-adds on AVX2, and without them in the loop the compiler keeps
@@ -567,30 +582,35 @@ impl Block<'_> {
 fn multiply_add<S: Simd, const MR: usize, const NV: usize>(
     simd: S,
     a: [&[f32]; MR],
+    span: Span,
     (b, ldb): (&[f32], usize),
     sums: &mut [[S::f32s; NV]; MR],
 ) {
     let lanes = size_of::<S::f32s>() / size_of::<f32>();
-    let len = a.iter().map(|a| a.len()).min().unwrap_or(0);
-    assert!(len == 0 || (len - 1) * ldb + NV * lanes <= b.len(), "gemm: b rows");
+    let k = span.runs * span.len;
+    assert!(a.iter().all(|a| a.len() >= span.extent()), "gemm: a rows");
+    assert!(k == 0 || (k - 1) * ldb + NV * lanes <= b.len(), "gemm: b rows");
     let (a, mut b_row) = (a.map(<[f32]>::as_ptr), b.as_ptr());
     let mut s = *sums;
-    for i in 0..len {
-        // SAFETY: row `i < len` of B, `NV * lanes` values from `i * ldb`,
-        // is within `b` (asserted above), and `a[r][i]` within `a[r]`,
-        // whose lengths are at least `len`.
-        let (row, a) = unsafe { (std::slice::from_raw_parts(b_row, NV * lanes), a.map(|a| *a.add(i))) };
-        let row: [S::f32s; NV] = std::array::from_fn(
-            #[inline(always)]
-            |j| load(simd, &row[j * lanes..]),
-        );
-        for (s, a) in s.iter_mut().zip(a) {
-            let a = simd.splat_f32s(a);
-            for (sum, b) in s.iter_mut().zip(row) {
-                *sum = simd.mul_add_f32s(a, b, *sum);
+    for run in 0..span.runs {
+        let a = a.map(|a| a.wrapping_add(run * span.step));
+        for i in 0..span.len {
+            // SAFETY: row `run * len + i < k` of B, `NV * lanes` values from
+            // its start, is within `b`, and value `run * step + i` of each
+            // `a[r]` within it (both asserted above).
+            let (row, a) = unsafe { (std::slice::from_raw_parts(b_row, NV * lanes), a.map(|a| *a.add(i))) };
+            let row: [S::f32s; NV] = std::array::from_fn(
+                #[inline(always)]
+                |j| load(simd, &row[j * lanes..]),
+            );
+            for (s, a) in s.iter_mut().zip(a) {
+                let a = simd.splat_f32s(a);
+                for (sum, b) in s.iter_mut().zip(row) {
+                    *sum = simd.mul_add_f32s(a, b, *sum);
+                }
             }
+            b_row = b_row.wrapping_add(ldb);
         }
-        b_row = b_row.wrapping_add(ldb);
     }
     *sums = s;
 }
