@@ -369,10 +369,19 @@ impl Rows<'_> {
             }
             Rows::Patches { g, .. } => {
                 let (h, w, cin) = (g.height, g.width, g.in_channels);
+                let start = |at: Position| {
+                    at.image * g.input_len() + (at.oy * h.stride * w.input + at.ox * w.stride) * cin
+                };
+                // Most often all the rows are pixels of one output row.
+                if at.ox + MR < w.output {
+                    let first = start(*at);
+                    at.ox += MR;
+                    return std::array::from_fn(|r| first + r * w.stride * cin);
+                }
                 let mut starts = [0; MR];
-                for start in &mut starts {
+                for first in &mut starts {
                     let Position { image, oy, ox } = *at;
-                    *start = image * g.input_len() + (oy * h.stride * w.input + ox * w.stride) * cin;
+                    *first = start(*at);
                     *at = match (ox + 1 == w.output, oy + 1 == h.output) {
                         (false, _) => Position { ox: ox + 1, ..*at },
                         (true, false) => Position { oy: oy + 1, ox: 0, ..*at },
