@@ -144,9 +144,7 @@ fn finish<const CO: usize, const L: usize>(
     out_row: &mut [f32],
 ) {
     let (cout, cout_g) = (conv.g.out_channels, conv.g.out_channels / conv.g.groups);
-    for (o, sum) in sums[..cout_g].iter_mut().enumerate() {
-        conv.epilogue.apply_to_channel(sum, group * cout_g + o);
-    }
+    conv.epilogue.apply_to_channels(&mut sums[..cout_g], group * cout_g);
     let (lo, hi) = (columns.start.max(v * L), columns.end.min((v + 1) * L));
     let pixels = &mut out_row[(lo - columns.start) * cout..(hi - columns.start) * cout];
     store::<CO, L>(cout, &sums, group * cout_g..(group + 1) * cout_g, lo - v * L, pixels);

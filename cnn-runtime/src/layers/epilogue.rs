@@ -123,25 +123,29 @@ impl Epilogue {
         }
     }
 
-    /// Applies to `values` that all belong to output channel `channel`,
+    /// Applies to `rows`, row `o` all values of output channel `first + o`,
     /// except a softmax, which needs all channels: see
-    /// [`apply_across_channels`](Self::apply_across_channels).
+    /// [`apply_across_channels`](Self::apply_across_channels). The
+    /// activation runs over all rows at once: a tanh is a long chain of
+    /// dependent operations, which the CPU overlaps only across a loop.
     #[inline(always)]
-    pub fn apply_to_channel(&self, values: &mut [f32], channel: usize) {
-        let scale = self.scale.as_ref().map_or(1.0, |s| s[channel]);
-        let shift = self.shift.as_ref().map_or(0.0, |t| t[channel]);
-        if self.scale.is_some() {
-            values.iter_mut().for_each(|v| *v = *v * scale + shift);
-        } else if self.shift.is_some() {
-            values.iter_mut().for_each(|v| *v += shift);
+    pub fn apply_to_channels<const L: usize>(&self, rows: &mut [[f32; L]], first: usize) {
+        for (o, values) in rows.iter_mut().enumerate() {
+            let scale = self.scale.as_ref().map_or(1.0, |s| s[first + o]);
+            let shift = self.shift.as_ref().map_or(0.0, |t| t[first + o]);
+            if self.scale.is_some() {
+                values.iter_mut().for_each(|v| *v = *v * scale + shift);
+            } else if self.shift.is_some() {
+                values.iter_mut().for_each(|v| *v += shift);
+            }
         }
         match self.activation {
             Some(Activation::Softmax) | None => {}
-            Some(activation) => activation.apply(values, 1),
+            Some(activation) => activation.apply(rows.as_flattened_mut(), 1),
         }
     }
 
-    /// What [`apply_to_channel`](Self::apply_to_channel) leaves out, on
+    /// What [`apply_to_channels`](Self::apply_to_channels) leaves out, on
     /// rows of `channels` values.
     pub fn apply_across_channels(&self, values: &mut [f32], channels: usize) {
         if self.activation == Some(Activation::Softmax) {
