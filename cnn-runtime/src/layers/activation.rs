@@ -37,10 +37,12 @@ impl Apply for Activation {
     #[inline(always)]
     fn apply(self, values: &mut [f32], channels: usize) {
         match self {
-            // `v < 0` keeps NaN, as PyTorch does.
-            Activation::Relu => values.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v }),
+            // `v < 0` keeps NaN, as PyTorch does. A value kept is written
+            // anew (`+ 0.0`, `* 1.0`): `if c { *v } else { .. }` becomes a
+            // masked store, which is slow on AMD and stalls the loads after it.
+            Activation::Relu => values.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v + 0.0 }),
             Activation::LeakyRelu(alpha) => {
-                values.iter_mut().for_each(|v| *v = if *v < 0.0 { alpha * *v } else { *v })
+                values.iter_mut().for_each(|v| *v *= if *v < 0.0 { alpha } else { 1.0 })
             }
             Activation::Tanh => math::tanh_slice(values),
             Activation::Sigmoid => math::sigmoid_slice(values),
@@ -63,14 +65,18 @@ impl Apply for Activation {
     #[inline(always)]
     fn backward(self, x: &[f32], y: &[f32], dy: &mut [f32], channels: usize) {
         match self {
-            Activation::Relu => dy.iter_mut().zip(x).for_each(|(g, &x)| *g = if x > 0.0 { *g } else { 0.0 }),
+            // Kept values written anew, as in `apply`.
+            Activation::Relu => {
+                dy.iter_mut().zip(x).for_each(|(g, &x)| *g = if x > 0.0 { *g + 0.0 } else { 0.0 })
+            }
             Activation::LeakyRelu(alpha) => {
-                dy.iter_mut().zip(x).for_each(|(g, &x)| *g = if x > 0.0 { *g } else { alpha * *g })
+                dy.iter_mut().zip(x).for_each(|(g, &x)| *g *= if x > 0.0 { 1.0 } else { alpha })
             }
             Activation::Tanh => dy.iter_mut().zip(y).for_each(|(g, &y)| *g *= 1.0 - y * y),
-            Activation::Relu6 => {
-                dy.iter_mut().zip(x).for_each(|(g, &x)| *g = if x > 0.0 && x < 6.0 { *g } else { 0.0 })
-            }
+            Activation::Relu6 => dy
+                .iter_mut()
+                .zip(x)
+                .for_each(|(g, &x)| *g = if (x > 0.0) & (x < 6.0) { *g + 0.0 } else { 0.0 }),
             Activation::Silu => dy.iter_mut().zip(x).for_each(|(g, &x)| {
                 let s = math::sigmoid(x);
                 *g *= s * (1.0 + x * (1.0 - s));
