@@ -15,7 +15,8 @@
 //! vectors of sums stay in registers over the whole patch: up to 24 of
 //! AVX-512's 32 registers, 12 of AVX2's 16. `MR` is at most 8 so that the
 //! addresses of the rows of A stay in registers too; with more, the
-//! compiler computes them anew for every value. Each sum runs over `k` in
+//! compiler computes them anew for every value. On AVX2 it is 6, as x86's
+//! 16 general registers hold 6 rows' addresses beside the loops' own. Each sum runs over `k` in
 //! order, so the result does not depend on how the rows are split between
 //! threads or images between chunks. The layer's epilogue (bias, batchnorm,
 //! relu and its kin) is applied to the sums as they are stored, while they
@@ -445,7 +446,7 @@ impl WithSimd for Product<'_> {
         }
         match lanes {
             16 => block!(1: 8, 2: 8, 3: 8, 4: 6),
-            8 => block!(1: 8, 2: 6),
+            8 => block!(1: 6, 2: 6),
             _ => unreachable!("available() admits 8 and 16 lanes only"),
         }
     }
