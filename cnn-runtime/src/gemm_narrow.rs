@@ -16,11 +16,12 @@
 //! AVX-512's 32 registers, 12 of AVX2's 16. `MR` is at most 8 so that the
 //! addresses of the rows of A stay in registers too; with more, the
 //! compiler computes them anew for every value. On AVX2 it is 6, as x86's
-//! 16 general registers hold 6 rows' addresses beside the loops' own. Each sum runs over `k` in
-//! order, so the result does not depend on how the rows are split between
-//! threads or images between chunks. The layer's epilogue (bias, batchnorm,
-//! relu and its kin) is applied to the sums as they are stored, while they
-//! are in L1, rather than in a pass of its own over the output ([`Finish`]).
+//! 16 general registers hold 6 rows' addresses beside the loops' own. Each
+//! sum runs over `k` in order, so the result does not depend on how the
+//! rows are split between threads or images between chunks. The layer's
+//! epilogue (bias, batchnorm, relu and its kin) is applied to the sums as
+//! they are stored, while they are in L1, rather than in a pass of its own
+//! over the output ([`Finish`]).
 
 use std::mem::size_of;
 use std::ops::Range;

@@ -48,7 +48,12 @@ impl Apply for Activation {
             Activation::Sigmoid => math::sigmoid_slice(values),
             // As PyTorch's hardtanh(0, 6): NaN stays NaN.
             Activation::Relu6 => values.iter_mut().for_each(|v| *v = v.clamp(0.0, 6.0)),
-            Activation::Silu => values.iter_mut().for_each(|v| *v *= math::sigmoid(*v)),
+            // A `for` loop, as in `math::tanh_slice`.
+            Activation::Silu => {
+                for v in values {
+                    *v *= math::sigmoid(*v);
+                }
+            }
             Activation::Softmax => {
                 for row in values.chunks_exact_mut(channels.max(1)) {
                     let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
@@ -77,10 +82,12 @@ impl Apply for Activation {
                 .iter_mut()
                 .zip(x)
                 .for_each(|(g, &x)| *g = if (x > 0.0) & (x < 6.0) { *g + 0.0 } else { 0.0 }),
-            Activation::Silu => dy.iter_mut().zip(x).for_each(|(g, &x)| {
-                let s = math::sigmoid(x);
-                *g *= s * (1.0 + x * (1.0 - s));
-            }),
+            Activation::Silu => {
+                for (g, &x) in dy.iter_mut().zip(x) {
+                    let s = math::sigmoid(x);
+                    *g *= s * (1.0 + x * (1.0 - s));
+                }
+            }
             Activation::Sigmoid => dy.iter_mut().zip(y).for_each(|(g, &y)| *g *= y * (1.0 - y)),
             Activation::Softmax => {
                 for (g, y) in dy.chunks_exact_mut(channels.max(1)).zip(y.chunks_exact(channels.max(1))) {
