@@ -282,9 +282,16 @@ struct Span {
 }
 
 impl Span {
-    /// From the first value of the span to just past its last.
+    /// From the first value of the span to just past its last (a pass
+    /// takes at least one run).
     fn extent(&self) -> usize {
-        if self.runs == 0 { 0 } else { (self.runs - 1) * self.step + self.len }
+        (self.runs - 1) * self.step + self.len
+    }
+
+    /// Where each value lies from the span's first, in the order of `k`.
+    fn offsets(&self) -> impl Iterator<Item = usize> {
+        let (step, len) = (self.step, self.len);
+        (0..self.runs).flat_map(move |run| run * step..run * step + len)
     }
 }
 
@@ -533,9 +540,7 @@ impl Block<'_> {
         if FULL {
             multiply_add(simd, a, span, (b, self.ldb), &mut sums);
         } else {
-            for (k, (run, i)) in
-                (0..span.runs).flat_map(|run| (0..span.len).map(move |i| (run, i))).enumerate()
-            {
+            for (k, at) in span.offsets().enumerate() {
                 // A partial last vector is loaded whole where B goes on past
                 // it (with the next row): its lanes past the width are summed
                 // but never stored. pulp's masked load is a call.
@@ -546,7 +551,7 @@ impl Block<'_> {
                 );
                 // Each value of A a broadcast operand of its multiply-adds.
                 for (sums, a) in sums.iter_mut().zip(a) {
-                    let a = simd.splat_f32s(a[run * span.step + i]);
+                    let a = simd.splat_f32s(a[at]);
                     for (sum, b) in sums.iter_mut().zip(b) {
                         *sum = simd.mul_add_f32s(a, b, *sum);
                     }
