@@ -78,6 +78,29 @@ fn results_are_bit_identical_whatever_the_thread_count() {
     );
 }
 
+cnn::cnn! {
+    /// Ends in a conv: its tiles write the pass's output, which is not
+    /// zeroed beforehand. 40x40 output pixels are several tiles an image.
+    struct EndsInConv { input 42x42x3; conv 16 k3 relu; conv 8 k3 p1; }
+}
+
+#[test]
+fn a_pass_that_ends_in_a_conv_writes_all_of_its_output() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let net = EndsInConv::with_seed(6);
+    let x = random4(&mut rng(43), (9, 42, 42, 3));
+    // The layers one by one, each into an output of NaNs.
+    let hidden = net.conv1.forward(x.view()).unwrap().mapv(|v| v.max(0.0));
+    let expected = net.conv2.forward(hidden.view()).unwrap();
+    for threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        assert_eq!(pool.install(|| net.forward(x.view()).unwrap()), expected, "{threads} threads");
+        let one = cnn::ndarray::s![4..5, .., .., ..];
+        let alone = pool.install(|| net.forward(x.slice(one)).unwrap());
+        assert_eq!(alone, expected.slice(one), "one image, {threads} threads");
+    }
+}
+
 #[test]
 fn each_image_of_a_batch_gets_what_it_gets_alone() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,6 +1,7 @@
 //! Buffers a network keeps between forward passes, so that after the first
 //! call a pass allocates only its output.
 
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, TryLockError};
 
@@ -79,6 +80,42 @@ impl std::fmt::Debug for Workspace {
     }
 }
 
+/// A value of a layer's output as the layer is given it: `f32`, written
+/// before (a buffer reused, a block's output), or `MaybeUninit<f32>`, not
+/// yet (the outputs a pass returns, allocated without zeros).
+pub(crate) trait Slot: Send + Sized {
+    /// Whether the values may be unwritten.
+    const FRESH: bool;
+
+    /// The values, zeros where they were not written yet.
+    fn values(slots: &mut [Self]) -> &mut [f32];
+}
+
+impl Slot for f32 {
+    const FRESH: bool = false;
+
+    fn values(slots: &mut [f32]) -> &mut [f32] {
+        slots
+    }
+}
+
+impl Slot for MaybeUninit<f32> {
+    const FRESH: bool = true;
+
+    fn values(slots: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+        zeroed(slots)
+    }
+}
+
+/// `values`, each set to zero.
+#[allow(unsafe_code)]
+pub(crate) fn zeroed(values: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    values.fill(MaybeUninit::new(0.0));
+    // SAFETY: every value was written just above, and `MaybeUninit<f32>`
+    // has the layout of `f32`.
+    unsafe { &mut *(values as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
 /// Splits `out` into units of `unit_len` values and calls
 /// `work(unit, values, scratch)` on each, a unit at a time, on rayon's
 /// threads: each takes the next unit when it is done with one, so that a
@@ -86,8 +123,12 @@ impl std::fmt::Debug for Workspace {
 /// running thread's own buffer from `scratch` (kept for next time). How a
 /// unit is computed must not depend on the thread, so that results do not
 /// depend on the thread count. Inside [`alone`], on the calling thread.
-pub(crate) fn split_among_threads(
-    out: &mut [f32],
+///
+/// Fresh values are zeroed a unit at a time, just before `work` writes
+/// them, while they are in cache: zeroing a large output in memory
+/// beforehand costs about as much again as writing it.
+pub(crate) fn split_among_threads<T: Slot>(
+    out: &mut [T],
     unit_len: usize,
     scratch: &mut Vec<Vec<f32>>,
     work: impl Fn(usize, &mut [f32], &mut Vec<f32>) + Sync,
@@ -98,10 +139,16 @@ pub(crate) fn split_among_threads(
         scratch.resize_with(threads, Vec::new);
     }
     if threads == 1 || out.len() <= unit_len || ALONE.get() {
-        return work(0, out, &mut scratch[0]);
+        let scratch = &mut scratch[0];
+        return out
+            .chunks_mut(unit_len)
+            .enumerate()
+            .for_each(|(unit, values)| work(unit, T::values(values), scratch));
     }
     let units = out.par_chunks_mut(unit_len).enumerate();
-    for_each_with_slot(units, &mut scratch[..threads], |(unit, values), scratch| work(unit, values, scratch));
+    for_each_with_slot(units, &mut scratch[..threads], |(unit, values), scratch| {
+        work(unit, T::values(values), scratch)
+    });
 }
 
 /// Calls `work(item, slot)` for each of `items` on rayon's threads, `slot`

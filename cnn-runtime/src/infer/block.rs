@@ -3,7 +3,7 @@
 
 use cnn_shape::{Node, Op};
 
-use super::{At, Layer, Pass, Steps, fusable, grown};
+use super::{At, Layer, Output, Pass, Steps, fusable, grown};
 use crate::cpu::Kernels;
 use crate::layers::{Apply, Destination, Epilogue, Residual};
 use crate::workspace::ThreadBuffers;
@@ -37,7 +37,7 @@ impl Block<'_> {
                     n,
                     input: x,
                     buffers,
-                    output: out,
+                    output: Output::Written(out),
                     at: At::Input,
                     len,
                     destination,

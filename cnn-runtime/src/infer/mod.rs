@@ -6,6 +6,8 @@
 //! layer that makes new values writes straight into the output, the pass's
 //! only allocation once the workspace has grown.
 
+use std::mem::MaybeUninit;
+
 use cnn_shape::{Node, Op, Plan, Shape};
 use ndarray::ArrayView4;
 use rayon::prelude::*;
@@ -14,7 +16,7 @@ use crate::cpu::Kernels;
 use crate::layers::{
     Apply, AvgPool2d, BatchNorm, Conv2d, Dense, Destination, Epilogue, MaxPool2d, global_pool, upsample,
 };
-use crate::workspace::{Buffers, ThreadBuffers, Workspace, alone, for_each_with_slot};
+use crate::workspace::{Buffers, ThreadBuffers, Workspace, alone, for_each_with_slot, zeroed};
 
 mod block;
 
@@ -123,7 +125,8 @@ pub(crate) fn infer(
     let kernels = workspace.kernels();
     let output_shape = plan.nodes.last().map_or(plan.input, |node| node.info.output);
     let largest = largest(plan.nodes).max(plan.input.len());
-    let mut output = zeros(n * output_shape.len());
+    let len = n * output_shape.len();
+    let mut output = Vec::with_capacity(len);
     // Lengths to cut whole images by; neither is 0 in a network the macro made.
     let (in_len, out_len) = (plan.input.len().max(1), output_shape.len().max(1));
     if n == 0 {
@@ -137,7 +140,7 @@ pub(crate) fn infer(
     workspace.with(|Buffers { epilogues, threads: buffers }| {
         set_epilogues(steps, epilogues);
         let epilogues = &epilogues[..];
-        let run = |(input, output): (&[f32], &mut [f32]), buffers: &mut ThreadBuffers| {
+        let run = |(input, output): (&[f32], &mut [MaybeUninit<f32>]), buffers: &mut ThreadBuffers| {
             for (input, output) in input.chunks(images * in_len).zip(output.chunks_mut(images * out_len)) {
                 let (n, len) = (input.len() / in_len, input.len());
                 Pass {
@@ -147,7 +150,7 @@ pub(crate) fn infer(
                     n,
                     input,
                     buffers,
-                    output,
+                    output: Output::Fresh(output),
                     at: At::Input,
                     len,
                     destination: Destination::Whole,
@@ -158,32 +161,23 @@ pub(crate) fn infer(
         if buffers.len() < pool {
             buffers.resize_with(pool, ThreadBuffers::default);
         }
+        let fresh = &mut output.spare_capacity_mut()[..len];
         if threads == 1 {
-            return run((input, &mut output), &mut buffers[0]);
+            return run((input, fresh), &mut buffers[0]);
         }
-        let chunks = input.par_chunks(images * in_len).zip(output.par_chunks_mut(images * out_len));
+        let chunks = input.par_chunks(images * in_len).zip(fresh.par_chunks_mut(images * out_len));
         for_each_with_slot(chunks, buffers, |chunk, buffers| alone(|| run(chunk, buffers)));
     });
+    // SAFETY: the capacity is at least `len`, and the chunks' passes wrote
+    // each of the first `len` values: a pass writes all of its output
+    // (`Pass::run`), through `Output::values` or as the tiles of its last
+    // conv, each of which `split_among_threads` zeroes before the conv
+    // writes it.
+    #[allow(unsafe_code)]
+    unsafe {
+        output.set_len(len)
+    };
     output
-}
-
-/// `len` zeros, written by every thread: for a large output (W6's is 12 MB)
-/// writing them is a good part of the pass, and `vec![0.0; len]` does it
-/// on one thread.
-#[allow(unsafe_code)]
-fn zeros(len: usize) -> Vec<f32> {
-    let mut zeros = Vec::with_capacity(len);
-    let part = len.div_ceil(rayon::current_num_threads()).max(1 << 16);
-    let zero = |part: &mut [std::mem::MaybeUninit<f32>]| part.fill(std::mem::MaybeUninit::new(0.0));
-    // Handing work to rayon's threads costs a wake-up: not for one part.
-    match len > part {
-        true => zeros.spare_capacity_mut()[..len].par_chunks_mut(part).for_each(zero),
-        false => zero(&mut zeros.spare_capacity_mut()[..len]),
-    }
-    // SAFETY: the capacity is at least `len`, and each of the first `len`
-    // values was written by the fill above.
-    unsafe { zeros.set_len(len) };
-    zeros
 }
 
 /// The values of the largest output of `nodes` and the nodes inside them.
@@ -228,7 +222,7 @@ struct Pass<'s, 'x, 'b> {
     input: &'x [f32],
     buffers: &'b mut ThreadBuffers,
     /// Where the chunk's outputs go.
-    output: &'x mut [f32],
+    output: Output<'x>,
     at: At,
     /// How many values the current step holds: buffers keep their largest
     /// length, so that reusing them writes no zeros.
@@ -260,9 +254,23 @@ impl<'x> Pass<'_, 'x, '_> {
                     };
                     let (epilogue, mut scratch) =
                         (&self.epilogues[flat], std::mem::take(&mut self.buffers.scratch));
-                    self.produce(len, last, |src, dst| {
-                        conv.run(src, dst, &mut scratch, epilogue, kernels, destination)
-                    });
+                    let ends_pass =
+                        i + fused + 1 == self.steps.len() && matches!(destination, Destination::Whole);
+                    match &mut self.output {
+                        // The pass's last step writes its fresh output tile by tile.
+                        Output::Fresh(fresh) if ends_pass => {
+                            let source = match self.at {
+                                At::Input => self.input,
+                                At::Buffer(k) => &self.buffers.activations[k][..self.len],
+                                At::Output => unreachable!("nothing is produced after the last producer"),
+                            };
+                            conv.run(source, fresh, &mut scratch, epilogue, kernels, destination);
+                            (self.at, self.len) = (At::Output, len);
+                        }
+                        _ => self.produce(len, last, |src, dst| {
+                            conv.run(src, dst, &mut scratch, epilogue, kernels, destination)
+                        }),
+                    }
                     self.buffers.scratch = scratch;
                 }
                 (Op::Dense { .. }, Some(Layer::Dense(dense))) => {
@@ -320,8 +328,8 @@ impl<'x> Pass<'_, 'x, '_> {
         }
         match self.at {
             At::Output => {}
-            At::Input => self.output.copy_from_slice(self.input),
-            At::Buffer(k) => self.output.copy_from_slice(&self.buffers.activations[k][..self.len]),
+            At::Input => self.output.values().copy_from_slice(self.input),
+            At::Buffer(k) => self.output.values().copy_from_slice(&self.buffers.activations[k][..self.len]),
         }
         // A body that does not end in a conv or dense layer adds its
         // shortcut here.
@@ -330,7 +338,7 @@ impl<'x> Pass<'_, 'x, '_> {
             Destination::AddTo(residual) => {
                 let shape = self.steps.nodes.last().map(|node| node.info.output);
                 let channels = shape.map_or(self.output.len(), |shape| shape.channels());
-                residual.apply(self.output, 0, channels);
+                residual.apply(self.output.values(), 0, channels);
             }
             Destination::Columns { .. } => unreachable!("the block checked that the branch ends in a conv"),
         }
@@ -347,9 +355,9 @@ impl<'x> Pass<'_, 'x, '_> {
     fn produce(&mut self, len: usize, last: bool, write: impl FnOnce(&[f32], &mut [f32])) {
         let [first, second] = &mut self.buffers.activations;
         let (source, destination, at): (&[f32], &mut [f32], At) = match (self.at, last) {
-            (At::Input, true) => (self.input, self.output, At::Output),
-            (At::Buffer(0), true) => (first, self.output, At::Output),
-            (At::Buffer(_), true) => (second, self.output, At::Output),
+            (At::Input, true) => (self.input, self.output.values(), At::Output),
+            (At::Buffer(0), true) => (first, self.output.values(), At::Output),
+            (At::Buffer(_), true) => (second, self.output.values(), At::Output),
             (At::Input, false) => (self.input, grown(first, len), At::Buffer(0)),
             (At::Buffer(0), false) => (first, grown(second, len), At::Buffer(1)),
             (At::Buffer(_), false) => (second, grown(first, len), At::Buffer(0)),
@@ -368,13 +376,44 @@ impl<'x> Pass<'_, 'x, '_> {
                 buffer.extend_from_slice(self.input);
                 self.at = At::Buffer(0);
             } else {
-                self.output.copy_from_slice(self.input);
+                self.output.values().copy_from_slice(self.input);
                 self.at = At::Output;
             }
         }
         match self.at {
             At::Buffer(k) => &mut self.buffers.activations[k][..self.len],
-            _ => &mut self.output[..self.len],
+            _ => &mut self.output.values()[..self.len],
+        }
+    }
+}
+
+/// Where a pass's outputs go: values written before (a block's output),
+/// or memory not written yet (the outputs [`infer`] returns, allocated
+/// without zeros). A pass writes all of it.
+enum Output<'x> {
+    Written(&'x mut [f32]),
+    /// Written by the pass's last step if that is a conv, each tile zeroed
+    /// in cache just before the conv writes it; by anything else after
+    /// [`Output::values`] zeroed it.
+    Fresh(&'x mut [MaybeUninit<f32>]),
+}
+
+impl Output<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Output::Written(values) => values.len(),
+            Output::Fresh(fresh) => fresh.len(),
+        }
+    }
+
+    /// The values, zeroed first if fresh.
+    fn values(&mut self) -> &mut [f32] {
+        if let Output::Fresh(fresh) = self {
+            *self = Output::Written(zeroed(std::mem::take(fresh)));
+        }
+        match self {
+            Output::Written(values) => values,
+            Output::Fresh(_) => unreachable!("written above"),
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::gemm::{MatMut, MatRef};
 use crate::gemm_narrow::{self, Finish, Panels};
 use crate::im2col::{SLACK, col2im_tile, im2col_tile};
 use crate::init::{self, InitRng};
-use crate::workspace::split_among_threads;
+use crate::workspace::{Slot, split_among_threads};
 
 /// How many bytes of im2col panel one tile may fill: it should stay in L2.
 const TILE_BYTES: usize = 256 * 1024;
@@ -188,10 +188,10 @@ impl Conv2d {
     ///
     /// If the lengths of `x` and `out` are not whole images of the geometry,
     /// or the weights do not have its shape.
-    pub(crate) fn run(
+    pub(crate) fn run<T: Slot>(
         &self,
         x: &[f32],
-        out: &mut [f32],
+        out: &mut [T],
         scratch: &mut Vec<Vec<f32>>,
         epilogue: &Epilogue,
         kernels: Kernels,
@@ -210,6 +210,8 @@ impl Conv2d {
             "conv input or output length"
         );
         assert!(offset + cout <= ldc, "conv output columns");
+        // Zeroing a tile of fresh values would zero other layers' columns.
+        assert!(!T::FRESH || ldc == cout, "fresh values of a concat");
         let weight = tensor::values(&self.weight);
         assert_eq!(weight.len(), g.patch_len() * g.out_channels, "conv weight shape");
         let rows = n * g.height.output * g.width.output;
@@ -251,44 +253,42 @@ impl Conv2d {
             false => (x, *g),
         };
         let g_in = &g_in;
-        // Whole tiles, split evenly between the threads.
-        split_among_threads(out, tile_rows * ldc, scratch, |first_tile, out, col| {
+        // Whole tiles, shared between the threads.
+        split_among_threads(out, tile_rows * ldc, scratch, |tile, out_tile, col| {
             if col.len() < panel_len {
                 col.resize(panel_len, 0.0);
             }
-            for (t, out_tile) in out.chunks_mut(tile_rows * ldc).enumerate() {
-                let start = (first_tile + t) * tile_rows;
-                let rows = start..start + out_tile.len() / ldc;
-                if direct {
-                    direct::direct_tile(
-                        direct::Conv { g, weight, epilogue, kernels },
-                        x,
-                        rows.clone(),
-                        out_tile,
-                        col,
-                    );
-                } else {
-                    let (finish, left) = epilogue.finish();
-                    match (patches, &panels) {
-                        (true, Some(panels)) => {
-                            let out = (&mut out_tile[offset..], rows.len(), ldc);
-                            by_panels(panels, out, finish, |b, c, finish| {
-                                gemm_narrow::multiply_patches(x, g_in, rows.clone(), b, c, finish, kernels)
-                            })
-                        }
-                        _ => self.tile(
-                            (x, weight, panels.as_ref()),
-                            rows.clone(),
-                            (out_tile, ldc, offset),
-                            col,
-                            (finish, kernels),
-                        ),
+            let start = tile * tile_rows;
+            let rows = start..start + out_tile.len() / ldc;
+            if direct {
+                direct::direct_tile(
+                    direct::Conv { g, weight, epilogue, kernels },
+                    x,
+                    rows.clone(),
+                    out_tile,
+                    col,
+                );
+            } else {
+                let (finish, left) = epilogue.finish();
+                match (patches, &panels) {
+                    (true, Some(panels)) => {
+                        let out = (&mut out_tile[offset..], rows.len(), ldc);
+                        by_panels(panels, out, finish, |b, c, finish| {
+                            gemm_narrow::multiply_patches(x, g_in, rows.clone(), b, c, finish, kernels)
+                        })
                     }
-                    activate_columns(left, out_tile, ldc, offset..offset + cout);
+                    _ => self.tile(
+                        (x, weight, panels.as_ref()),
+                        rows.clone(),
+                        (out_tile, ldc, offset),
+                        col,
+                        (finish, kernels),
+                    ),
                 }
-                if let Destination::AddTo(residual) = destination {
-                    residual.apply(out_tile, start * cout, cout);
-                }
+                activate_columns(left, out_tile, ldc, offset..offset + cout);
+            }
+            if let Destination::AddTo(residual) = destination {
+                residual.apply(out_tile, start * cout, cout);
             }
         });
         (scratch[slot], scratch[slot + 1]) = (padded, aligned);

@@ -144,16 +144,12 @@ fn pool<R: Reduce>(
     if out.is_empty() {
         return;
     }
-    split_among_threads(out, out_len, scratch, |first_image, out, row| {
-        let x = &x[first_image * image_len..][..out.len() / out_len * image_len];
+    split_among_threads(out, out_len, scratch, |image, out, row| {
+        let x = &x[image * image_len..][..image_len];
         row.resize(2 * width.input * c, 0.0);
         cpu::vectorized(
             #[inline(always)]
-            || {
-                for (image, out) in x.chunks_exact(image_len).zip(out.chunks_exact_mut(out_len)) {
-                    pool_image::<R>(image, c, out, height, width, row);
-                }
-            },
+            || pool_image::<R>(x, c, out, height, width, row),
         )
     });
 }
