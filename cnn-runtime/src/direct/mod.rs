@@ -10,9 +10,8 @@
 //! a vector of pixels keeps the sums of its group's output channels (padded
 //! to `CO`) in `CO` registers over all taps, gets its epilogue there, and is
 //! written out transposed into NHWC.
-//! The loops are plain Rust that the compiler vectorises to the CPU's width
-//! (see [`crate::cpu`]); a multiply-add is fused where the CPU has the
-//! instruction. Each sum runs over the taps in `(ky, kx, ci)` order, so the
+//! The sums are pulp's vectors of the CPU's width (see [`crate::cpu`]); a
+//! multiply-add is fused where the CPU has the instruction. Each sum runs over the taps in `(ky, kx, ci)` order, so the
 //! result does not depend on how the work is split between threads.
 //!
 //! With more output channels the GEMM's kernel is full and wins: a kernel
@@ -23,7 +22,9 @@ mod panel;
 
 use std::ops::Range;
 
-use crate::cpu::{self, Kernels};
+use pulp::{Simd, WithSimd, bytemuck};
+
+use crate::cpu::Kernels;
 use cnn_shape::ConvGeometry;
 
 use crate::layers::Epilogue;
@@ -36,13 +37,14 @@ const LANES: usize = 16;
 /// The most output channels a group that take this path.
 const MAX_CHANNELS: usize = 8;
 
-/// Whether `g` is convolved here rather than by im2col + GEMM. Without
-/// AVX-512, a strided conv runs faster through the GEMM kernel (measured on
-/// W4's `conv 8 k5 s2`, a quarter of the network's time), whose 6 rows x 2
-/// vectors of sums fill the 16 registers better than 8 channels here.
+/// Whether `g` is convolved here rather than by im2col + GEMM: by every
+/// kernel variant but the portable one. Without AVX-512, a strided conv
+/// runs faster through the GEMM kernel (measured on W4's `conv 8 k5 s2`, a
+/// quarter of the network's time), whose 6 rows x 2 vectors of sums fill
+/// the 16 registers better than 8 channels here.
 pub fn is_direct(g: &ConvGeometry, kernels: Kernels) -> bool {
     let unit_stride = g.height.stride == 1 && g.width.stride == 1;
-    kernels == Kernels::Fastest
+    kernels != Kernels::Portable
         && (crate::cpu::has_avx512(kernels) || unit_stride)
         && g.out_channels / g.groups <= MAX_CHANNELS
 }
@@ -66,42 +68,51 @@ pub fn scratch_len(g: &ConvGeometry) -> usize {
 /// Output pixels `rows` of the images `x` (all channels, `rows.len() * COUT`
 /// values) into `out`, the epilogue applied; `scratch` holds [`scratch_len`].
 pub fn direct_tile(conv: Conv<'_>, x: &[f32], rows: Range<usize>, out: &mut [f32], scratch: &mut [f32]) {
-    // Output channels rounded up to even, a multiply-add fused where it is
-    // one instruction. A vector of `L` pixels (the CPU's width) keeps the sums
-    // of its `CO` channels in `CO` registers, `V` such vectors at a time: as
-    // many as the registers hold (32 with AVX-512, else 16) besides an input
-    // vector and a broadcast weight.
-    macro_rules! run {
-        ($fused:literal, $l:literal, $v:literal, $v8:literal) => {
-            conv.kernels.arch().dispatch(
-                #[inline(always)]
-                || match conv.g.out_channels / conv.g.groups {
-                    ..=2 => tile::<2, $fused, $v, $l>(conv, x, rows, out, scratch),
-                    3..=4 => tile::<4, $fused, $v, $l>(conv, x, rows, out, scratch),
-                    5..=6 => tile::<6, $fused, $v, $l>(conv, x, rows, out, scratch),
-                    _ => tile::<8, $fused, $v8, $l>(conv, x, rows, out, scratch),
-                },
-            )
-        };
-    }
-    match (cpu::has_fma(conv.kernels), cpu::lanes(conv.kernels)) {
-        (true, 16) => run!(true, 16, 2, 2),
-        (true, 8) => run!(true, 8, 2, 1),
-        (true, _) => run!(true, 4, 2, 1),
-        (false, _) => run!(false, 4, 2, 1),
+    conv.kernels.arch().dispatch(Tile { conv, x, rows, out, scratch })
+}
+
+/// A call of [`direct_tile`], run with the CPU's vectors.
+struct Tile<'a> {
+    conv: Conv<'a>,
+    x: &'a [f32],
+    rows: Range<usize>,
+    out: &'a mut [f32],
+    scratch: &'a mut [f32],
+}
+
+impl WithSimd for Tile<'_> {
+    type Output = ();
+
+    /// Output channels rounded up to even. A vector of `L` pixels (the
+    /// CPU's width) keeps the sums of its `CO` channels in `CO` registers,
+    /// `V` such vectors at a time: as many as the registers hold (32 with
+    /// AVX-512, else 16) besides an input vector and a broadcast weight.
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        macro_rules! at_width {
+            ($l:literal, $v8:literal) => {
+                match self.conv.g.out_channels / self.conv.g.groups {
+                    ..=2 => tile::<S, 2, 2, $l>(simd, self),
+                    3..=4 => tile::<S, 4, 2, $l>(simd, self),
+                    5..=6 => tile::<S, 6, 2, $l>(simd, self),
+                    _ => tile::<S, 8, $v8, $l>(simd, self),
+                }
+            };
+        }
+        match size_of::<S::f32s>() / size_of::<f32>() {
+            16 => at_width!(16, 2),
+            8 => at_width!(8, 1),
+            4 => at_width!(4, 1),
+            _ => at_width!(1, 2),
+        }
     }
 }
 
 /// The tile with each group's channels padded to `CO`, `V` vectors of `L`
 /// pixels of a row at a time while the row has them.
 #[inline(always)]
-fn tile<const CO: usize, const FUSED: bool, const V: usize, const L: usize>(
-    conv: Conv<'_>,
-    x: &[f32],
-    rows: Range<usize>,
-    out: &mut [f32],
-    scratch: &mut [f32],
-) {
+fn tile<S: Simd, const CO: usize, const V: usize, const L: usize>(simd: S, tile: Tile<'_>) {
+    let Tile { conv, x, rows, out, scratch } = tile;
     let Conv { g, weight, epilogue, .. } = conv;
     let cout = g.out_channels;
     let layout = Panel::new(g);
@@ -116,14 +127,14 @@ fn tile<const CO: usize, const FUSED: bool, const V: usize, const L: usize>(
         for (group, weights) in weights.chunks_exact(g.patch_len() * CO).enumerate() {
             let (mut v, end) = (ox / L, (ox + len).div_ceil(L));
             while v + V <= end {
-                let sums = accumulate::<CO, FUSED, V, L>(g, (layout, first), panel, weights, group, v);
+                let sums = accumulate::<S, CO, V, L>(simd, g, (layout, first), panel, weights, group, v);
                 for (u, sums) in sums.into_iter().enumerate() {
                     finish::<CO, L>(conv, group, v + u, sums, ox..ox + len, out_row);
                 }
                 v += V;
             }
             for v in v..end {
-                let [sums] = accumulate::<CO, FUSED, 1, L>(g, (layout, first), panel, weights, group, v);
+                let [sums] = accumulate::<S, CO, 1, L>(simd, g, (layout, first), panel, weights, group, v);
                 finish::<CO, L>(conv, group, v, sums, ox..ox + len, out_row);
             }
         }
@@ -174,7 +185,8 @@ fn aligned(values: &mut [f32]) -> &mut [f32] {
 /// of a row's output columns and the `CO` (padded) output channels of group
 /// `group`.
 #[inline(always)]
-fn accumulate<const CO: usize, const FUSED: bool, const V: usize, const L: usize>(
+fn accumulate<S: Simd, const CO: usize, const V: usize, const L: usize>(
+    simd: S,
     g: &ConvGeometry,
     (layout, first): (Panel, usize),
     panel: &[f32],
@@ -183,10 +195,10 @@ fn accumulate<const CO: usize, const FUSED: bool, const V: usize, const L: usize
     v: usize,
 ) -> [[[f32; L]; CO]; V] {
     let taps = weights.as_chunks::<CO>().0;
-    // The V * CO sums stay in registers over all taps.
-    let mut sums = [[[0.0f32; L]; CO]; V];
-    // Inlined, as the whole kernel must be: out of line it is built for the
-    // baseline, its multiply-adds calls into libm.
+    // The V * CO sums stay in registers over all taps: vectors of pulp's,
+    // not arrays the compiler may vectorise along the channels instead,
+    // with a gather and a scatter of the sums for every multiply-add.
+    let mut sums = [[simd.splat_f32s(0.0); CO]; V];
     layout.for_each_tap(
         g,
         group,
@@ -194,30 +206,34 @@ fn accumulate<const CO: usize, const FUSED: bool, const V: usize, const L: usize
         #[inline(always)]
         |t, at| {
             let x = panel[at + v * L..][..V * L].as_chunks::<L>().0;
-            add_scaled::<CO, FUSED, V, L>(&mut sums, &taps[t], x.try_into().expect("V vectors"));
+            let x: [S::f32s; V] = std::array::from_fn(|u| load(&x[u]));
+            // Channel by channel, a weight broadcast once for all `V`
+            // vectors, so that one broadcast is live at a time beside the
+            // sums and inputs.
+            for (o, &weight) in taps[t].iter().enumerate() {
+                let weight = simd.splat_f32s(weight);
+                for (sums, x) in sums.iter_mut().zip(x) {
+                    // Fused where the CPU has the instruction.
+                    sums[o] = simd.mul_add_e_f32s(weight, x, sums[o]);
+                }
+            }
         },
     );
-    sums
+    sums.map(|sums| sums.map(to_array))
 }
 
-/// `sums[u][o] += tap[o] * x[u]` for the `CO` channels of `V` vectors of
-/// pixels.
+/// A vector's `L` lanes.
 #[inline(always)]
-fn add_scaled<const CO: usize, const FUSED: bool, const V: usize, const L: usize>(
-    sums: &mut [[[f32; L]; CO]; V],
-    tap: &[f32; CO],
-    x: &[[f32; L]; V],
-) {
-    // Channel by channel, a weight broadcast once for all `V` vectors, so
-    // that one broadcast is live at a time beside the sums and inputs.
-    for o in 0..CO {
-        for u in 0..V {
-            for i in 0..L {
-                let sum = &mut sums[u][o][i];
-                *sum = if FUSED { tap[o].mul_add(x[u][i], *sum) } else { *sum + tap[o] * x[u][i] };
-            }
-        }
-    }
+fn to_array<V: bytemuck::Pod, const L: usize>(vector: V) -> [f32; L] {
+    let mut values = [0.0; L];
+    values.copy_from_slice(bytemuck::cast_slice(std::slice::from_ref(&vector)));
+    values
+}
+
+/// `L` values as a vector of `L` lanes.
+#[inline(always)]
+fn load<V: bytemuck::Pod, const L: usize>(values: &[f32; L]) -> V {
+    bytemuck::pod_read_unaligned(bytemuck::cast_slice(values))
 }
 
 /// Writes columns `first..` of the sums into `pixels` (NHWC, pixel after
