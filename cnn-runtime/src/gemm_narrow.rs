@@ -38,12 +38,19 @@ use cnn_shape::{Activation, ConvGeometry};
 /// and 6), so that only the batch's last tile has a tail.
 pub const ROW_MULTIPLE: usize = 48;
 
-/// The bytes of B that one pass over the rows of A reads: half of a 48 KiB
-/// L1 (three quarters of a 32 KiB one), the rest for the rows of A and C
-/// streaming past. Wider B is taken in parts of its rows (of `k`); each
-/// part costs a load and a store of the sums, so parts should not be
-/// smaller than they need to be (16 KiB measured slower here than 24-40).
-const B_PART_BYTES: usize = 16 * 1024;
+/// The bytes of B that one pass over the rows of A reads, at `lanes`
+/// floats a vector: the rest of L1 is for the rows of A and C streaming
+/// past. Wider B is taken in parts of its rows (of `k`); each part costs a
+/// load and a store of the sums, so parts should not be smaller than they
+/// need to be. With AVX-512 (whose CPUs since Ice Lake have a 48 KiB L1)
+/// two thirds of L1, measured faster there than a third; with AVX2 half of
+/// a 32 KiB L1.
+fn b_part_bytes(lanes: usize) -> usize {
+    match lanes {
+        16 => 32 * 1024,
+        _ => 16 * 1024,
+    }
+}
 
 /// Whether the kernel here runs: on x86 with AVX2 + FMA or AVX-512.
 /// Elsewhere matrixmultiply's kernels are the better choice.
@@ -338,8 +345,8 @@ impl Rows<'_> {
     }
 
     /// The runs of a row, cut into pieces that keep the rows of B they read
-    /// (`width` wide) within `B_PART_BYTES`.
-    fn runs(&self, width: usize) -> Runs {
+    /// (`width` wide) within [`b_part_bytes`] at `lanes` floats a vector.
+    fn runs(&self, width: usize, lanes: usize) -> Runs {
         let (rows, row_len, step) = match self {
             Rows::Matrix(a) => (1, a.cols, 0),
             Rows::Patches { g, .. } => {
@@ -347,7 +354,7 @@ impl Rows<'_> {
                 (h.kernel, w.kernel * g.in_channels, h.dilation * w.input * g.in_channels)
             }
         };
-        let fit = (B_PART_BYTES / (width * size_of::<f32>())).max(1);
+        let fit = (b_part_bytes(lanes) / (width * size_of::<f32>())).max(1);
         // Pieces of even length, so that none is a short tail; short runs
         // whole, as many a pass as fit.
         let piece = row_len.div_ceil(row_len.div_ceil(fit).max(1)).max(1);
@@ -490,7 +497,8 @@ impl Block<'_> {
         (c, ldc): (&mut [f32], usize),
         finish: Finish<'_>,
     ) {
-        for (pass, (span, last)) in a.runs(self.width).passes().enumerate() {
+        let lanes = size_of::<S::f32s>() / size_of::<f32>();
+        for (pass, (span, last)) in a.runs(self.width, lanes).passes().enumerate() {
             let (accumulate, finish) = (pass > 0 || finish.accumulate, last.then_some(finish));
             let (mut row, mut at) = (0, a.position(0));
             while row < a.len() {
