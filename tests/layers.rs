@@ -80,6 +80,17 @@ fn conv_spans_several_tiles_and_the_pointwise_path() {
     // A depthwise conv: one group per channel.
     let depthwise = ConvGeometry { groups: 8, in_channels: 8, out_channels: 16, ..big };
     check_conv(depthwise, 1, false, 9);
+    // The direct conv on rows of one vector, two output rows at a time:
+    // 16 images of 14x14 outputs are 3,136 pixels, more than a tile, whose
+    // edge then falls inside an output row, which goes alone.
+    let narrow = ConvGeometry {
+        height: common::axis(28, 5, 2, 2, 2, 1, false),
+        width: common::axis(28, 5, 2, 2, 2, 1, false),
+        in_channels: 1,
+        out_channels: 8,
+        groups: 1,
+    };
+    check_conv(narrow, 16, true, 10);
 }
 
 #[test]

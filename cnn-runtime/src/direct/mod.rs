@@ -27,6 +27,7 @@ use pulp::{Simd, WithSimd, bytemuck};
 use crate::cpu::Kernels;
 use cnn_shape::ConvGeometry;
 
+use crate::im2col::OutputRow;
 use crate::layers::Epilogue;
 use panel::Panel;
 
@@ -119,23 +120,59 @@ fn tile<S: Simd, const CO: usize, const V: usize, const L: usize>(simd: S, tile:
     let (weights, rest) = scratch.split_at_mut(g.groups * g.patch_len() * CO);
     pad_weights::<CO>(weight, g, weights);
     let panel = &mut aligned(rest)[..layout.len(g)];
+    // The planes' padding, which no row overwrites (`Panel::load`).
+    panel.fill(0.0);
     let mut held = None;
-    for row in crate::im2col::output_rows(g, rows.clone()) {
-        let first = layout.load(x, g, row.image, row.oy, panel, &mut held);
+    // Written by each call of `accumulate`, here rather than returned: the
+    // compiler copies arrays of this size with calls to memcpy.
+    let mut sums = [[[0.0; L]; CO]; V];
+    let mut output_rows = crate::im2col::output_rows(g, rows.clone()).peekable();
+    while let Some(row) = output_rows.next() {
         let (ox, len) = (row.columns.start, row.columns.len());
-        let out_row = &mut out[(row.pixel - rows.start) * cout..][..len * cout];
+        let (v, end) = (ox / L, (ox + len).div_ceil(L));
+        let out_row =
+            |row: &OutputRow| (row.pixel - rows.start) * cout..(row.pixel - rows.start + len) * cout;
+        // A row of one vector is convolved with the next output row of its
+        // image, each a vector of the V: the sums of one vector alone wait
+        // on each other, and the work of each tap is spread over half as
+        // many multiply-adds.
+        let pair = (V == 2 && end - v == 1).then(|| {
+            let next = |next: &OutputRow| {
+                next.image == row.image && next.oy == row.oy + 1 && next.columns == row.columns
+            };
+            output_rows.next_if(next)
+        });
+        if let Some(Some(next)) = pair {
+            let firsts = layout.load(x, g, row.image, (row.oy, 2), panel, &mut held);
+            let (first_row, next_row) = (out_row(&row), out_row(&next));
+            for (group, weights) in weights.chunks_exact(g.patch_len() * CO).enumerate() {
+                let at = ([firsts[0], firsts[1]], [v * L; 2]);
+                let two: &mut [_; 2] = (&mut sums[..2]).try_into().expect("V is 2");
+                accumulate::<S, CO, 2, L>(simd, g, (layout, at), panel, weights, group, two);
+                for (sums, out_row) in two.iter_mut().zip([first_row.clone(), next_row.clone()]) {
+                    finish::<CO, L>(conv, group, v, sums, row.columns.clone(), &mut out[out_row]);
+                }
+            }
+            epilogue.apply_across_channels(&mut out[first_row.start..next_row.end], cout);
+            continue;
+        }
+        let [first, _] = layout.load(x, g, row.image, (row.oy, 1), panel, &mut held);
+        let out_row = &mut out[out_row(&row)];
         for (group, weights) in weights.chunks_exact(g.patch_len() * CO).enumerate() {
-            let (mut v, end) = (ox / L, (ox + len).div_ceil(L));
+            let mut v = v;
             while v + V <= end {
-                let sums = accumulate::<S, CO, V, L>(simd, g, (layout, first), panel, weights, group, v);
-                for (u, sums) in sums.into_iter().enumerate() {
+                let at = ([first; V], std::array::from_fn(|u| (v + u) * L));
+                accumulate::<S, CO, V, L>(simd, g, (layout, at), panel, weights, group, &mut sums);
+                for (u, sums) in sums.iter_mut().enumerate() {
                     finish::<CO, L>(conv, group, v + u, sums, ox..ox + len, out_row);
                 }
                 v += V;
             }
             for v in v..end {
-                let [sums] = accumulate::<S, CO, 1, L>(simd, g, (layout, first), panel, weights, group, v);
-                finish::<CO, L>(conv, group, v, sums, ox..ox + len, out_row);
+                let at = ([first], [v * L]);
+                let one: &mut [_; 1] = (&mut sums[..1]).try_into().expect("one vector");
+                accumulate::<S, CO, 1, L>(simd, g, (layout, at), panel, weights, group, one);
+                finish::<CO, L>(conv, group, v, &mut one[0], ox..ox + len, out_row);
             }
         }
         epilogue.apply_across_channels(out_row, cout);
@@ -150,7 +187,7 @@ fn finish<const CO: usize, const L: usize>(
     conv: Conv<'_>,
     group: usize,
     v: usize,
-    mut sums: [[f32; L]; CO],
+    sums: &mut [[f32; L]; CO],
     columns: Range<usize>,
     out_row: &mut [f32],
 ) {
@@ -158,7 +195,7 @@ fn finish<const CO: usize, const L: usize>(
     conv.epilogue.apply_to_channels(&mut sums[..cout_g], group * cout_g);
     let (lo, hi) = (columns.start.max(v * L), columns.end.min((v + 1) * L));
     let pixels = &mut out_row[(lo - columns.start) * cout..(hi - columns.start) * cout];
-    store::<CO, L>(cout, &sums, group * cout_g..(group + 1) * cout_g, lo - v * L, pixels);
+    store::<CO, L>(cout, sums, group * cout_g..(group + 1) * cout_g, lo - v * L, pixels);
 }
 
 /// Each group's weights as `[patch, CO]`, the columns past its channels
@@ -181,19 +218,20 @@ fn aligned(values: &mut [f32]) -> &mut [f32] {
     &mut values[to_line..]
 }
 
-/// The sums over taps of weight times input for vectors `v..v + V` of `L`
-/// of a row's output columns and the `CO` (padded) output channels of group
-/// `group`.
+/// The sums over taps of weight times input for `V` vectors of `L` output
+/// pixels and the `CO` (padded) output channels of group `group`: vector
+/// `u` of the output row whose kernel row 0 is in ring slot `firsts[u]`,
+/// from its column `columns[u]`.
 #[inline(always)]
 fn accumulate<S: Simd, const CO: usize, const V: usize, const L: usize>(
     simd: S,
     g: &ConvGeometry,
-    (layout, first): (Panel, usize),
+    (layout, (firsts, columns)): (Panel, ([usize; V], [usize; V])),
     panel: &[f32],
     weights: &[f32],
     group: usize,
-    v: usize,
-) -> [[[f32; L]; CO]; V] {
+    out: &mut [[[f32; L]; CO]; V],
+) {
     let taps = weights.as_chunks::<CO>().0;
     // The V * CO sums stay in registers over all taps: vectors of pulp's,
     // not arrays the compiler may vectorise along the channels instead,
@@ -202,11 +240,13 @@ fn accumulate<S: Simd, const CO: usize, const V: usize, const L: usize>(
     layout.for_each_tap(
         g,
         group,
-        first,
+        firsts,
         #[inline(always)]
         |t, at| {
-            let x = panel[at + v * L..][..V * L].as_chunks::<L>().0;
-            let x: [S::f32s; V] = std::array::from_fn(|u| load(&x[u]));
+            let mut x = [simd.splat_f32s(0.0); V];
+            for ((x, at), column) in x.iter_mut().zip(at).zip(columns) {
+                *x = load(&panel[at + column..][..L]);
+            }
             // Channel by channel, a weight broadcast once for all `V`
             // vectors, so that one broadcast is live at a time beside the
             // sums and inputs.
@@ -219,20 +259,16 @@ fn accumulate<S: Simd, const CO: usize, const V: usize, const L: usize>(
             }
         },
     );
-    sums.map(|sums| sums.map(to_array))
+    for (out, sums) in out.iter_mut().zip(sums) {
+        for (out, sum) in out.iter_mut().zip(sums) {
+            out.copy_from_slice(bytemuck::cast_slice(std::slice::from_ref(&sum)));
+        }
+    }
 }
 
-/// A vector's `L` lanes.
+/// A vector of as many values as it has lanes.
 #[inline(always)]
-fn to_array<V: bytemuck::Pod, const L: usize>(vector: V) -> [f32; L] {
-    let mut values = [0.0; L];
-    values.copy_from_slice(bytemuck::cast_slice(std::slice::from_ref(&vector)));
-    values
-}
-
-/// `L` values as a vector of `L` lanes.
-#[inline(always)]
-fn load<V: bytemuck::Pod, const L: usize>(values: &[f32; L]) -> V {
+fn load<V: bytemuck::Pod>(values: &[f32]) -> V {
     bytemuck::pod_read_unaligned(bytemuck::cast_slice(values))
 }
 
@@ -248,7 +284,13 @@ fn store<const CO: usize, const L: usize>(
 ) {
     // Transposed whole, a transpose of known size; then copied pixel by
     // pixel, whole if they hold all of the output's channels.
-    let block: [[f32; CO]; L] = std::array::from_fn(|i| std::array::from_fn(|o| sums[o][i]));
+    // In loops: `from_fn` may not be inlined into the vectorised tile.
+    let mut block = [[0.0; CO]; L];
+    for (i, pixel) in block.iter_mut().enumerate() {
+        for (value, sums) in pixel.iter_mut().zip(sums) {
+            *value = sums[i];
+        }
+    }
     let block = &block[first..];
     if channels.len() == cout && cout == CO {
         // Pixel by pixel, copies of known size: no call to memcpy.
