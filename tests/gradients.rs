@@ -176,6 +176,46 @@ fn conv_groups_dilation_pools_and_dense_gradients() {
 }
 
 #[test]
+fn a_batch_split_into_parts_has_the_gradients_and_loss_of_the_whole() {
+    // 70 images: parts of 32, 32 and 6, each forward and backward alone,
+    // their gradients added; the loss is still the batch's mean.
+    // Each tensor's gradient is the parts' own, each of a batch of its
+    // images alone (checked against finite differences above), weighted
+    // by the part's share of the batch.
+    let (x, labels) = batch::<3>((70, 9, 8, 4));
+    let net = ConvPools::with_seed(3);
+    let gradients = |images: std::ops::Range<usize>| {
+        let mut recorded = Record::default();
+        let x = x.slice(cnn::ndarray::s![images.clone(), .., .., ..]);
+        net.clone().train_step(x, &labels[images], &mut recorded).unwrap();
+        recorded.0
+    };
+    let whole = gradients(0..70);
+    let parts = [0..32, 32..64, 64..70].map(|images| (images.len() as f32 / 70.0, gradients(images)));
+    for (t, tensor) in whole.iter().enumerate() {
+        for (i, &got) in tensor.iter().enumerate() {
+            let want: f32 = parts.iter().map(|(share, part)| share * part[t][i]).sum();
+            assert!((got - want).abs() <= 1e-5 * want.abs() + 1e-7, "tensor {t}[{i}]: {got} vs {want}");
+        }
+    }
+    // The mean cross-entropy of the inference pass's logits, in f64.
+    let logits = net.forward(x.view()).unwrap();
+    let mean = logits
+        .rows()
+        .into_iter()
+        .zip(&labels)
+        .map(|(row, &label)| {
+            let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+            let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+            sum.ln() - (row[label] as f64 - max)
+        })
+        .sum::<f64>()
+        / labels.len() as f64;
+    let loss = net.clone().train_step(x.view(), &labels, &mut Frozen).unwrap() as f64;
+    assert!((loss - mean).abs() <= 1e-5 * mean.abs(), "loss {loss}, mean cross-entropy {mean}");
+}
+
+#[test]
 fn one_input_channel_gradients() {
     // Five images: a part of four and one of one.
     let (x, labels) = batch::<3>((5, 7, 6, 1));

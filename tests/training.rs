@@ -85,6 +85,29 @@ fn a_seed_gives_bit_identical_losses_whatever_the_thread_count() {
 }
 
 #[test]
+fn a_batch_in_parts_gives_bit_identical_losses_whatever_the_thread_count() {
+    // No batchnorm or dropout: a batch of 70 runs in parts of 32, 32 and 6.
+    cnn::cnn! {
+        struct Plain { input 8x8x1; conv 4 k3 relu; maxpool 2; flatten; dense 10; }
+    }
+    let (train_set, _) = digits_split(4);
+    let batch = train_set.select(&(0..70).collect::<Vec<_>>());
+    let run = |threads| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let (mut net, mut opt) = (Plain::with_seed(3), Adam::new(0.01));
+            (0..5)
+                .map(|_| net.train_step(batch.images.view(), &batch.labels, &mut opt).unwrap())
+                .collect::<Vec<_>>()
+        })
+    };
+    let one = run(1);
+    assert_eq!(one, run(2));
+    assert_eq!(one, run(3));
+    assert!(one[4] < one[0], "the loss falls: {one:?}");
+}
+
+#[test]
 fn batchnorm_updates_running_statistics_in_training_only() {
     cnn::cnn! {
         struct Normed { input 4x4x2; conv 3 k3; batchnorm; flatten; dense 2; }

@@ -6,7 +6,9 @@
 //! dropout zeroes with probability `p` and scales the rest by `1/(1-p)`,
 //! drawing from the network's own seeded generator. Every reduction runs in
 //! a fixed order, so a seed gives bit-identical losses whatever the thread
-//! count.
+//! count. A batch of a network without either is taken in parts of a fixed
+//! number of images, each forward and backward on one thread, so that the
+//! threads share a step without waiting for each other at every layer.
 
 use cnn_shape::{Activation, Node, Op, Plan, Shape};
 use ndarray::{ArrayView2, ArrayView4};
@@ -21,6 +23,7 @@ use crate::layers::{
     global_pool_backward, upsample, upsample_backward,
 };
 use crate::optim::Optimizer;
+use crate::workspace::alone;
 
 /// A network's layer with parameters, as a training step changes it: the
 /// plan's nodes name them by their slot.
@@ -40,6 +43,44 @@ impl LayerMut<'_> {
             LayerMut::BatchNorm(bn) => bn.parameters_mut(),
         }
     }
+}
+
+/// The layers as a forward pass reads them: a batchnorm updates its
+/// running statistics, so a whole batch takes them mutably; the parts of a
+/// split batch, which has none, share them.
+enum Layers<'s, 'a> {
+    Whole(&'s mut [LayerMut<'a>]),
+    Shared(&'s [LayerMut<'a>]),
+}
+
+impl<'a> Layers<'_, 'a> {
+    fn get(&self, slot: usize) -> &LayerMut<'a> {
+        match self {
+            Layers::Whole(layers) => &layers[slot],
+            Layers::Shared(layers) => &layers[slot],
+        }
+    }
+
+    fn get_mut(&mut self, slot: usize) -> &mut LayerMut<'a> {
+        match self {
+            Layers::Whole(layers) => &mut layers[slot],
+            Layers::Shared(_) => unreachable!("a split batch has no batchnorm"),
+        }
+    }
+}
+
+/// The images of each part when a batch is split: each part runs forward
+/// and backward by itself, on one thread, and the parts' gradients are
+/// added in order. A number of images, not of threads, so that the result
+/// does not depend on the thread count.
+const PART_IMAGES: usize = 32;
+
+/// Whether a batch through `nodes` may be split into parts: none of its
+/// nodes is a batchnorm, whose statistics are the whole batch's, or a
+/// dropout, whose masks are drawn in the batch's order.
+fn splits(nodes: &[Node]) -> bool {
+    let splits_node = |node: &Node| !matches!(node.op, Op::BatchNorm { .. } | Op::Dropout(_));
+    nodes.iter().all(|node| splits_node(node) && node.branches().all(splits))
 }
 
 /// The generator a network's dropout layers draw from.
@@ -88,7 +129,7 @@ impl Record {
 /// Runs `nodes` in training mode on `input`, keeping what backward needs.
 fn forward_all(
     nodes: &[Node],
-    layers: &mut [LayerMut<'_>],
+    layers: &mut Layers<'_, '_>,
     input: Vec<f32>,
     n: usize,
     rng: &mut DropoutRng,
@@ -150,23 +191,37 @@ pub(crate) fn train_step<O: Optimizer + ?Sized>(
     let Shape::Flat(classes) = output else { return Err(Error::OutputNotFlat { output }) };
     check_labels(labels, n, classes)?;
 
-    // On one of rayon's threads, so that the layers' parallel loops run
-    // there too rather than each being handed over from this thread: on
-    // one thread, the step's values then stay in one core's cache.
-    let (loss, grads) = rayon::scope(|_| {
-        // Forward, keeping every output.
-        let input = x.as_standard_layout().iter().copied().collect::<Vec<f32>>();
-        let record = forward_all(nodes, layers, input, n, rng);
-
-        // The loss and its gradient with respect to the logits.
-        let logits = ArrayView2::from_shape((n, classes), record.output()).expect("n rows of classes");
-        let (loss, grad) = cross_entropy(logits, labels);
-
-        // Backward, every parameter's gradient by slot.
-        let mut grads: Vec<Vec<Vec<f32>>> = vec![Vec::new(); layers.len()];
-        backward_all(nodes, layers, &record, grad, false, &mut grads);
+    let x = x.as_standard_layout();
+    let input = x.as_slice().expect("standard layout is contiguous");
+    let (loss, grads) = if n > PART_IMAGES && splits(nodes) {
+        // The parts on rayon's threads, each alone on its own, then their
+        // losses and gradients added in order.
+        let layers = &*layers;
+        let parts: Vec<_> = input
+            .par_chunks(PART_IMAGES * plan.input.len())
+            .zip(labels.par_chunks(PART_IMAGES))
+            .map(|(images, labels)| {
+                // No dropout here, so nothing draws from the generator.
+                let mut rng = DropoutRng::default();
+                alone(|| step(nodes, &mut Layers::Shared(layers), images, (labels, n), &mut rng))
+            })
+            .collect();
+        let mut parts = parts.into_iter();
+        let (mut loss, mut grads) = parts.next().expect("a batch of more than PART_IMAGES");
+        for (part_loss, part_grads) in parts {
+            loss += part_loss;
+            for (sum, part) in grads.iter_mut().flatten().zip(part_grads.iter().flatten()) {
+                sum.iter_mut().zip(part).for_each(|(s, p)| *s += p);
+            }
+        }
         (loss, grads)
-    });
+    } else {
+        // On one of rayon's threads, so that the layers' parallel loops run
+        // there too rather than each being handed over from this thread: on
+        // one thread, the step's values then stay in one core's cache.
+        rayon::scope(|_| step(nodes, &mut Layers::Whole(layers), input, (labels, n), rng))
+    };
+    let loss = (loss / n.max(1) as f64) as f32;
 
     // The update of every parameter tensor, slot by slot.
     opt.begin_step();
@@ -180,10 +235,39 @@ pub(crate) fn train_step<O: Optimizer + ?Sized>(
     Ok(loss)
 }
 
+/// Forward and backward through `nodes` for the images `input` and their
+/// `labels`, of a batch of `batch` images: the sum of their losses, and
+/// every parameter's gradient by slot, of the batch's mean loss.
+fn step(
+    nodes: &[Node],
+    layers: &mut Layers<'_, '_>,
+    input: &[f32],
+    (labels, batch): (&[usize], usize),
+    rng: &mut DropoutRng,
+) -> (f64, Vec<Vec<Vec<f32>>>) {
+    // Forward, keeping every output.
+    let n = labels.len();
+    let record = forward_all(nodes, layers, input.to_vec(), n, rng);
+
+    // The loss and its gradient with respect to the logits.
+    let classes = record.output().len() / n.max(1);
+    let logits = ArrayView2::from_shape((n, classes), record.output()).expect("n rows of classes");
+    let (loss, grad) = cross_entropy(logits, labels, batch);
+
+    // Backward, every parameter's gradient by slot.
+    let layers = match layers {
+        Layers::Whole(layers) => &**layers,
+        Layers::Shared(layers) => layers,
+    };
+    let mut grads: Vec<Vec<Vec<f32>>> = vec![Vec::new(); layers.len()];
+    backward_all(nodes, layers, &record, grad, false, &mut grads);
+    (loss, grads)
+}
+
 /// One node of the training-mode forward pass.
 fn forward(
     node: &Node,
-    layers: &mut [LayerMut<'_>],
+    layers: &mut Layers<'_, '_>,
     input: &[f32],
     n: usize,
     rng: &mut DropoutRng,
@@ -197,7 +281,14 @@ fn forward(
     };
     let mut keep = Kept::Nothing;
     let layer = node.param.map(|p| p.slot);
-    match (node.op, layer.map(|slot| &mut layers[slot])) {
+    if let (Op::BatchNorm { .. }, Some(slot)) = (node.op, layer) {
+        let LayerMut::BatchNorm(bn) = layers.get_mut(slot) else {
+            unreachable!("the plan gives a batchnorm")
+        };
+        let stats = bn.train_forward(&mut output);
+        return (output, Kept::Stats(stats));
+    }
+    match (node.op, layer.map(|slot| layers.get(slot))) {
         (Op::Conv { .. }, Some(LayerMut::Conv2d(conv))) => {
             let epilogue = Epilogue::new(conv.bias_values(), None, None);
             conv.run(input, &mut output, &mut Vec::new(), &epilogue, Kernels::Fastest, Destination::Whole);
@@ -205,9 +296,6 @@ fn forward(
         (Op::Dense { .. }, Some(LayerMut::Dense(dense))) => {
             let epilogue = Epilogue::new(dense.bias_values(), None, None);
             dense.run(input, &mut output, &epilogue, Kernels::Fastest, Destination::Whole);
-        }
-        (Op::BatchNorm { .. }, Some(LayerMut::BatchNorm(bn))) => {
-            keep = Kept::Stats(bn.train_forward(&mut output))
         }
         (Op::MaxPool { height, width }, _) => {
             MaxPool2d::new(height, width).run(input, shape.channels(), &mut output, &mut Vec::new())
@@ -293,9 +381,11 @@ fn merged(act: Option<Activation>, output: &mut [f32], shape: Shape, branches: V
     Kept::Block { branches, merged }
 }
 
-/// The mean cross-entropy of `logits` and the gradient `(softmax - onehot) / N`.
-fn cross_entropy(logits: ArrayView2<'_, f32>, labels: &[usize]) -> (f32, Vec<f32>) {
-    let n = logits.nrows();
+/// The sum of the cross-entropies of the rows of `logits`, and the
+/// gradient of the mean over a batch of `batch` rows, `(softmax - onehot) /
+/// batch`.
+fn cross_entropy(logits: ArrayView2<'_, f32>, labels: &[usize], batch: usize) -> (f64, Vec<f32>) {
+    let n = batch;
     let mut grad = Vec::with_capacity(logits.len());
     let mut loss = 0.0f64;
     for (row, &label) in logits.rows().into_iter().zip(labels) {
@@ -307,7 +397,7 @@ fn cross_entropy(logits: ArrayView2<'_, f32>, labels: &[usize]) -> (f32, Vec<f32
             grad.push(((p - (k == label) as u8 as f64) / n as f64) as f32);
         }
     }
-    ((loss / n.max(1) as f64) as f32, grad)
+    (loss, grad)
 }
 
 /// One node of the backward pass: the gradient of its input (left empty
