@@ -61,12 +61,14 @@ impl Optimizer for Sgd {
         if self.velocity.len() <= index {
             self.velocity.resize_with(index + 1, Vec::new);
         }
+        // In a local, as Adam's settings (below).
+        let momentum = self.momentum;
         let velocity = &mut self.velocity[index];
         let first = velocity.is_empty();
         velocity.resize(param.len(), 0.0);
         for ((p, g), v) in param.iter_mut().zip(grad).zip(velocity.iter_mut()) {
             let g = g + wd * *p;
-            *v = if first { g } else { self.momentum * *v + g };
+            *v = if first { g } else { momentum * *v + g };
             *p -= lr * *v;
         }
     }
@@ -126,12 +128,23 @@ impl Optimizer for Adam {
         v.resize(param.len(), 0.0);
         let step = self.step.max(1);
         let (c1, c2) = (1.0 - self.beta1.powi(step), 1.0 - self.beta2.powi(step));
-        for (((p, g), m), v) in param.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
-            let g = g + self.weight_decay * *p;
-            *m = self.beta1 * *m + (1.0 - self.beta1) * g;
-            *v = self.beta2 * *v + (1.0 - self.beta2) * g * g;
-            *p -= self.lr * (*m / c1) / ((*v / c2).sqrt() + self.eps);
-        }
+        // The settings in locals: read through `self` beside `m` and `v`,
+        // which borrow from it, they were loaded anew for every value, and
+        // the loop ran a value at a time. Each value alone, so the same
+        // bits at every vector width.
+        let (lr, beta1, beta2, eps, weight_decay) =
+            (self.lr, self.beta1, self.beta2, self.eps, self.weight_decay);
+        crate::cpu::vectorized(
+            #[inline(always)]
+            || {
+                for (((p, g), m), v) in param.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
+                    let g = g + weight_decay * *p;
+                    *m = beta1 * *m + (1.0 - beta1) * g;
+                    *v = beta2 * *v + (1.0 - beta2) * g * g;
+                    *p -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
+                }
+            },
+        );
     }
 }
 
