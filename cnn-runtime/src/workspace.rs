@@ -28,6 +28,8 @@ pub(crate) struct Buffers {
     pub epilogues: Vec<Epilogue>,
     /// One per thread of the pass.
     pub threads: Vec<ThreadBuffers>,
+    /// The batch's values where its steps on flat values start.
+    pub flat: Vec<f32>,
 }
 
 /// What one thread of a forward pass works in.

@@ -107,8 +107,11 @@ const CHUNK_BYTES: usize = 512 * 1024;
 /// is a few MB would otherwise spend more time writing it to memory, and
 /// the next layer reading it back, than computing it. Rayon's threads take
 /// the chunks one at a time, each with buffers of its own; a single image
-/// shares each layer's tiles instead. Every image's values are computed the
-/// same way whatever its chunk and thread.
+/// shares each layer's tiles instead. The steps from the first on flat
+/// values (the dense layers after `flatten`) then run in one chunk a
+/// thread: in chunks of a few images, a dense layer's weights, hundreds of
+/// KB, would be read from memory again for every few rows. Every image's values
+/// are computed the same way whatever its chunk and thread.
 ///
 /// `x` must hold images of `plan.input`, and `layers` the layers of the
 /// plan's slots: the generated code checks the one and makes the other.
@@ -124,52 +127,61 @@ pub(crate) fn infer(
     let steps = Steps { nodes: plan.nodes, layers, first: 0 };
     let kernels = workspace.kernels();
     let output_shape = plan.nodes.last().map_or(plan.input, |node| node.info.output);
-    let largest = largest(plan.nodes).max(plan.input.len());
     let len = n * output_shape.len();
     let mut output = Vec::with_capacity(len);
-    // Lengths to cut whole images by; neither is 0 in a network the macro made.
-    let (in_len, out_len) = (plan.input.len().max(1), output_shape.len().max(1));
     if n == 0 {
         return output;
     }
-    // At least a chunk per thread, and a whole number of chunks each.
-    let pool = rayon::current_num_threads();
-    let threads = pool.min(n);
-    let chunks = (n * largest * size_of::<f32>()).div_ceil(CHUNK_BYTES).max(threads);
-    let images = n.div_ceil(chunks.next_multiple_of(threads));
-    workspace.with(|Buffers { epilogues, threads: buffers }| {
+    // The spatial steps, chunk by chunk, and the flat ones after them.
+    let flat = plan.nodes.iter().position(|node| matches!(node.input, Shape::Flat(_))).filter(|&t| t > 0);
+    let (head, tail) = match flat {
+        Some(t) => {
+            let (head, tail) = plan.nodes.split_at(t);
+            let first = head.iter().map(Node::size).sum();
+            (Steps { nodes: head, ..steps }, Some(Steps { nodes: tail, layers, first }))
+        }
+        None => (steps, None),
+    };
+    let head_shape = head.nodes.last().map_or(plan.input, |node| node.info.output);
+    workspace.with(|Buffers { epilogues, threads: buffers, flat }| {
         set_epilogues(steps, epilogues);
-        let epilogues = &epilogues[..];
-        let run = |(input, output): (&[f32], &mut [MaybeUninit<f32>]), buffers: &mut ThreadBuffers| {
-            for (input, output) in input.chunks(images * in_len).zip(output.chunks_mut(images * out_len)) {
-                let (n, len) = (input.len() / in_len, input.len());
-                Pass {
-                    steps,
-                    kernels,
-                    epilogues,
-                    n,
-                    input,
-                    buffers,
-                    output: Output::Fresh(output),
-                    at: At::Input,
-                    len,
-                    destination: Destination::Whole,
-                }
-                .run();
-            }
-        };
+        let pool = rayon::current_num_threads();
         if buffers.len() < pool {
             buffers.resize_with(pool, ThreadBuffers::default);
         }
+        let buffers = &mut buffers[..pool];
+        let in_len = plan.input.len();
+        let head = Chunks {
+            steps: head,
+            kernels,
+            epilogues,
+            chunk_bytes: CHUNK_BYTES,
+            largest: largest(head.nodes).max(in_len),
+        };
         let fresh = &mut output.spare_capacity_mut()[..len];
-        if threads == 1 {
-            return run((input, fresh), &mut buffers[0]);
-        }
-        let chunks = input.par_chunks(images * in_len).zip(fresh.par_chunks_mut(images * out_len));
-        for_each_with_slot(chunks, buffers, |chunk, buffers| alone(|| run(chunk, buffers)));
+        // Where a chunk at a time would read the flat steps' weights from
+        // memory again and again, more bytes than the head's output that
+        // the threads then hand each other.
+        let weights = |tail: &Steps<'_>| -> usize {
+            let dense = |step: Step<'_>| match step.layer {
+                Some(Layer::Dense(dense)) => Some(dense.weight().len()),
+                _ => None,
+            };
+            tail.iter().filter_map(dense).sum()
+        };
+        let chunks = n.div_ceil(head.images(n, pool));
+        let Some(tail) = tail.filter(|tail| chunks * weights(tail) > n * head_shape.len()) else {
+            let all = Chunks { steps, largest: largest(plan.nodes).max(in_len), ..head };
+            return all.run(input, (in_len, fresh), buffers);
+        };
+        let flat = &mut grown(flat, n * head_shape.len())[..n * head_shape.len()];
+        head.run(input, (in_len, &mut *flat), buffers);
+        // A chunk per thread.
+        let tail = Chunks { steps: tail, kernels, epilogues, chunk_bytes: usize::MAX, largest: 1 };
+        tail.run(flat, (head_shape.len(), fresh), buffers);
     });
-    // SAFETY: the capacity is at least `len`, and the chunks' passes wrote
-    // each of the first `len` values: a pass writes all of its output
+    // SAFETY: the capacity is at least `len`, and the passes wrote each of
+    // the first `len` values: a pass writes all of its output
     // (`Pass::run`), through `Output::values` or as the tiles of its last
     // conv, each of which `split_among_threads` zeroes before the conv
     // writes it.
@@ -178,6 +190,68 @@ pub(crate) fn infer(
         output.set_len(len)
     };
     output
+}
+
+/// Steps run on a batch a chunk of images at a time: at least one chunk a
+/// thread, and as many as keep a chunk's `largest` activations (values an
+/// image) within `chunk_bytes`.
+struct Chunks<'s> {
+    steps: Steps<'s>,
+    kernels: Kernels,
+    epilogues: &'s [Epilogue],
+    chunk_bytes: usize,
+    largest: usize,
+}
+
+impl Chunks<'_> {
+    /// The images of a chunk of a batch of `n` on `threads` threads: at
+    /// least a chunk per thread, and a whole number of chunks each.
+    fn images(&self, n: usize, threads: usize) -> usize {
+        let threads = threads.min(n).max(1);
+        let chunks = (n * self.largest * size_of::<f32>()).div_ceil(self.chunk_bytes).max(threads);
+        n.div_ceil(chunks.next_multiple_of(threads)).max(1)
+    }
+
+    /// Runs the steps on the images `input` (`in_len` values each) into
+    /// `output`, fresh or written before, on rayon's threads, one of
+    /// `buffers` each.
+    fn run<'x, T: Send>(
+        &self,
+        input: &'x [f32],
+        (in_len, output): (usize, &'x mut [T]),
+        buffers: &mut [ThreadBuffers],
+    ) where
+        for<'o> &'o mut [T]: Into<Output<'o>>,
+    {
+        // Lengths to cut whole images by; neither is 0 in a network the macro made.
+        let in_len = in_len.max(1);
+        let n = input.len() / in_len;
+        let out_len = (output.len() / n.max(1)).max(1);
+        let (threads, images) = (buffers.len().min(n).max(1), self.images(n, buffers.len()));
+        let run = |(input, output): (&[f32], &mut [T]), buffers: &mut ThreadBuffers| {
+            for (input, output) in input.chunks(images * in_len).zip(output.chunks_mut(images * out_len)) {
+                let (n, len) = (input.len() / in_len, input.len());
+                Pass {
+                    steps: self.steps,
+                    kernels: self.kernels,
+                    epilogues: self.epilogues,
+                    n,
+                    input,
+                    buffers,
+                    output: output.into(),
+                    at: At::Input,
+                    len,
+                    destination: Destination::Whole,
+                }
+                .run();
+            }
+        };
+        if threads == 1 {
+            return run((input, output), &mut buffers[0]);
+        }
+        let chunks = input.par_chunks(images * in_len).zip(output.par_chunks_mut(images * out_len));
+        for_each_with_slot(chunks, buffers, |chunk, buffers| alone(|| run(chunk, buffers)));
+    }
 }
 
 /// The values of the largest output of `nodes` and the nodes inside them.
@@ -396,6 +470,18 @@ enum Output<'x> {
     /// in cache just before the conv writes it; by anything else after
     /// [`Output::values`] zeroed it.
     Fresh(&'x mut [MaybeUninit<f32>]),
+}
+
+impl<'x> From<&'x mut [f32]> for Output<'x> {
+    fn from(values: &'x mut [f32]) -> Output<'x> {
+        Output::Written(values)
+    }
+}
+
+impl<'x> From<&'x mut [MaybeUninit<f32>]> for Output<'x> {
+    fn from(fresh: &'x mut [MaybeUninit<f32>]) -> Output<'x> {
+        Output::Fresh(fresh)
+    }
 }
 
 impl Output<'_> {
