@@ -146,9 +146,9 @@ fn tile<S: Simd, const CO: usize, const V: usize, const L: usize>(simd: S, tile:
             let firsts = layout.load(x, g, row.image, (row.oy, 2), panel, &mut held);
             let (first_row, next_row) = (out_row(&row), out_row(&next));
             for (group, weights) in weights.chunks_exact(g.patch_len() * CO).enumerate() {
-                let at = ([firsts[0], firsts[1]], [v * L; 2]);
+                let at = (firsts, v * L);
                 let two: &mut [_; 2] = (&mut sums[..2]).try_into().expect("V is 2");
-                accumulate::<S, CO, 2, L>(simd, g, (layout, at), panel, weights, group, two);
+                accumulate::<S, CO, 2, L, 2>(simd, g, (layout, at), panel, weights, group, two);
                 for (sums, out_row) in two.iter_mut().zip([first_row.clone(), next_row.clone()]) {
                     finish::<CO, L>(conv, group, v, sums, row.columns.clone(), &mut out[out_row]);
                 }
@@ -161,17 +161,17 @@ fn tile<S: Simd, const CO: usize, const V: usize, const L: usize>(simd: S, tile:
         for (group, weights) in weights.chunks_exact(g.patch_len() * CO).enumerate() {
             let mut v = v;
             while v + V <= end {
-                let at = ([first; V], std::array::from_fn(|u| (v + u) * L));
-                accumulate::<S, CO, V, L>(simd, g, (layout, at), panel, weights, group, &mut sums);
+                let at = ([first], v * L);
+                accumulate::<S, CO, V, L, 1>(simd, g, (layout, at), panel, weights, group, &mut sums);
                 for (u, sums) in sums.iter_mut().enumerate() {
                     finish::<CO, L>(conv, group, v + u, sums, ox..ox + len, out_row);
                 }
                 v += V;
             }
             for v in v..end {
-                let at = ([first], [v * L]);
+                let at = ([first], v * L);
                 let one: &mut [_; 1] = (&mut sums[..1]).try_into().expect("one vector");
-                accumulate::<S, CO, 1, L>(simd, g, (layout, at), panel, weights, group, one);
+                accumulate::<S, CO, 1, L, 1>(simd, g, (layout, at), panel, weights, group, one);
                 finish::<CO, L>(conv, group, v, &mut one[0], ox..ox + len, out_row);
             }
         }
@@ -219,14 +219,15 @@ fn aligned(values: &mut [f32]) -> &mut [f32] {
 }
 
 /// The sums over taps of weight times input for `V` vectors of `L` output
-/// pixels and the `CO` (padded) output channels of group `group`: vector
-/// `u` of the output row whose kernel row 0 is in ring slot `firsts[u]`,
-/// from its column `columns[u]`.
+/// pixels from column `column` and the `CO` (padded) output channels of
+/// group `group`: with `R` = 1, the vectors one after another along the
+/// output row whose kernel row 0 is in ring slot `firsts[0]`; with `R` =
+/// `V`, vector `u` of the output row whose kernel row 0 is in `firsts[u]`.
 #[inline(always)]
-fn accumulate<S: Simd, const CO: usize, const V: usize, const L: usize>(
+fn accumulate<S: Simd, const CO: usize, const V: usize, const L: usize, const R: usize>(
     simd: S,
     g: &ConvGeometry,
-    (layout, (firsts, columns)): (Panel, ([usize; V], [usize; V])),
+    (layout, (firsts, column)): (Panel, ([usize; R], usize)),
     panel: &[f32],
     weights: &[f32],
     group: usize,
@@ -244,8 +245,16 @@ fn accumulate<S: Simd, const CO: usize, const V: usize, const L: usize>(
         #[inline(always)]
         |t, at| {
             let mut x = [simd.splat_f32s(0.0); V];
-            for ((x, at), column) in x.iter_mut().zip(at).zip(columns) {
-                *x = load(&panel[at + column..][..L]);
+            if R == 1 {
+                // One bounds check for all V.
+                let row = panel[at[0] + column..][..V * L].as_chunks::<L>().0;
+                for (x, values) in x.iter_mut().zip(row) {
+                    *x = load(values);
+                }
+            } else {
+                for (x, at) in x.iter_mut().zip(at) {
+                    *x = load(&panel[at + column..][..L]);
+                }
             }
             // Channel by channel, a weight broadcast once for all `V`
             // vectors, so that one broadcast is live at a time beside the
