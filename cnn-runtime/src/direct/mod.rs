@@ -9,10 +9,12 @@
 //! of the output row's [`Panel`] (16 pixels with AVX-512, 8 with AVX2). Such
 //! a vector of pixels keeps the sums of its group's output channels (padded
 //! to `CO`) in `CO` registers over all taps, gets its epilogue there, and is
-//! written out transposed into NHWC.
+//! written out transposed into NHWC. Two such vectors go at a time: along
+//! the row, or, where the row is one vector, one of the next output row.
 //! The sums are pulp's vectors of the CPU's width (see [`crate::cpu`]); a
-//! multiply-add is fused where the CPU has the instruction. Each sum runs over the taps in `(ky, kx, ci)` order, so the
-//! result does not depend on how the work is split between threads.
+//! multiply-add is fused where the CPU has the instruction. Each sum runs
+//! over the taps in `(ky, kx, ci)` order, so the result does not depend on
+//! how the work is split between threads.
 //!
 //! With more output channels the GEMM's kernel is full and wins: a kernel
 //! with channels across the lanes and pixels in registers was tried, and
@@ -133,9 +135,9 @@ fn tile<S: Simd, const CO: usize, const V: usize, const L: usize>(simd: S, tile:
         let out_row =
             |row: &OutputRow| (row.pixel - rows.start) * cout..(row.pixel - rows.start + len) * cout;
         // A row of one vector is convolved with the next output row of its
-        // image, each a vector of the V: the sums of one vector alone wait
-        // on each other, and the work of each tap is spread over half as
-        // many multiply-adds.
+        // image, a vector each: the sums of one vector alone wait on each
+        // other, and each tap's loads and addresses serve half as many
+        // multiply-adds.
         let pair = (V == 2 && end - v == 1).then(|| {
             let next = |next: &OutputRow| {
                 next.image == row.image && next.oy == row.oy + 1 && next.columns == row.columns

@@ -108,10 +108,10 @@ const CHUNK_BYTES: usize = 512 * 1024;
 /// the next layer reading it back, than computing it. Rayon's threads take
 /// the chunks one at a time, each with buffers of its own; a single image
 /// shares each layer's tiles instead. The steps from the first on flat
-/// values (the dense layers after `flatten`) then run in one chunk a
-/// thread: in chunks of a few images, a dense layer's weights, hundreds of
-/// KB, would be read from memory again for every few rows. Every image's values
-/// are computed the same way whatever its chunk and thread.
+/// values (the dense layers after `flatten`) run in one chunk a thread
+/// after the others where, in chunks of a few images, their weights would
+/// be read from memory again for every few rows. Every image's values are
+/// computed the same way whatever its chunk and thread.
 ///
 /// `x` must hold images of `plan.input`, and `layers` the layers of the
 /// plan's slots: the generated code checks the one and makes the other.
@@ -133,8 +133,8 @@ pub(crate) fn infer(
         return output;
     }
     // The spatial steps, chunk by chunk, and the flat ones after them.
-    let flat = plan.nodes.iter().position(|node| matches!(node.input, Shape::Flat(_))).filter(|&t| t > 0);
-    let (head, tail) = match flat {
+    let tail_at = plan.nodes.iter().position(|node| matches!(node.input, Shape::Flat(_)));
+    let (head, tail) = match tail_at.filter(|&t| t > 0) {
         Some(t) => {
             let (head, tail) = plan.nodes.split_at(t);
             let first = head.iter().map(Node::size).sum();
