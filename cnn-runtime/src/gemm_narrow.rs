@@ -641,7 +641,7 @@ fn multiply_add<S: Simd, const MR: usize, const NV: usize>(
 
 /// A vector from the start of `values`, zeros past their end.
 #[inline(always)]
-fn load<S: Simd>(simd: S, values: &[f32]) -> S::f32s {
+pub(crate) fn load<S: Simd>(simd: S, values: &[f32]) -> S::f32s {
     let lanes = size_of::<S::f32s>() / size_of::<f32>();
     match values.get(..lanes) {
         Some(whole) => bytemuck::pod_read_unaligned(bytemuck::cast_slice(whole)),
@@ -651,7 +651,7 @@ fn load<S: Simd>(simd: S, values: &[f32]) -> S::f32s {
 
 /// A vector into the start of `values`, as much of it as fits.
 #[inline(always)]
-fn store<S: Simd>(simd: S, values: &mut [f32], vector: S::f32s) {
+pub(crate) fn store<S: Simd>(simd: S, values: &mut [f32], vector: S::f32s) {
     let lanes = size_of::<S::f32s>() / size_of::<f32>();
     match values.get_mut(..lanes) {
         Some(whole) => whole.copy_from_slice(bytemuck::cast_slice(std::slice::from_ref(&vector))),

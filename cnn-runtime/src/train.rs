@@ -54,10 +54,10 @@ enum Layers<'s, 'a> {
 }
 
 impl<'a> Layers<'_, 'a> {
-    fn get(&self, slot: usize) -> &LayerMut<'a> {
+    fn all(&self) -> &[LayerMut<'a>] {
         match self {
-            Layers::Whole(layers) => &layers[slot],
-            Layers::Shared(layers) => &layers[slot],
+            Layers::Whole(layers) => layers,
+            Layers::Shared(layers) => layers,
         }
     }
 
@@ -255,10 +255,7 @@ fn step(
     let (loss, grad) = cross_entropy(logits, labels, batch);
 
     // Backward, every parameter's gradient by slot.
-    let layers = match layers {
-        Layers::Whole(layers) => &**layers,
-        Layers::Shared(layers) => layers,
-    };
+    let layers = layers.all();
     let mut grads: Vec<Vec<Vec<f32>>> = vec![Vec::new(); layers.len()];
     backward_all(nodes, layers, &record, grad, false, &mut grads);
     (loss, grads)
@@ -288,7 +285,7 @@ fn forward(
         let stats = bn.train_forward(&mut output);
         return (output, Kept::Stats(stats));
     }
-    match (node.op, layer.map(|slot| layers.get(slot))) {
+    match (node.op, layer.map(|slot| &layers.all()[slot])) {
         (Op::Conv { .. }, Some(LayerMut::Conv2d(conv))) => {
             let epilogue = Epilogue::new(conv.bias_values(), None, None);
             conv.run(input, &mut output, &mut Vec::new(), &epilogue, Kernels::Fastest, Destination::Whole);

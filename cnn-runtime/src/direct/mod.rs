@@ -24,11 +24,12 @@ mod panel;
 
 use std::ops::Range;
 
-use pulp::{Simd, WithSimd, bytemuck};
+use pulp::{Simd, WithSimd};
 
 use crate::cpu::Kernels;
 use cnn_shape::ConvGeometry;
 
+use crate::gemm_narrow;
 use crate::im2col::OutputRow;
 use crate::layers::Epilogue;
 use panel::Panel;
@@ -251,11 +252,11 @@ fn accumulate<S: Simd, const CO: usize, const V: usize, const L: usize, const R:
                 // One bounds check for all V.
                 let row = panel[at[0] + column..][..V * L].as_chunks::<L>().0;
                 for (x, values) in x.iter_mut().zip(row) {
-                    *x = load(values);
+                    *x = gemm_narrow::load(simd, values);
                 }
             } else {
                 for (x, at) in x.iter_mut().zip(at) {
-                    *x = load(&panel[at + column..][..L]);
+                    *x = gemm_narrow::load(simd, &panel[at + column..][..L]);
                 }
             }
             // Channel by channel, a weight broadcast once for all `V`
@@ -272,15 +273,9 @@ fn accumulate<S: Simd, const CO: usize, const V: usize, const L: usize, const R:
     );
     for (out, sums) in out.iter_mut().zip(sums) {
         for (out, sum) in out.iter_mut().zip(sums) {
-            out.copy_from_slice(bytemuck::cast_slice(std::slice::from_ref(&sum)));
+            gemm_narrow::store(simd, out, sum);
         }
     }
-}
-
-/// A vector of as many values as it has lanes.
-#[inline(always)]
-fn load<V: bytemuck::Pod>(values: &[f32]) -> V {
-    bytemuck::pod_read_unaligned(bytemuck::cast_slice(values))
 }
 
 /// Writes columns `first..` of the sums into `pixels` (NHWC, pixel after

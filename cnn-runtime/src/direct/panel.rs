@@ -71,7 +71,6 @@ impl Panel {
     /// (1 or 2) of image `b`, copying in only those that `held` says it does
     /// not hold yet. Returns the ring slot of kernel row 0 of each, for
     /// [`for_each_tap`](Self::for_each_tap).
-    #[allow(clippy::too_many_arguments)]
     pub fn load(
         &self,
         x: &[f32],
