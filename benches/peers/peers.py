@@ -9,6 +9,7 @@ cnn, and the spread between rounds.
 Needs numpy, safetensors, onnx, onnxruntime and torch (pip).
 """
 
+import itertools
 import statistics
 import sys
 import time
@@ -19,6 +20,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 from safetensors.numpy import load_file, save_file
+
+# Seconds of warm-up calls before timing, for every engine alike.
+WARM_UP_S = 0.2
 
 
 def workloads(d):
@@ -89,6 +93,23 @@ def prepare(d):
         print(f"{name}: {d / (name + '.onnx')}")
 
 
+def median_ms(run, runs):
+    """The median of `runs` timed calls of `run`, in ms, after warm-up calls
+    for at least WARM_UP_S (at least three): a thread pool just started may
+    have its threads on one core for the first few ms."""
+    start = time.perf_counter()
+    for i in itertools.count():
+        run()
+        if i >= 2 and time.perf_counter() - start >= WARM_UP_S:
+            break
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
 def ort(d, threads):
     import onnxruntime as rt
 
@@ -105,15 +126,8 @@ def ort(d, threads):
             scale = np.maximum(np.abs(io["output"]), np.abs(io["output"]).max())
             worst = float((np.abs(y - io["output"]) / scale).max())
             assert worst < 1e-4, f"onnxruntime {name}: outputs differ by {worst:e} relative"
-            for _ in range(3):
-                session.run(None, {"input": x})
             runs = 15 if x.size > 400_000 else 31
-            times = []
-            for _ in range(runs):
-                start = time.perf_counter()
-                session.run(None, {"input": x})
-                times.append((time.perf_counter() - start) * 1e3)
-            ms = statistics.median(times)
+            ms = median_ms(lambda: session.run(None, {"input": x}), runs)
             print(f"ort    {name} {threads} thread(s): {ms:8.3f} ms")
             results.write(f"onnxruntime\t{threads}\t{name}\t{ms:.4f}\n")
 
@@ -161,15 +175,8 @@ def pytorch(d, threads):
                 scale = torch.maximum(io["output"].abs(), io["output"].abs().max())
                 worst = float(((y - io["output"]).abs() / scale).max())
                 assert worst < 1e-4, f"pytorch {name}: outputs differ by {worst:e} relative"
-                for _ in range(3):
-                    model(x)
                 runs = 15 if x.numel() > 400_000 else 31
-                times = []
-                for _ in range(runs):
-                    start = time.perf_counter()
-                    model(x)
-                    times.append((time.perf_counter() - start) * 1e3)
-            ms = statistics.median(times)
+                ms = median_ms(lambda: model(x), runs)
             print(f"torch  {name} {threads} thread(s): {ms:8.3f} ms")
             results.write(f"pytorch\t{threads}\t{name}\t{ms:.4f}\n")
 

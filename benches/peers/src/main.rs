@@ -44,10 +44,17 @@ pub const WORKLOADS: [(&str, usize, (usize, usize, usize), &str); 6] = [
     ("W6", 1, (224, 224, 3), "conv 64 3 1 1 1;relu"),
 ];
 
-/// The median of `runs` timed calls of `f`, in ms, after three warm-up calls.
+/// The median of `runs` timed calls of `f`, in ms, after warm-up calls for
+/// at least 0.2 s (and at least three), as `peers.py` does for the other
+/// engines: a thread pool just started may have its threads on one core
+/// for the first few ms.
 fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
-    for _ in 0..3 {
+    let start = Instant::now();
+    for call in 0.. {
         f();
+        if call >= 2 && start.elapsed().as_secs_f64() >= 0.2 {
+            break;
+        }
     }
     let mut times: Vec<f64> = (0..runs)
         .map(|_| {
