@@ -21,6 +21,22 @@ pub fn vectorized<R>(kernel: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(kernel)
 }
 
+/// Asks for the cache line of `values[at]`, if there is one, to be
+/// fetched into L1 (`prefetcht0` on x86-64; nothing elsewhere).
+#[inline(always)]
+#[allow(unsafe_code)]
+pub fn prefetch<T>(values: &[T], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(value) = values.get(at) {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: SSE is in the x86-64 baseline, and a prefetch neither
+        // reads memory the program sees nor faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>((value as *const T).cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (values, at);
+}
+
 /// Whether `f32::mul_add` is one instruction inside code dispatched for
 /// `kernels`: x86 with AVX2 + FMA or AVX-512, or ARM with NEON. Elsewhere
 /// (wasm among them) it may be a call into libm.

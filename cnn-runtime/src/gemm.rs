@@ -12,10 +12,11 @@ pub struct MatRef<'a> {
     pub col_stride: usize,
 }
 
-/// A writable strided matrix inside a slice.
+/// A writable strided matrix inside a slice: of floats, or of the
+/// `MaybeUninit<f32>` of an output not written yet.
 #[derive(Debug)]
-pub struct MatMut<'a> {
-    pub data: &'a mut [f32],
+pub struct MatMut<'a, T = f32> {
+    pub data: &'a mut [T],
     pub rows: usize,
     pub cols: usize,
     pub row_stride: usize,
@@ -41,14 +42,14 @@ impl<'a> MatRef<'a> {
     }
 }
 
-impl<'a> MatMut<'a> {
+impl<'a, T> MatMut<'a, T> {
     /// A dense row-major `rows x cols` matrix.
-    pub fn row_major(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
+    pub fn row_major(data: &'a mut [T], rows: usize, cols: usize) -> Self {
         MatMut { data, rows, cols, row_stride: cols, col_stride: 1 }
     }
 
     /// `rows x cols` from `data[0]`, rows `row_stride` apart.
-    pub fn block(data: &'a mut [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
+    pub fn block(data: &'a mut [T], rows: usize, cols: usize, row_stride: usize) -> Self {
         MatMut { data, rows, cols, row_stride, col_stride: 1 }
     }
 }

@@ -32,6 +32,7 @@ use pulp::{Simd, WithSimd};
 use crate::cpu::Kernels;
 use crate::gemm::{MatMut, MatRef};
 use crate::layers::Apply;
+use crate::workspace::{Slot, Slots};
 use cnn_shape::{Activation, ConvGeometry};
 
 /// What tiles of rows should be a multiple of: of every `MR` below (8
@@ -59,16 +60,26 @@ fn available(kernels: Kernels) -> bool {
 }
 
 /// `c = a * b`, each a row-major block (unit column stride): by the kernel
-/// here where it runs, else by matrixmultiply.
+/// here where it runs, else by matrixmultiply. A `c` of fresh values is
+/// written without being read, unless `finish` accumulates.
 ///
 /// # Panics
 ///
-/// If the dimensions disagree, a matrix does not fit in its slice or a
-/// column stride is not 1: bugs of the caller, never of user input.
-pub fn multiply(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>, finish: Finish<'_>, kernels: Kernels) {
+/// If the dimensions disagree, a matrix does not fit in its slice, a
+/// column stride is not 1 or fresh values are to be accumulated onto: bugs
+/// of the caller, never of user input.
+pub fn multiply<T: Slot>(
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    c: MatMut<'_, T>,
+    finish: Finish<'_>,
+    kernels: Kernels,
+) {
     assert!(a.col_stride == 1 && c.col_stride == 1, "gemm: strided columns");
     if !available(kernels) {
         let MatMut { data, rows, cols, row_stride, .. } = c;
+        // matrixmultiply writes C with beta 0, but through floats.
+        let data = T::values(data);
         let beta = if finish.accumulate { 1.0 } else { 0.0 };
         crate::gemm::sgemm(1.0, a, b, beta, MatMut::block(&mut *data, rows, cols, row_stride));
         return data.chunks_mut(row_stride).take(rows).for_each(|row| finish.apply(&mut row[..cols]));
@@ -216,7 +227,7 @@ pub fn multiply_patches(
     g: &ConvGeometry,
     pixels: Range<usize>,
     b: MatRef<'_>,
-    c: MatMut<'_>,
+    c: MatMut<'_, impl Slot>,
     finish: Finish<'_>,
     kernels: Kernels,
 ) {
@@ -229,7 +240,7 @@ pub fn multiply_patches(
 }
 
 /// `c = finish(a * b)` on a CPU where the kernel runs.
-fn product(a: Rows<'_>, b: MatRef<'_>, c: MatMut<'_>, finish: Finish<'_>, kernels: Kernels) {
+fn product<T: Slot>(a: Rows<'_>, b: MatRef<'_>, c: MatMut<'_, T>, finish: Finish<'_>, kernels: Kernels) {
     let (m, k, n) = (a.len(), a.k(), b.cols);
     assert!(b.rows == k && c.rows == m && c.cols == n, "gemm: mismatched dimensions");
     assert!(b.col_stride == 1 && c.col_stride == 1, "gemm: strided columns");
@@ -241,15 +252,17 @@ fn product(a: Rows<'_>, b: MatRef<'_>, c: MatMut<'_>, finish: Finish<'_>, kernel
     let per_column = |v: Option<&[f32]>| v.is_none_or(|v| v.len() >= n);
     assert!(per_column(finish.scale) && per_column(finish.shift), "gemm: finish shorter than c's rows");
     assert!(finish.activation.is_none_or(Finish::takes), "gemm: an activation the kernel does not take");
+    assert!(!T::FRESH || !finish.accumulate, "gemm: accumulating onto fresh values");
     if k == 0 {
-        c.data.chunks_mut(c.row_stride).take(m).for_each(|row| {
+        T::values(c.data).chunks_mut(c.row_stride).take(m).for_each(|row| {
             if !finish.accumulate {
                 row[..n].fill(0.0);
             }
             finish.apply(&mut row[..n]);
         });
     } else if m > 0 && n > 0 {
-        kernels.arch().dispatch(Product { a, b, c, finish });
+        let (c, ldc) = (T::slots(c.data), c.row_stride);
+        kernels.arch().dispatch(Product { a, b, c, ldc, fresh: T::FRESH, finish });
     }
 }
 
@@ -424,7 +437,12 @@ struct Position {
 struct Product<'a> {
     a: Rows<'a>,
     b: MatRef<'a>,
-    c: MatMut<'a>,
+    /// Written whole (by its first pass over `k`) before it is read,
+    /// unless `finish` accumulates onto floats.
+    c: Slots<'a>,
+    ldc: usize,
+    /// Whether C is a fresh output, which is not in cache.
+    fresh: bool,
     finish: Finish<'a>,
 }
 
@@ -433,8 +451,7 @@ impl WithSimd for Product<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        let Product { a, b, c, finish } = self;
-        let (c, ldc) = (c.data, c.row_stride);
+        let Product { a, b, mut c, ldc, fresh, finish } = self;
         let lanes = size_of::<S::f32s>() / size_of::<f32>();
         // Rows of sums per call, for 1..=4 vectors of columns.
         macro_rules! block {
@@ -451,8 +468,8 @@ impl WithSimd for Product<'_> {
                     };
                     match (width.div_ceil(lanes), width % lanes == 0) {
                         $(
-                            ($nv, true) => block.rows::<S, $mr, $nv, true>(simd, a, (c, ldc), finish),
-                            ($nv, false) => block.rows::<S, $mr, $nv, false>(simd, a, (c, ldc), finish),
+                            ($nv, true) => block.rows::<S, $mr, $nv, true>(simd, a, (c.reborrow(), ldc, fresh), finish),
+                            ($nv, false) => block.rows::<S, $mr, $nv, false>(simd, a, (c.reborrow(), ldc, fresh), finish),
                         )*
                         _ => unreachable!("a block has 1 to 4 vectors of columns"),
                     }
@@ -494,7 +511,7 @@ impl Block<'_> {
         &self,
         simd: S,
         a: Rows<'_>,
-        (c, ldc): (&mut [f32], usize),
+        (mut c, ldc, fresh): (Slots<'_>, usize, bool),
         finish: Finish<'_>,
     ) {
         let lanes = size_of::<S::f32s>() / size_of::<f32>();
@@ -503,7 +520,14 @@ impl Block<'_> {
             let (mut row, mut at) = (0, a.position(0));
             while row < a.len() {
                 let left = a.len() - row;
-                let c = (&mut c[row * ldc + self.c_first..], ldc, accumulate, finish);
+                // The first pass writes a fresh C, not in cache: the next
+                // block's lines are fetched while this one is computed,
+                // rather than each store waiting. (A buffer used again is
+                // in cache, where fetching costs time.)
+                if fresh && pass == 0 && left >= 2 * MR {
+                    c.prefetch_rows(row + MR..row + 2 * MR, ldc, self.c_first, self.width);
+                }
+                let c = (c.reborrow().from(row * ldc + self.c_first), ldc, accumulate, finish);
                 let a = (a, &mut at);
                 row += if left >= MR {
                     self.sums::<S, MR, NV, FULL>(simd, a, span, c)
@@ -528,7 +552,7 @@ impl Block<'_> {
         simd: S,
         (a, at): (Rows<'_>, &mut Position),
         span: Span,
-        (c, ldc, accumulate, finish): (&mut [f32], usize, bool, Option<Finish<'_>>),
+        (mut c, ldc, accumulate, finish): (Slots<'_>, usize, bool, Option<Finish<'_>>),
     ) -> usize {
         let lanes = size_of::<S::f32s>() / size_of::<f32>();
         // With FULL the compiler knows the width, and every load is whole.
@@ -537,7 +561,11 @@ impl Block<'_> {
         let mut sums = [[simd.splat_f32s(0.0); NV]; MR];
         if accumulate {
             for (r, sums) in sums.iter_mut().enumerate() {
-                let c = &c[r * ldc..][..width];
+                // SAFETY: a pass after the first reads what the first
+                // stored in these rows and columns; the first accumulates
+                // onto floats only (asserted in `product`).
+                #[allow(unsafe_code)]
+                let c = unsafe { c.written(r * ldc, width) };
                 for (j, sum) in sums.iter_mut().enumerate() {
                     *sum = load(simd, &c[j * lanes..]);
                 }
@@ -571,9 +599,12 @@ impl Block<'_> {
         macro_rules! store_all {
             ($finished:expr) => {
                 for (r, sums) in sums.iter().enumerate() {
-                    let c = &mut c[r * ldc..][..width];
+                    // One bounds check a row: the width is known with FULL.
+                    let mut c = c.part(r * ldc, width);
                     for (j, &sum) in sums.iter().enumerate() {
-                        store(simd, &mut c[j * lanes..], $finished(sum, self.c_first + j * lanes));
+                        let sum: S::f32s = $finished(sum, self.c_first + j * lanes);
+                        let values: &[f32] = bytemuck::cast_slice(std::slice::from_ref(&sum));
+                        c.write(j * lanes, &values[..lanes.min(width - j * lanes)]);
                     }
                 }
             };

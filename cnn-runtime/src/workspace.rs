@@ -91,6 +91,11 @@ pub(crate) trait Slot: Send + Sized {
 
     /// The values, zeros where they were not written yet.
     fn values(slots: &mut [Self]) -> &mut [f32];
+
+    /// The values as slots that a kernel writes every one of before it
+    /// reads any: not zeroed first, which for a large output costs about
+    /// as much as writing it.
+    fn slots(slots: &mut [Self]) -> Slots<'_>;
 }
 
 impl Slot for f32 {
@@ -98,6 +103,10 @@ impl Slot for f32 {
 
     fn values(slots: &mut [f32]) -> &mut [f32] {
         slots
+    }
+
+    fn slots(slots: &mut [f32]) -> Slots<'_> {
+        Slots(as_slots(slots))
     }
 }
 
@@ -107,15 +116,96 @@ impl Slot for MaybeUninit<f32> {
     fn values(slots: &mut [MaybeUninit<f32>]) -> &mut [f32] {
         zeroed(slots)
     }
+
+    fn slots(slots: &mut [MaybeUninit<f32>]) -> Slots<'_> {
+        Slots(slots)
+    }
+}
+
+/// Values that may not have been written yet, and through which only
+/// floats are written: floats can be seen this way too, as nothing
+/// uninitialized is ever written into them.
+pub(crate) struct Slots<'a>(&'a mut [MaybeUninit<f32>]);
+
+#[allow(unsafe_code)]
+impl<'a> Slots<'a> {
+    /// The slots from `first` on.
+    pub fn from(self, first: usize) -> Slots<'a> {
+        Slots(&mut self.0[first..])
+    }
+
+    /// The `len` slots from `first` on, for a while.
+    #[inline(always)]
+    pub fn part(&mut self, first: usize, len: usize) -> Slots<'_> {
+        Slots(&mut self.0[first..][..len])
+    }
+
+    /// The same slots, for a while.
+    pub fn reborrow(&mut self) -> Slots<'_> {
+        Slots(self.0)
+    }
+
+    /// Asks for the cache lines of `rows` of a matrix in these slots (rows
+    /// `stride` apart, `cols` from `first` in each) to be fetched.
+    #[inline(always)]
+    pub fn prefetch_rows(&self, rows: std::ops::Range<usize>, stride: usize, first: usize, cols: usize) {
+        for row in rows {
+            for col in (0..cols).step_by(16) {
+                crate::cpu::prefetch(self.0, row * stride + first + col);
+            }
+        }
+    }
+
+    /// Writes `values` from slot `first` on.
+    #[inline(always)]
+    pub fn write(&mut self, first: usize, values: &[f32]) {
+        // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and a float
+        // is a valid `MaybeUninit<f32>`.
+        let values = unsafe { &*(values as *const [f32] as *const [MaybeUninit<f32>]) };
+        self.0[first..][..values.len()].copy_from_slice(values);
+    }
+
+    /// The `len` values from slot `first` on.
+    ///
+    /// # Safety
+    ///
+    /// Each was written through these slots, or the slots are floats.
+    #[inline(always)]
+    pub unsafe fn written(&self, first: usize, len: usize) -> &[f32] {
+        let slots = &self.0[first..][..len];
+        // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and the
+        // caller says every value is initialized.
+        unsafe { &*(slots as *const [MaybeUninit<f32>] as *const [f32]) }
+    }
+
+    /// All the values.
+    ///
+    /// # Safety
+    ///
+    /// Every one was written through these slots, or the slots are floats.
+    pub unsafe fn into_written(self) -> &'a mut [f32] {
+        // SAFETY: as for `written`.
+        unsafe { &mut *(self.0 as *mut [MaybeUninit<f32>] as *mut [f32]) }
+    }
 }
 
 /// `values`, each set to zero.
-#[allow(unsafe_code)]
 pub(crate) fn zeroed(values: &mut [MaybeUninit<f32>]) -> &mut [f32] {
     values.fill(MaybeUninit::new(0.0));
-    // SAFETY: every value was written just above, and `MaybeUninit<f32>`
-    // has the layout of `f32`.
-    unsafe { &mut *(values as *mut [MaybeUninit<f32>] as *mut [f32]) }
+    // SAFETY: every value was written just above.
+    #[allow(unsafe_code)]
+    unsafe {
+        Slots(values).into_written()
+    }
+}
+
+/// Floats as slots: nothing but floats is written through [`Slots`], so
+/// the values stay initialized.
+#[allow(unsafe_code)]
+fn as_slots(values: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and `Slots`
+    // writes only floats.
+    unsafe { &mut *(values as *mut [f32] as *mut [MaybeUninit<f32>]) }
 }
 
 /// Splits `out` into units of `unit_len` values and calls
@@ -126,14 +216,15 @@ pub(crate) fn zeroed(values: &mut [MaybeUninit<f32>]) -> &mut [f32] {
 /// unit is computed must not depend on the thread, so that results do not
 /// depend on the thread count. Inside [`alone`], on the calling thread.
 ///
-/// Fresh values are zeroed a unit at a time, just before `work` writes
-/// them, while they are in cache: zeroing a large output in memory
-/// beforehand costs about as much again as writing it.
+/// `work` takes fresh values as they are: to write each as [`Slots`],
+/// or zeroed (by [`Slot::values`]) a unit at a time, while they are in
+/// cache: zeroing a large output in memory beforehand costs about as much
+/// again as writing it.
 pub(crate) fn split_among_threads<T: Slot>(
     out: &mut [T],
     unit_len: usize,
     scratch: &mut Vec<Vec<f32>>,
-    work: impl Fn(usize, &mut [f32], &mut Vec<f32>) + Sync,
+    work: impl Fn(usize, &mut [T], &mut Vec<f32>) + Sync,
 ) {
     let unit_len = unit_len.max(1);
     let threads = rayon::current_num_threads();
@@ -142,15 +233,10 @@ pub(crate) fn split_among_threads<T: Slot>(
     }
     if threads == 1 || out.len() <= unit_len || ALONE.get() {
         let scratch = &mut scratch[0];
-        return out
-            .chunks_mut(unit_len)
-            .enumerate()
-            .for_each(|(unit, values)| work(unit, T::values(values), scratch));
+        return out.chunks_mut(unit_len).enumerate().for_each(|(unit, values)| work(unit, values, scratch));
     }
     let units = out.par_chunks_mut(unit_len).enumerate();
-    for_each_with_slot(units, &mut scratch[..threads], |(unit, values), scratch| {
-        work(unit, T::values(values), scratch)
-    });
+    for_each_with_slot(units, &mut scratch[..threads], |(unit, values), scratch| work(unit, values, scratch));
 }
 
 /// Calls `work(item, slot)` for each of `items` on rayon's threads, `slot`

@@ -183,8 +183,7 @@ pub(crate) fn infer(
     // SAFETY: the capacity is at least `len`, and the passes wrote each of
     // the first `len` values: a pass writes all of its output
     // (`Pass::run`), through `Output::values` or as the tiles of its last
-    // conv, each of which `split_among_threads` zeroes before the conv
-    // writes it.
+    // conv, each of which the conv zeroes or its GEMM writes whole.
     #[allow(unsafe_code)]
     unsafe {
         output.set_len(len)

@@ -260,7 +260,8 @@ impl Conv2d {
             }
             let start = tile * tile_rows;
             let rows = start..start + out_tile.len() / ldc;
-            if direct {
+            let out_tile = if direct {
+                let out_tile = T::values(out_tile);
                 direct::direct_tile(
                     direct::Conv { g, weight, epilogue, kernels },
                     x,
@@ -268,6 +269,7 @@ impl Conv2d {
                     out_tile,
                     col,
                 );
+                out_tile
             } else {
                 let (finish, left) = epilogue.finish();
                 match (patches, &panels) {
@@ -280,13 +282,20 @@ impl Conv2d {
                     _ => self.tile(
                         (x, weight, panels.as_ref()),
                         rows.clone(),
-                        (out_tile, ldc, offset),
+                        (&mut *out_tile, ldc, offset),
                         col,
                         (finish, kernels),
                     ),
                 }
+                // SAFETY: the GEMMs above wrote each value of their C (each
+                // panel its columns, each group its own), which covers this
+                // conv's columns of the tile; fresh values have no others
+                // (asserted above).
+                #[allow(unsafe_code)]
+                let out_tile = unsafe { T::slots(out_tile).into_written() };
                 activate_columns(left, out_tile, ldc, offset..offset + cout);
-            }
+                out_tile
+            };
             if let Destination::AddTo(residual) = destination {
                 residual.apply(out_tile, start * cout, cout);
             }
@@ -296,18 +305,18 @@ impl Conv2d {
 
     /// Output rows `rows` into `out` (`rows.len() * COUT` values), from
     /// the weights in panels if the conv is ungrouped.
-    fn tile<'f>(
+    fn tile<'f, T: Slot>(
         &self,
         (x, weight, panels): (&[f32], &[f32], Option<&Panels<'_>>),
         rows: std::ops::Range<usize>,
-        (out, ldc, offset): (&mut [f32], usize, usize),
+        (out, ldc, offset): (&mut [T], usize, usize),
         col: &mut [f32],
         (finish, kernels): (Finish<'f>, Kernels),
     ) {
         let g = &self.geometry;
         let (cout, len) = (g.out_channels, rows.len());
         let out = &mut out[offset..];
-        let multiply_by_panels = |a: MatRef<'_>, panels: &Panels<'_>, out: &mut [f32]| {
+        let multiply_by_panels = |a: MatRef<'_>, panels: &Panels<'_>, out: &mut [T]| {
             by_panels(panels, (out, len, ldc), finish, |b, c, finish| {
                 gemm_narrow::multiply(a, b, c, finish, kernels)
             })
@@ -480,11 +489,11 @@ impl Conv2d {
 
 /// `gemm(b, c, finish)` for each panel `b` of `panels`, `c` the columns of
 /// `out` (`rows` of them, `ldc` apart) that it fills.
-fn by_panels(
+fn by_panels<T>(
     panels: &Panels<'_>,
-    (out, rows, ldc): (&mut [f32], usize, usize),
+    (out, rows, ldc): (&mut [T], usize, usize),
     finish: Finish<'_>,
-    mut gemm: impl FnMut(MatRef<'_>, MatMut<'_>, Finish<'_>),
+    mut gemm: impl FnMut(MatRef<'_>, MatMut<'_, T>, Finish<'_>),
 ) {
     for (first, b) in panels.iter() {
         gemm(b, MatMut::block(&mut out[first..], rows, b.cols, ldc), finish.columns(first));
