@@ -552,6 +552,9 @@ struct Scratch {
     dw_t: Vec<f32>,
 }
 
+/// The longest row of an image (values) that [`pad`] zeroes whole.
+const SHORT_ROW: usize = 256;
+
 /// The images `x` with their padding written out as zeros, in `padded`,
 /// and the geometry of convolving them without padding: the same windows.
 /// Unpadded images are returned as they are.
@@ -565,19 +568,30 @@ fn pad<'a>(x: &'a [f32], g: &ConvGeometry, padded: &'a mut Vec<f32>) -> (&'a [f3
     let to = ConvGeometry { height: unpad(h), width: unpad(w), ..*g };
     let images = x.len() / g.input_len();
     padded.resize(images * to.input_len(), 0.0);
-    // Each value written once: the padding as zeros, the rest copied.
+    // Each value written once, the padding as zeros and the rest copied;
+    // but an image of short rows is zeroed whole and then its rows copied:
+    // a call to memset for each side of a row costs more than zeroing the
+    // inside too.
     let (row_len, padded_row_len) = (w.input * cin, to.width.input * cin);
+    let zero_whole = row_len <= SHORT_ROW;
     let pad_image = |(image, target): (&[f32], &mut [f32])| {
+        if zero_whole {
+            target.fill(0.0);
+        }
         let (top, rest) = target.split_at_mut(h.pad_before * padded_row_len);
         let (middle, bottom) = rest.split_at_mut(h.input * padded_row_len);
-        top.fill(0.0);
-        bottom.fill(0.0);
+        if !zero_whole {
+            top.fill(0.0);
+            bottom.fill(0.0);
+        }
         for (row, target) in image.chunks_exact(row_len).zip(middle.chunks_exact_mut(padded_row_len)) {
             let (left, rest) = target.split_at_mut(w.pad_before * cin);
             let (inside, right) = rest.split_at_mut(row_len);
-            left.fill(0.0);
             inside.copy_from_slice(row);
-            right.fill(0.0);
+            if !zero_whole {
+                left.fill(0.0);
+                right.fill(0.0);
+            }
         }
     };
     let (from, to_len) = (g.input_len(), to.input_len());
