@@ -129,20 +129,6 @@ impl<'a> Finish<'a> {
             activation.apply(row, row.len());
         }
     }
-
-    /// `sum * scale + shift` on one vector of sums, whose columns start at
-    /// `first`.
-    #[inline(always)]
-    fn affine<S: Simd>(&self, simd: S, sum: S::f32s, first: usize) -> S::f32s {
-        let mut v = sum;
-        if let Some(scale) = self.scale {
-            v = simd.mul_f32s(v, load(simd, &scale[first..]));
-        }
-        if let Some(shift) = self.shift {
-            v = simd.add_f32s(v, load(simd, &shift[first..]));
-        }
-        v
-    }
 }
 
 /// `activation` on one vector; `v < 0` is false for NaN, which stays, as
@@ -602,7 +588,7 @@ impl Block<'_> {
                     // One bounds check a row: the width is known with FULL.
                     let mut c = c.part(r * ldc, width);
                     for (j, &sum) in sums.iter().enumerate() {
-                        let sum: S::f32s = $finished(sum, self.c_first + j * lanes);
+                        let sum: S::f32s = $finished(sum, j);
                         let values: &[f32] = bytemuck::cast_slice(std::slice::from_ref(&sum));
                         c.write(j * lanes, &values[..lanes.min(width - j * lanes)]);
                     }
@@ -613,8 +599,26 @@ impl Block<'_> {
             store_all!(|sum, _| sum);
             return MR;
         };
-        let finished =
-            |activation| move |sum, first| activate(simd, activation, finish.affine(simd, sum, first));
+        // Each column's scale and shift loaded once for all the rows.
+        let per_column = |values: Option<&[f32]>| {
+            let mut vectors = [simd.splat_f32s(0.0); NV];
+            if let Some(values) = values {
+                for (j, vector) in vectors.iter_mut().enumerate() {
+                    *vector = load(simd, &values[self.c_first + j * lanes..]);
+                }
+            }
+            vectors
+        };
+        let (scale, shift) = (per_column(finish.scale), per_column(finish.shift));
+        let (scaled, shifted) = (finish.scale.is_some(), finish.shift.is_some());
+        let finished = |activation| {
+            #[inline(always)]
+            move |sum, j: usize| {
+                let sum = if scaled { simd.mul_f32s(sum, scale[j]) } else { sum };
+                let sum = if shifted { simd.add_f32s(sum, shift[j]) } else { sum };
+                activate(simd, activation, sum)
+            }
+        };
         match finish.activation {
             None => store_all!(finished(None)),
             Some(Activation::Relu) => store_all!(finished(Some(Activation::Relu))),
