@@ -589,8 +589,12 @@ impl Block<'_> {
                     let mut c = c.part(r * ldc, width);
                     for (j, &sum) in sums.iter().enumerate() {
                         let sum: S::f32s = $finished(sum, j);
-                        let values: &[f32] = bytemuck::cast_slice(std::slice::from_ref(&sum));
-                        c.write(j * lanes, &values[..lanes.min(width - j * lanes)]);
+                        if (j + 1) * lanes <= width {
+                            c.write_vector(j * lanes, sum);
+                        } else {
+                            let values: &[f32] = bytemuck::cast_slice(std::slice::from_ref(&sum));
+                            c.write(j * lanes, &values[..width - j * lanes]);
+                        }
                     }
                 }
             };

@@ -156,6 +156,18 @@ impl<'a> Slots<'a> {
         }
     }
 
+    /// Writes the floats of `vector` from slot `first` on: one store,
+    /// where [`write`](Self::write) from the vector's floats would copy
+    /// them through the stack.
+    #[inline(always)]
+    pub fn write_vector<V: pulp::bytemuck::Pod>(&mut self, first: usize, vector: V) {
+        let slots = &mut self.0[first..][..size_of::<V>() / size_of::<f32>()];
+        assert_eq!(size_of_val(slots), size_of::<V>(), "a vector of floats");
+        // SAFETY: `slots` has room for the vector (asserted), which is
+        // plain floats, written unaligned.
+        unsafe { slots.as_mut_ptr().cast::<V>().write_unaligned(vector) }
+    }
+
     /// Writes `values` from slot `first` on.
     #[inline(always)]
     pub fn write(&mut self, first: usize, values: &[f32]) {
