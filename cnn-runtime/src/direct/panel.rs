@@ -186,6 +186,28 @@ impl Panel {
         let first_at =
             |(quotient, remainder): (usize, usize), phase: usize| quotient + usize::from(phase < remainder);
         let step = w.stride * cin;
+        // One channel and stride 2 (a grayscale image's first conv), with
+        // both phases taking the same plane values: the row's pairs split
+        // in one pass, rather than two strided passes of a bounds check
+        // each.
+        if let (Some(input_row), 1, 2) = (input_row, cin, w.stride) {
+            let lo = first_at(self.inside_from, 0).min(self.used);
+            let hi = first_at(self.inside_to, 0).clamp(lo, self.used);
+            let first = (lo * 2).saturating_sub(w.pad_before);
+            let same = (
+                first_at(self.inside_from, 1).min(self.used),
+                first_at(self.inside_to, 1).clamp(lo, self.used),
+            );
+            let pairs = input_row.get(first..).unwrap_or_default();
+            if same == (lo, hi) && lo * 2 >= w.pad_before && pairs.len() >= 2 * (hi - lo) {
+                let (even, odd) = planes.split_at_mut(self.plane);
+                let (even, odd) = (&mut even[lo..hi], &mut odd[lo..hi]);
+                for ((e, o), pair) in even.iter_mut().zip(odd).zip(pairs.chunks_exact(2)) {
+                    (*e, *o) = (pair[0], pair[1]);
+                }
+                return;
+            }
+        }
         for phase in 0..w.stride {
             let lo = first_at(self.inside_from, phase).min(self.used);
             let hi = first_at(self.inside_to, phase).clamp(lo, self.used);
