@@ -588,13 +588,7 @@ impl Block<'_> {
                     // One bounds check a row: the width is known with FULL.
                     let mut c = c.part(r * ldc, width);
                     for (j, &sum) in sums.iter().enumerate() {
-                        let sum: S::f32s = $finished(sum, j);
-                        if (j + 1) * lanes <= width {
-                            c.write_vector(j * lanes, sum);
-                        } else {
-                            let values: &[f32] = bytemuck::cast_slice(std::slice::from_ref(&sum));
-                            c.write(j * lanes, &values[..width - j * lanes]);
-                        }
+                        c.store::<S::f32s>(j * lanes, $finished(sum, j));
                     }
                 }
             };

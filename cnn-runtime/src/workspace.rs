@@ -156,25 +156,21 @@ impl<'a> Slots<'a> {
         }
     }
 
-    /// Writes the floats of `vector` from slot `first` on: one store,
-    /// where [`write`](Self::write) from the vector's floats would copy
-    /// them through the stack.
+    /// A vector of floats into the slots from `first`, as much of it as
+    /// fits: one store where it all does, rather than a copy of its
+    /// floats through the stack.
     #[inline(always)]
-    pub fn write_vector<V: pulp::bytemuck::Pod>(&mut self, first: usize, vector: V) {
-        let slots = &mut self.0[first..][..size_of::<V>() / size_of::<f32>()];
-        assert_eq!(size_of_val(slots), size_of::<V>(), "a vector of floats");
-        // SAFETY: `slots` has room for the vector (asserted), which is
-        // plain floats, written unaligned.
-        unsafe { slots.as_mut_ptr().cast::<V>().write_unaligned(vector) }
-    }
-
-    /// Writes `values` from slot `first` on.
-    #[inline(always)]
-    pub fn write(&mut self, first: usize, values: &[f32]) {
-        // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and a float
-        // is a valid `MaybeUninit<f32>`.
-        let values = unsafe { &*(values as *const [f32] as *const [MaybeUninit<f32>]) };
-        self.0[first..][..values.len()].copy_from_slice(values);
+    pub fn store<V: pulp::bytemuck::Pod>(&mut self, first: usize, vector: V) {
+        let slots = &mut self.0[first..];
+        match slots.get_mut(..size_of::<V>() / size_of::<f32>()) {
+            // SAFETY: `whole` has room for the vector, which is plain
+            // floats, written unaligned.
+            Some(whole) => unsafe { whole.as_mut_ptr().cast::<V>().write_unaligned(vector) },
+            None => {
+                let values: &[f32] = pulp::bytemuck::cast_slice(std::slice::from_ref(&vector));
+                slots.iter_mut().zip(values).for_each(|(slot, &value)| _ = slot.write(value));
+            }
+        }
     }
 
     /// The `len` values from slot `first` on.
