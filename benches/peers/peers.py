@@ -4,12 +4,14 @@ PyTorch layout (for candle) and ONNX files (for tract and onnxruntime);
 `mnist THREADS` trains PyTorch's LeNet-5 for one MNIST epoch (cnn's is
 `cargo bench --bench training -- --epoch`); `torch DIR THREADS` times PyTorch (CPU, `torch.inference_mode`) on the same
 weights; `table DIR` prints every engine's lowest median ms, its ratio to
-cnn, and the spread between rounds.
+cnn, and the spread between rounds; `epochs DIR` the same of the MNIST
+epochs that run.sh logged in `DIR/epochs.txt`.
 
 Needs numpy, safetensors, onnx, onnxruntime and torch (pip).
 """
 
 import itertools
+import re
 import statistics
 import sys
 import time
@@ -260,6 +262,28 @@ def table(d):
                 print(f"| {engine} | {threads} | {rounds} | " + " | ".join(f"{100 * spread[k]:.0f}%" for k in keys) + " |")
 
 
+def epochs(d):
+    """The MNIST epochs of run.sh's rounds: each engine's fastest, the spread,
+    PyTorch's time over cnn's and each engine's speed-up from a second thread."""
+    seconds = defaultdict(list)
+    for line in (d / "epochs.txt").read_text().splitlines():
+        match = re.match(r"(PyTorch|LeNet-5).* (\d) threads: ([\d.]+) s", line)
+        if match:
+            engine = "pytorch" if match[1] == "PyTorch" else "cnn"
+            seconds[(engine, int(match[2]))].append(float(match[3]))
+    best = {key: min(values) for key, values in seconds.items()}
+    cell = lambda key: f"{best[key]:.2f} ({100 * (max(seconds[key]) / best[key] - 1):.0f}%, {len(seconds[key])})" if key in best else "-"
+    print("\n| MNIST epoch, threads | cnn s (spread, rounds) | PyTorch s (spread, rounds) | PyTorch / cnn |")
+    print("|---|---|---|---|")
+    for threads in (1, 2):
+        cnn, torch = ("cnn", threads), ("pytorch", threads)
+        ratio = f"{best[torch] / best[cnn]:.2f}x" if cnn in best and torch in best else "-"
+        print(f"| {threads} | {cell(cnn)} | {cell(torch)} | {ratio} |")
+    for engine in ["cnn", "pytorch"]:
+        if (engine, 1) in best and (engine, 2) in best:
+            print(f"\n{engine}: two threads {best[(engine, 1)] / best[(engine, 2)]:.2f}x one")
+
+
 if __name__ == "__main__":
     command, d = sys.argv[1], Path(sys.argv[2]) if len(sys.argv) > 2 else None
     commands = {
@@ -268,5 +292,6 @@ if __name__ == "__main__":
         "torch": lambda: pytorch(d, int(sys.argv[3])),
         "mnist": lambda: mnist(int(sys.argv[2])),
         "table": lambda: table(d),
+        "epochs": lambda: epochs(d),
     }
     commands[command]()

@@ -27,11 +27,15 @@ for _ in $(seq 2 "${ROUNDS:-3}"); do
     python3 peers.py torch "$dir" 1
     python3 peers.py torch "$dir" 2
 done
-# Training: one MNIST epoch of LeNet-5, cnn and PyTorch in turn.
-for threads in 1 2; do
-    (cd ../.. && RAYON_NUM_THREADS=$threads cargo bench --quiet --bench training -- --epoch)
-    python3 peers.py mnist "$threads"
+# Training: one MNIST epoch of LeNet-5, cnn and PyTorch in turn, in rounds too.
+(cd ../.. && cargo bench --quiet --bench training --no-run)
+for _ in $(seq 1 "${ROUNDS:-3}"); do
+    for threads in 1 2; do
+        (cd ../.. && RAYON_NUM_THREADS=$threads cargo bench --quiet --bench training -- --epoch) | tee -a "$dir/epochs.txt"
+        python3 peers.py mnist "$threads" | tee -a "$dir/epochs.txt"
+    done
 done
 RAYON_NUM_THREADS=1 ./target/release/cnn-peers peers "$dir"
 RAYON_NUM_THREADS=2 ./target/release/cnn-peers peers "$dir"
 python3 peers.py table "$dir"
+python3 peers.py epochs "$dir"
