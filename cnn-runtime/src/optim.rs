@@ -187,6 +187,24 @@ mod tests {
     }
 
     #[test]
+    fn state_that_decays_is_flushed_before_it_is_subnormal() {
+        // One gradient, then 900 of zero: left alone, 0.1 * 0.9^899 (Adam's
+        // first moment) and 0.9^899 (a velocity) would be ~1e-42 and ~1e-41.
+        let (mut adam, mut sgd) = (Adam::new(0.01), Sgd::new(0.01).momentum(0.9));
+        let (mut p, mut q) = ([1.0f32], [1.0f32]);
+        for step in 0..900 {
+            let grad = [if step == 0 { 1.0 } else { 0.0 }];
+            adam.begin_step();
+            adam.update(0, &mut p, &grad);
+            sgd.update(0, &mut q, &grad);
+        }
+        let (m, v) = (adam.moments[0].0[0], adam.moments[0].1[0]);
+        for value in [m, v, sgd.velocity[0][0]] {
+            assert!(value == 0.0 || value.is_normal(), "{value:e} is subnormal");
+        }
+    }
+
+    #[test]
     fn adam_first_steps_move_by_lr() {
         // With bias correction the first step is lr * g / (|g| + eps) = lr * sign(g).
         let mut opt = Adam::new(0.01);
