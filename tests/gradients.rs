@@ -99,6 +99,19 @@ cnn::cnn! {
         dense 3;
     }
 
+    /// Convs at stride 1 with `same` padding whose input gradients are
+    /// convolutions of the output's gradient: into 12 channels, padded on
+    /// one side only (an even kernel), and into 10.
+    #[derive(Clone)]
+    struct InputGradients {
+        input 6x7x5;
+        conv 12 k3 p1 tanh;
+        conv 10 k2x4 same tanh;
+        conv 9 k3 p1 tanh;
+        flatten;
+        dense 3;
+    }
+
     #[derive(Clone)]
     struct BatchnormSoftmax {
         input 6x6x2;
@@ -230,6 +243,23 @@ fn one_input_channel_gradients() {
         },
         |n, opt| n.train_step(x.view(), &labels, opt).unwrap(),
         "one input channel",
+    );
+}
+
+#[test]
+fn input_gradients_as_convolutions() {
+    let (x, labels) = batch::<3>((5, 6, 7, 5));
+    let net = InputGradients::with_seed(4);
+    check(
+        &net,
+        |n| {
+            [conv(&mut n.conv1), conv(&mut n.conv2), conv(&mut n.conv3), dense(&mut n.dense1)]
+                .into_iter()
+                .flatten()
+                .collect()
+        },
+        |n, opt| n.train_step(x.view(), &labels, opt).unwrap(),
+        "input gradients",
     );
 }
 
