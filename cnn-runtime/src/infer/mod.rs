@@ -143,7 +143,7 @@ pub(crate) fn infer(
         None => (steps, None),
     };
     let head_shape = head.nodes.last().map_or(plan.input, |node| node.info.output);
-    workspace.with(|Buffers { epilogues, threads: buffers, flat }| {
+    let pass = |Buffers { epilogues, threads: buffers, flat }: &mut Buffers| {
         set_epilogues(steps, epilogues);
         let pool = rayon::current_num_threads();
         if buffers.len() < pool {
@@ -179,7 +179,14 @@ pub(crate) fn infer(
         // A chunk per thread.
         let tail = Chunks { steps: tail, kernels, epilogues, chunk_bytes: usize::MAX, largest: 1 };
         tail.run(flat, (head_shape.len(), fresh), buffers);
-    });
+    };
+    // On one of rayon's threads, so that its parallel parts start there
+    // rather than each being handed to the pool from this thread and waited
+    // for: this thread then waits once.
+    match rayon::current_num_threads() > 1 {
+        true => rayon::scope(|_| workspace.with(pass)),
+        false => workspace.with(pass),
+    }
     // SAFETY: the capacity is at least `len`, and the passes wrote each of
     // the first `len` values: a pass writes all of its output
     // (`Pass::run`), through `Output::values` or as the tiles of its last
