@@ -8,14 +8,12 @@
 //! [`crate::direct`] takes the tile. The tiles of a batch are shared
 //! between rayon's threads; each output row is computed the same way
 //! whatever the thread count, so results are bit-identical. The backward
-//! pass packs im2col tiles and runs them through the same GEMM kernel
-//! (`dw^T += dy^T col`, `dcol = dy W^T`, then col2im).
+//! pass is in [`backward`].
 
 use cnn_shape::{Axis, ConvGeometry, Node, Op};
 use ndarray::{Array1, Array4, ArrayView1, ArrayView4, ArrayViewMut1, ArrayViewMut4, Ix1, Ix4};
 use rayon::prelude::*;
 
-use super::dense::sum_rows;
 use super::epilogue::activate_columns;
 use super::{Destination, Epilogue, tensor};
 use crate::Error;
@@ -23,9 +21,11 @@ use crate::cpu::Kernels;
 use crate::direct;
 use crate::gemm::{MatMut, MatRef};
 use crate::gemm_narrow::{self, Finish, Panels};
-use crate::im2col::{SLACK, col2im_tile, im2col_tile};
+use crate::im2col::{SLACK, im2col_tile};
 use crate::init::{self, InitRng};
 use crate::workspace::{Slot, split_among_threads};
+
+mod backward;
 
 /// How many bytes of im2col panel one tile may fill: it should stay in L2.
 const TILE_BYTES: usize = 256 * 1024;
@@ -341,200 +341,6 @@ impl Conv2d {
             gemm_narrow::multiply(a, b, c, finish.columns(group * cout_g), kernels);
         }
     }
-
-    /// The gradients of a batch, given its input `x` and the gradient `dy`
-    /// of the output: `dw` (weight layout) and `db` are overwritten, `dx`
-    /// (if wanted) too. Images are taken in fixed parts whose sums are added
-    /// in order, so the result does not depend on the thread count.
-    pub(crate) fn backward(
-        &self,
-        x: &[f32],
-        dy: &[f32],
-        dx: Option<&mut [f32]>,
-        dw: &mut [f32],
-        db: Option<&mut [f32]>,
-    ) {
-        const IMAGES_PER_PART: usize = 4;
-        let g = self.geometry;
-        let n = x.len() / g.input_len().max(1);
-        let (patch, cout) = (g.patch_len(), g.out_channels);
-        assert!(dy.len() == n * g.output_len() && dw.len() == patch * cout, "conv backward lengths");
-        // The weight as `[COUT, KH*KW*CIN/G]`, the B of `dcol = dy W^T`.
-        // Where `dx` is a convolution of `dy`, the whole batch's at once.
-        let mut dx = dx;
-        if let Some(conv) = dx.as_ref().and_then(|_| self.input_gradient_conv()) {
-            let dx = dx.take().expect("dx is wanted");
-            conv.run(dy, dx, &mut Vec::new(), &Epilogue::default(), Kernels::Fastest, Destination::Whole);
-        }
-        let weight = tensor::values(&self.weight);
-        let mut weight_t = vec![0.0; if dx.is_some() { cout * patch } else { 0 }];
-        if dx.is_some() {
-            transpose(weight, cout, &mut weight_t);
-        }
-        // Where `dw` is a convolution of its own, the images padded once.
-        let mut padded = Vec::new();
-        let in_place = weight_gradient_as_conv(&g).map(|of| (pad(x, &g, &mut padded).0, of));
-        let parts = n.div_ceil(IMAGES_PER_PART);
-        // Each part's `dw`, then its `db`.
-        let part_len = patch * cout + cout;
-        let mut partials = vec![0.0f32; parts * part_len];
-        let mut dx_parts: Vec<&mut [f32]> = match dx {
-            Some(dx) => {
-                dx.fill(0.0);
-                dx.chunks_mut(IMAGES_PER_PART * g.input_len()).collect()
-            }
-            None => Vec::new(),
-        };
-        let part = |scratch: &mut Scratch, p: usize, partial: &mut [f32], dx: Option<&mut [f32]>| {
-            let images = p * IMAGES_PER_PART..((p + 1) * IMAGES_PER_PART).min(n);
-            let x = &x[images.start * g.input_len()..images.end * g.input_len()];
-            let dy = &dy[images.start * g.output_len()..images.end * g.output_len()];
-            let (dw, db) = partial.split_at_mut(patch * cout);
-            match &in_place {
-                None => self.backward_part(x, dy, &weight_t, dx, Some(dw), scratch),
-                // dw[ky, kx, o] = sum over (oy, ox) of x[oy + ky, ox + kx] dy[oy, ox, o]:
-                // the forward kernel with the image as input and `dy` as the weight.
-                Some((padded, of)) => {
-                    for image in images.clone() {
-                        let x = &padded[image * of.input_len()..(image + 1) * of.input_len()];
-                        let dy = &dy[(image - images.start) * g.output_len()..][..g.output_len()];
-                        let b = MatRef::row_major(dy, g.height.output * g.width.output, cout);
-                        let c = MatMut::row_major(dw, patch, cout);
-                        gemm_narrow::multiply_patches(
-                            x,
-                            of,
-                            0..patch,
-                            b,
-                            c,
-                            Finish::ACCUMULATE,
-                            Kernels::Fastest,
-                        );
-                    }
-                    if dx.is_some() {
-                        self.backward_part(x, dy, &weight_t, dx, None, scratch);
-                    }
-                }
-            }
-            sum_rows(dy, db);
-        };
-        let work = partials.par_chunks_mut(part_len).enumerate();
-        if dx_parts.is_empty() {
-            work.for_each_init(Scratch::default, |scratch, (p, partial)| part(scratch, p, partial, None));
-        } else {
-            work.zip(dx_parts.par_iter_mut())
-                .for_each_init(Scratch::default, |scratch, ((p, partial), dx)| {
-                    part(scratch, p, partial, Some(dx))
-                });
-        }
-        let mut sum = vec![0.0; part_len];
-        for partial in partials.chunks_exact(part_len) {
-            sum.iter_mut().zip(partial).for_each(|(s, p)| *s += p);
-        }
-        dw.copy_from_slice(&sum[..patch * cout]);
-        if let Some(db) = db {
-            db.copy_from_slice(&sum[patch * cout..]);
-        }
-    }
-
-    /// `dw += (dy^T col)^T` (if wanted) and `dx = col2im(dy W^T)` over some
-    /// images, tile by tile, through the forward pass's GEMM kernel: `dy^T`
-    /// is copied per tile (it is narrow), `col` read as it is.
-    fn backward_part(
-        &self,
-        x: &[f32],
-        dy: &[f32],
-        weight_t: &[f32],
-        mut dx: Option<&mut [f32]>,
-        dw: Option<&mut [f32]>,
-        scratch: &mut Scratch,
-    ) {
-        let g = &self.geometry;
-        let (patch, cout) = (g.patch_len(), g.out_channels);
-        let cout_g = cout / g.groups;
-        let rows = dy.len() / cout;
-        let tile_rows = g.tile_rows().min(rows.max(1));
-        let Scratch { col, dcol, dy_t, dw_t } = scratch;
-        col.resize(tile_rows * patch + SLACK, 0.0);
-        dcol.resize(tile_rows * patch, 0.0);
-        dy_t.resize(tile_rows * cout, 0.0);
-        dw_t.clear();
-        dw_t.resize(if dw.is_some() { cout * patch } else { 0 }, 0.0);
-        let kernels = Kernels::Fastest;
-        for start in (0..rows).step_by(tile_rows) {
-            let end = (start + tile_rows).min(rows);
-            let len = end - start;
-            let dy_tile = &dy[start * cout..end * cout];
-            if dw.is_some() {
-                transpose(dy_tile, cout, &mut dy_t[..len * cout]);
-            }
-            for group in 0..g.groups {
-                if dw.is_some() {
-                    im2col_tile(x, g, group, start..end, &mut col[..len * patch + SLACK]);
-                    let dy_t_g = MatRef::row_major(&dy_t[group * cout_g * len..], cout_g, len);
-                    let col_rows = MatRef::row_major(&col[..len * patch], len, patch);
-                    let dw_t_g = MatMut::row_major(&mut dw_t[group * cout_g * patch..], cout_g, patch);
-                    gemm_narrow::multiply(dy_t_g, col_rows, dw_t_g, Finish::ACCUMULATE, kernels);
-                }
-                if let Some(dx) = dx.as_deref_mut() {
-                    let dy_g = MatRef::block(&dy_tile[group * cout_g..], len, cout_g, cout);
-                    let w_t = MatRef::row_major(&weight_t[group * cout_g * patch..], cout_g, patch);
-                    let dcol_tile = MatMut::row_major(&mut dcol[..len * patch], len, patch);
-                    gemm_narrow::multiply(dy_g, w_t, dcol_tile, Finish::default(), kernels);
-                    col2im_tile(&dcol[..len * patch], g, group, start..end, dx);
-                }
-            }
-        }
-        if let Some(dw) = dw {
-            // dw^T is `[COUT, patch]`; dw, in the weight's layout, its transpose.
-            for (o, row) in dw_t.chunks_exact(patch).enumerate() {
-                row.iter().enumerate().for_each(|(k, v)| dw[k * cout + o] += v);
-            }
-        }
-    }
-}
-
-impl Conv2d {
-    /// The convolution whose forward pass over `dy` is this one's input
-    /// gradient, where there is one: at stride 1, without dilation or
-    /// groups, `dx[iy, ix, i]` sums `dy[iy + pt - ky, ix + pl - kx, o] *
-    /// w[ky, kx, i, o]`, a convolution of `dy` padded by `k - 1 - pad` on
-    /// each side with the kernel turned round and its channels swapped. Its
-    /// patches are read in place, where `dy W^T` would write and `col2im`
-    /// read a tile `KH*KW*CIN` wide for every output pixel.
-    fn input_gradient_conv(&self) -> Option<Conv2d> {
-        let axis = |a: Axis| {
-            let every_input_read = a.pad_before + a.input + a.pad_after == a.output + a.kernel - 1;
-            let unit = a.stride == 1 && a.dilation == 1 && a.pad_before < a.kernel && a.pad_after < a.kernel;
-            (unit && every_input_read).then_some(Axis {
-                input: a.output,
-                pad_before: a.kernel - 1 - a.pad_before,
-                pad_after: a.kernel - 1 - a.pad_after,
-                output: a.input,
-                ..a
-            })
-        };
-        let g = &self.geometry;
-        let geometry = ConvGeometry {
-            height: axis(g.height)?,
-            width: axis(g.width)?,
-            in_channels: g.out_channels,
-            out_channels: g.in_channels,
-            groups: 1,
-        };
-        // Taken where it does no more multiply-adds than `dy W^T` (an input
-        // no larger than the output, as `same` padding makes it) and its
-        // output is too wide for the direct kernel: LeNet-5's second conv
-        // (14x14 from 10x10, into 6 channels) trained 4-8% slower this way.
-        let more_work = g.height.input * g.width.input > g.height.output * g.width.output;
-        if g.groups != 1 || more_work || direct::is_direct(&geometry, Kernels::Fastest) {
-            return None;
-        }
-        let (kh, kw) = (g.height.kernel, g.width.kernel);
-        let weight = Array4::from_shape_fn(geometry.weight_shape(), |(ky, kx, o, i)| {
-            self.weight[[kh - 1 - ky, kw - 1 - kx, i, o]]
-        });
-        Some(Conv2d { weight, bias: None, geometry })
-    }
 }
 
 /// `gemm(b, c, finish)` for each panel `b` of `panels`, `c` the columns of
@@ -548,58 +354,6 @@ fn by_panels<T>(
     for (first, b) in panels.iter() {
         gemm(b, MatMut::block(&mut out[first..], rows, b.cols, ldc), finish.columns(first));
     }
-}
-
-/// The geometry of the convolution that computes `g`'s weight gradient
-/// with patches read in place, where there is one: with one input channel,
-/// stride 1 and no dilation, `dw[ky, kx, o]` sums `x[oy + ky, ox + kx] *
-/// dy[oy, ox, o]` over the output pixels, the forward pass over the padded
-/// image with `dy` (`[OH*OW, COUT]`) as its weight, `KH x KW` its output.
-fn weight_gradient_as_conv(g: &ConvGeometry) -> Option<ConvGeometry> {
-    let unit = |a: &Axis| {
-        a.stride == 1 && a.dilation == 1 && a.pad_before + a.input + a.pad_after == a.output + a.kernel - 1
-    };
-    let axis = |a: Axis| Axis {
-        input: a.pad_before + a.input + a.pad_after,
-        kernel: a.output,
-        stride: 1,
-        pad_before: 0,
-        pad_after: 0,
-        dilation: 1,
-        output: a.kernel,
-    };
-    let of = ConvGeometry {
-        height: axis(g.height),
-        width: axis(g.width),
-        in_channels: 1,
-        out_channels: g.out_channels,
-        groups: 1,
-    };
-    let fits = g.in_channels == 1 && g.groups == 1 && unit(&g.height) && unit(&g.width);
-    (fits && gemm_narrow::reads_patches(&of, Kernels::Fastest)).then_some(of)
-}
-
-/// `to` the transpose of `from`, a row-major matrix `cols` wide.
-fn transpose(from: &[f32], cols: usize, to: &mut [f32]) {
-    let rows = from.len() / cols.max(1);
-    for (i, row) in from.chunks_exact(cols).enumerate() {
-        for (j, &v) in row.iter().enumerate() {
-            to[j * rows + i] = v;
-        }
-    }
-}
-
-/// What one thread of a conv's backward pass works in, kept from part to part.
-#[derive(Default)]
-struct Scratch {
-    /// An im2col tile.
-    col: Vec<f32>,
-    /// The gradient of an im2col tile.
-    dcol: Vec<f32>,
-    /// A tile of the output gradient, transposed.
-    dy_t: Vec<f32>,
-    /// The part's weight gradient, transposed.
-    dw_t: Vec<f32>,
 }
 
 /// The longest row of an image (values) that [`pad`] zeroes whole.
