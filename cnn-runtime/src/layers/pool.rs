@@ -290,6 +290,13 @@ impl MaxPool2d {
             block.iter_mut().zip(&values[first..first + len]).for_each(|(b, v)| *b = *v);
             block
         };
+        // A cell's values read as a whole block where the image goes on
+        // past `len` (into the next cell): a copy of `len` values is a loop
+        // a value at a time. Its lanes past `len` meet a zero gradient.
+        let cell = |image: &[f32], at: usize, len: usize| match image.get(at..at + BLOCK) {
+            Some(whole) => std::array::from_fn(|i| whole[i]),
+            None => block(image, at, len),
+        };
         // Selects as bit masks, `|` and `&` not `||` and `&&`: lanes of a
         // vector, no branches.
         let all_if = |b: bool| (b as u32).wrapping_neg();
@@ -308,7 +315,7 @@ impl MaxPool2d {
                             for iy in rows.clone() {
                                 for ix in cols.clone() {
                                     let at = (iy * w.input + ix) * c + first;
-                                    let x = block(image, at, len);
+                                    let x = cell(image, at, len);
                                     let mut routed = [0.0f32; BLOCK];
                                     for i in 0..BLOCK {
                                         let same = (x[i] == y[i]) | (x[i].is_nan() & y[i].is_nan());
@@ -317,7 +324,17 @@ impl MaxPool2d {
                                         routed[i] = f32::from_bits(dy[i].to_bits() & all_if(won != 0.0));
                                         open[i] -= won;
                                     }
-                                    dx[at..at + len].iter_mut().zip(&routed).for_each(|(d, r)| *d += r);
+                                    // Lanes past `len` route nothing: a whole block
+                                    // adds zeros to the next channels where it fits.
+                                    match dx.get_mut(at..at + BLOCK) {
+                                        Some(whole) => {
+                                            whole.iter_mut().zip(&routed).for_each(|(d, r)| *d += r)
+                                        }
+                                        None => dx[at..at + len]
+                                            .iter_mut()
+                                            .zip(&routed)
+                                            .for_each(|(d, r)| *d += r),
+                                    }
                                 }
                             }
                         }
@@ -445,7 +462,13 @@ mod tests {
         let windows =
             [(axis(6, 2, 2, 0, 3), axis(4, 2, 2, 0, 2)), (axis(5, 3, 2, 1, 3), axis(7, 3, 2, 1, 4))];
         for (height, width) in windows {
-            for c in [1, 6, 8, 11, 16] {
+            // Ties, NaN and repeats; and values that fall along each row, so
+            // that each window's first cell is its winner, and the cell that
+            // a block of a window's last cell reads into, the next window's.
+            let falling = |i: usize| -(i as f32);
+            for (c, value) in
+                [1, 6, 8, 11, 16].into_iter().flat_map(|c| [(c, value as fn(usize) -> f32), (c, falling)])
+            {
                 let n = 2;
                 let pool = MaxPool2d::new(height, width);
                 let x: Vec<f32> = (0..n * height.input * width.input * c).map(value).collect();
