@@ -175,10 +175,28 @@ impl Dense {
 /// `sums` becomes the sum of the rows of `rows` (each `sums.len()` long):
 /// the gradient of a bias.
 pub(super) fn sum_rows(rows: &[f32], sums: &mut [f32]) {
+    // Rows narrower than a vector (a conv's few channels) are summed
+    // sixteen at a time into as many partial sums, whose adds are then
+    // whole vectors, and the partial sums folded: one row at a time, the
+    // adds were a value at a time.
+    const GROUP: usize = 16;
+    let len = sums.len().max(1);
+    let add = |sums: &mut [f32], row: &[f32]| sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
     sums.fill(0.0);
-    for row in rows.chunks_exact(sums.len().max(1)) {
-        sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
-    }
+    crate::cpu::vectorized(
+        #[inline(always)]
+        || {
+            if len >= GROUP {
+                return rows.chunks_exact(len).for_each(|row| add(sums, row));
+            }
+            let mut partial = [0.0f32; GROUP * GROUP];
+            let partial = &mut partial[..len * GROUP];
+            let groups = rows.chunks_exact(len * GROUP);
+            let rest = groups.remainder();
+            groups.for_each(|group| add(partial, group));
+            partial.chunks_exact(len).chain(rest.chunks_exact(len)).for_each(|row| add(sums, row));
+        },
+    )
 }
 
 /// `nn.Flatten()`: `(N, H, W, C)` into `(N, H*W*C)`, in H, W, C order.
