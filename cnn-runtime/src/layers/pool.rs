@@ -144,14 +144,40 @@ fn pool<R: Reduce>(
     if out.is_empty() {
         return;
     }
+    // Windows that do not overlap, over pixels of two vectors or more: each
+    // output pixel combines its cells from the image, which reads each
+    // cell once, where the rows compute a window at every column, twice
+    // the windows kept at stride 2. (With fewer channels, a pixel's few
+    // values a cell cost more than the rows' long runs.)
+    let by_cells = c >= 32 && height.stride >= height.kernel && width.stride >= width.kernel;
     split_among_threads(out, out_len, scratch, |image, out, row| {
         let x = &x[image * image_len..][..image_len];
+        if by_cells {
+            return cpu::vectorized(
+                #[inline(always)]
+                || pool_cells::<R>(x, c, out, height, width),
+            );
+        }
         row.resize(2 * width.input * c, 0.0);
         cpu::vectorized(
             #[inline(always)]
             || pool_image::<R>(x, c, out, height, width, row),
         )
     });
+}
+
+/// One image, each output pixel's window combined from its cells.
+#[inline(always)]
+fn pool_cells<R: Reduce>(image: &[f32], c: usize, out: &mut [f32], height: Axis, width: Axis) {
+    for (oy, out_row) in out.chunks_exact_mut(width.output * c).enumerate() {
+        let (rows, h_len) = window_range(height, oy);
+        for (ox, pixel) in out_row.chunks_exact_mut(c).enumerate() {
+            let (cols, w_len) = window_range(width, ox);
+            let cell = |y: usize, x: usize| &image[(y * width.input + x) * c..][..c];
+            combine_all::<R>(pixel, rows.clone().flat_map(|y| cols.clone().map(move |x| cell(y, x))));
+            R::finish(pixel, h_len * w_len);
+        }
+    }
 }
 
 /// One image: for each output row, its window rows combined into a row,
@@ -168,23 +194,6 @@ fn pool_image<R: Reduce>(
     width: Axis,
     scratch: &mut [f32],
 ) {
-    // Windows that do not overlap, over pixels of two vectors or more: each
-    // output pixel combines its cells from the image, which reads each
-    // cell once, where the rows below compute a window at every column,
-    // twice the windows kept at stride 2. (With fewer channels, a pixel's
-    // few values a cell cost more than the rows' long runs.)
-    if c >= 32 && height.stride >= height.kernel && width.stride >= width.kernel {
-        for (oy, out_row) in out.chunks_exact_mut(width.output * c).enumerate() {
-            let (rows, h_len) = window_range(height, oy);
-            for (ox, pixel) in out_row.chunks_exact_mut(c).enumerate() {
-                let (cols, w_len) = window_range(width, ox);
-                let cell = |y: usize, x: usize| &image[(y * width.input + x) * c..][..c];
-                combine_all::<R>(pixel, rows.clone().flat_map(|y| cols.clone().map(move |x| cell(y, x))));
-                R::finish(pixel, h_len * w_len);
-            }
-        }
-        return;
-    }
     let row_len = width.input * c;
     let (row, windows) = scratch.split_at_mut(row_len);
     // `windows[x * c..]`: the window whose first column is x, while it fits.
