@@ -228,6 +228,18 @@ fn a_batch_split_into_parts_has_the_gradients_and_loss_of_the_whole() {
     assert!((loss - mean).abs() <= 1e-5 * mean.abs(), "loss {loss}, mean cross-entropy {mean}");
 }
 
+/// The parameters of a net of three convs and a dense layer, in order.
+macro_rules! three_convs_and_dense {
+    () => {
+        |n| {
+            [conv(&mut n.conv1), conv(&mut n.conv2), conv(&mut n.conv3), dense(&mut n.dense1)]
+                .into_iter()
+                .flatten()
+                .collect()
+        }
+    };
+}
+
 #[test]
 fn one_input_channel_gradients() {
     // Five images: a part of four and one of one.
@@ -235,12 +247,7 @@ fn one_input_channel_gradients() {
     let net = OneChannel::with_seed(6);
     check(
         &net,
-        |n| {
-            [conv(&mut n.conv1), conv(&mut n.conv2), conv(&mut n.conv3), dense(&mut n.dense1)]
-                .into_iter()
-                .flatten()
-                .collect()
-        },
+        three_convs_and_dense!(),
         |n, opt| n.train_step(x.view(), &labels, opt).unwrap(),
         "one input channel",
     );
@@ -252,12 +259,7 @@ fn input_gradients_as_convolutions() {
     let net = InputGradients::with_seed(4);
     check(
         &net,
-        |n| {
-            [conv(&mut n.conv1), conv(&mut n.conv2), conv(&mut n.conv3), dense(&mut n.dense1)]
-                .into_iter()
-                .flatten()
-                .collect()
-        },
+        three_convs_and_dense!(),
         |n, opt| n.train_step(x.view(), &labels, opt).unwrap(),
         "input gradients",
     );
