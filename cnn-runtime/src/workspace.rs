@@ -266,6 +266,12 @@ pub(crate) fn for_each_with_slot<I: ParallelIterator, T: Send + Default>(
     });
 }
 
+/// The threads that share the work of a layer run here: all of rayon's,
+/// or one where this thread runs a piece of work the threads share already.
+pub(crate) fn sharing_threads() -> usize {
+    if ALONE.get() { 1 } else { rayon::current_num_threads() }
+}
+
 thread_local! {
     /// Whether this thread runs a piece of work that rayon's threads share
     /// already: its layers then split nothing further.

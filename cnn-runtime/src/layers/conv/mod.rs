@@ -378,6 +378,22 @@ fn pad<'a>(x: &'a [f32], g: &ConvGeometry, padded: &'a mut Vec<f32>) -> (&'a [f3
     // inside too.
     let (row_len, padded_row_len) = (w.input * cin, to.width.input * cin);
     let zero_whole = row_len <= SHORT_ROW;
+    // Rows of the image into the padded rows between the top and bottom padding.
+    let pad_rows = |(rows, target): (&[f32], &mut [f32])| {
+        for (row, target) in rows.chunks_exact(row_len).zip(target.chunks_exact_mut(padded_row_len)) {
+            let (left, rest) = target.split_at_mut(w.pad_before * cin);
+            let (inside, right) = rest.split_at_mut(row_len);
+            inside.copy_from_slice(row);
+            if !zero_whole {
+                left.fill(0.0);
+                right.fill(0.0);
+            }
+        }
+    };
+    // A single image's rows shared between the threads that share the
+    // conv (not those of a chunk of a pass, which run alone).
+    let threads = crate::workspace::sharing_threads();
+    let rows_a_part = h.input.div_ceil(2 * threads).max(1);
     let pad_image = |(image, target): (&[f32], &mut [f32])| {
         if zero_whole {
             target.fill(0.0);
@@ -388,14 +404,12 @@ fn pad<'a>(x: &'a [f32], g: &ConvGeometry, padded: &'a mut Vec<f32>) -> (&'a [f3
             top.fill(0.0);
             bottom.fill(0.0);
         }
-        for (row, target) in image.chunks_exact(row_len).zip(middle.chunks_exact_mut(padded_row_len)) {
-            let (left, rest) = target.split_at_mut(w.pad_before * cin);
-            let (inside, right) = rest.split_at_mut(row_len);
-            inside.copy_from_slice(row);
-            if !zero_whole {
-                left.fill(0.0);
-                right.fill(0.0);
-            }
+        match images == 1 && threads > 1 {
+            true => image
+                .par_chunks(rows_a_part * row_len)
+                .zip(middle.par_chunks_mut(rows_a_part * padded_row_len))
+                .for_each(pad_rows),
+            false => pad_rows((image, middle)),
         }
     };
     let (from, to_len) = (g.input_len(), to.input_len());
