@@ -239,7 +239,7 @@ pub(crate) fn split_among_threads<T: Slot>(
     if scratch.len() < threads {
         scratch.resize_with(threads, Vec::new);
     }
-    if threads == 1 || out.len() <= unit_len || ALONE.get() {
+    if sharing_threads() == 1 || out.len() <= unit_len {
         let scratch = &mut scratch[0];
         return out.chunks_mut(unit_len).enumerate().for_each(|(unit, values)| work(unit, values, scratch));
     }

@@ -177,9 +177,8 @@ impl Conv2d {
     /// read a tile `KH*KW*CIN` wide for every output pixel.
     fn input_gradient_conv(&self) -> Option<Conv2d> {
         let axis = |a: Axis| {
-            let every_input_read = a.pad_before + a.input + a.pad_after == a.output + a.kernel - 1;
-            let unit = a.stride == 1 && a.dilation == 1 && a.pad_before < a.kernel && a.pad_after < a.kernel;
-            (unit && every_input_read).then_some(Axis {
+            let fits = slides_by_one(&a) && a.pad_before < a.kernel && a.pad_after < a.kernel;
+            fits.then_some(Axis {
                 input: a.output,
                 pad_before: a.kernel - 1 - a.pad_before,
                 pad_after: a.kernel - 1 - a.pad_after,
@@ -188,6 +187,9 @@ impl Conv2d {
             })
         };
         let g = &self.geometry;
+        if g.groups != 1 {
+            return None;
+        }
         let geometry = ConvGeometry {
             height: axis(g.height)?,
             width: axis(g.width)?,
@@ -200,7 +202,7 @@ impl Conv2d {
         // output is too wide for the direct kernel: LeNet-5's second conv
         // (14x14 from 10x10, into 6 channels) trained slower this way.
         let more_work = g.height.input * g.width.input > g.height.output * g.width.output;
-        if g.groups != 1 || more_work || direct::is_direct(&geometry, Kernels::Fastest) {
+        if more_work || direct::is_direct(&geometry, Kernels::Fastest) {
             return None;
         }
         let (kh, kw) = (g.height.kernel, g.width.kernel);
@@ -217,9 +219,6 @@ impl Conv2d {
 /// dy[oy, ox, o]` over the output pixels, the forward pass over the padded
 /// image with `dy` (`[OH*OW, COUT]`) as its weight, `KH x KW` its output.
 fn weight_gradient_as_conv(g: &ConvGeometry) -> Option<ConvGeometry> {
-    let unit = |a: &Axis| {
-        a.stride == 1 && a.dilation == 1 && a.pad_before + a.input + a.pad_after == a.output + a.kernel - 1
-    };
     let axis = |a: Axis| Axis {
         input: a.pad_before + a.input + a.pad_after,
         kernel: a.output,
@@ -236,8 +235,14 @@ fn weight_gradient_as_conv(g: &ConvGeometry) -> Option<ConvGeometry> {
         out_channels: g.out_channels,
         groups: 1,
     };
-    let fits = g.in_channels == 1 && g.groups == 1 && unit(&g.height) && unit(&g.width);
+    let fits = g.in_channels == 1 && g.groups == 1 && slides_by_one(&g.height) && slides_by_one(&g.width);
     (fits && gemm_narrow::reads_patches(&of, Kernels::Fastest)).then_some(of)
+}
+
+/// Whether the window moves one cell at a time, undilated, over every cell
+/// of the padded input: then each gradient of the conv is a conv itself.
+fn slides_by_one(a: &Axis) -> bool {
+    a.stride == 1 && a.dilation == 1 && a.pad_before + a.input + a.pad_after == a.output + a.kernel - 1
 }
 
 /// `to` the transpose of `from`, a row-major matrix `cols` wide.

@@ -413,7 +413,7 @@ fn pad<'a>(x: &'a [f32], g: &ConvGeometry, padded: &'a mut Vec<f32>) -> (&'a [f3
         }
     };
     let (from, to_len) = (g.input_len(), to.input_len());
-    // On every thread, but handing work to them costs a wake-up: not for one image.
+    // Images on every thread (a single image by rows, above).
     match images > 1 && rayon::current_num_threads() > 1 {
         true => x.par_chunks_exact(from).zip(padded.par_chunks_exact_mut(to_len)).for_each(pad_image),
         false => x.chunks_exact(from).zip(padded.chunks_exact_mut(to_len)).for_each(pad_image),
