@@ -1,8 +1,8 @@
-//! The backward pass of a convolution: the weight gradient from im2col
-//! tiles through the forward pass's GEMM kernel (`dw^T += dy^T col`), or
-//! as a convolution of its own with one input channel; the input gradient
-//! as a convolution of `dy` at stride 1 with `same` padding, else
-//! `dcol = dy W^T` then col2im.
+//! The backward pass of a convolution: the weight gradient through the
+//! forward pass's GEMM kernel as `dw = col^T dy`, `col^T` read from the
+//! (padded) input in place where the forward reads its patches so, else
+//! from im2col tiles; the input gradient as a convolution of `dy` at
+//! stride 1 with `same` padding, else `dcol = dy W^T` then col2im.
 
 use cnn_shape::{Axis, ConvGeometry};
 use ndarray::Array4;
@@ -47,9 +47,9 @@ impl Conv2d {
         if dx.is_some() {
             transpose(weight, cout, &mut weight_t);
         }
-        // Where `dw` is a convolution of its own, the images padded once.
+        // Where the taps are read in place, the images padded once.
         let mut padded = Vec::new();
-        let in_place = weight_gradient_as_conv(&g).map(|of| (pad(x, &g, &mut padded).0, of));
+        let in_place = gemm_narrow::reads_patches(&g, Kernels::Fastest).then(|| pad(x, &g, &mut padded));
         let parts = n.div_ceil(IMAGES_PER_PART);
         // Each part's `dw`, then its `db`.
         let part_len = patch * cout + cout;
@@ -68,23 +68,16 @@ impl Conv2d {
             let (dw, db) = partial.split_at_mut(patch * cout);
             match &in_place {
                 None => self.backward_part(x, dy, &weight_t, dx, Some(dw), scratch),
-                // dw[ky, kx, o] = sum over (oy, ox) of x[oy + ky, ox + kx] dy[oy, ox, o]:
-                // the forward kernel with the image as input and `dy` as the weight.
-                Some((padded, of)) => {
+                // dw[ky, kx, i, o] = sum over (oy, ox) of x[oy + ky, ox + kx, i] dy[oy, ox, o]
+                // (at stride 1), image by image.
+                Some((padded, unpadded)) => {
+                    let len = unpadded.input_len();
                     for image in images.clone() {
-                        let x = &padded[image * of.input_len()..(image + 1) * of.input_len()];
+                        let x = &padded[image * len..(image + 1) * len];
                         let dy = &dy[(image - images.start) * g.output_len()..][..g.output_len()];
                         let b = MatRef::row_major(dy, g.height.output * g.width.output, cout);
                         let c = MatMut::row_major(dw, patch, cout);
-                        gemm_narrow::multiply_patches(
-                            x,
-                            of,
-                            0..patch,
-                            b,
-                            c,
-                            Finish::ACCUMULATE,
-                            Kernels::Fastest,
-                        );
+                        gemm_narrow::multiply_taps(x, unpadded, b, c, Finish::ACCUMULATE, Kernels::Fastest);
                     }
                     if dx.is_some() {
                         self.backward_part(x, dy, &weight_t, dx, None, scratch);
@@ -211,32 +204,6 @@ impl Conv2d {
         });
         Some(Conv2d { weight, bias: None, geometry })
     }
-}
-
-/// The geometry of the convolution that computes `g`'s weight gradient
-/// with patches read in place, where there is one: with one input channel,
-/// stride 1 and no dilation, `dw[ky, kx, o]` sums `x[oy + ky, ox + kx] *
-/// dy[oy, ox, o]` over the output pixels, the forward pass over the padded
-/// image with `dy` (`[OH*OW, COUT]`) as its weight, `KH x KW` its output.
-fn weight_gradient_as_conv(g: &ConvGeometry) -> Option<ConvGeometry> {
-    let axis = |a: Axis| Axis {
-        input: a.pad_before + a.input + a.pad_after,
-        kernel: a.output,
-        stride: 1,
-        pad_before: 0,
-        pad_after: 0,
-        dilation: 1,
-        output: a.kernel,
-    };
-    let of = ConvGeometry {
-        height: axis(g.height),
-        width: axis(g.width),
-        in_channels: 1,
-        out_channels: g.out_channels,
-        groups: 1,
-    };
-    let fits = g.in_channels == 1 && g.groups == 1 && slides_by_one(&g.height) && slides_by_one(&g.width);
-    (fits && gemm_narrow::reads_patches(&of, Kernels::Fastest)).then_some(of)
 }
 
 /// Whether the window moves one cell at a time, undilated, over every cell
