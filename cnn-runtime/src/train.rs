@@ -23,7 +23,7 @@ use crate::layers::{
     global_pool_backward, upsample, upsample_backward,
 };
 use crate::optim::Optimizer;
-use crate::workspace::alone;
+use crate::workspace::{alone, with_kept_scratch};
 
 /// A network's layer with parameters, as a training step changes it: the
 /// plan's nodes name them by their slot.
@@ -288,17 +288,22 @@ fn forward(
     match (node.op, layer.map(|slot| &layers.all()[slot])) {
         (Op::Conv { .. }, Some(LayerMut::Conv2d(conv))) => {
             let epilogue = Epilogue::new(conv.bias_values(), None, None);
-            conv.run(input, &mut output, &mut Vec::new(), &epilogue, Kernels::Fastest, Destination::Whole);
+            let whole = Destination::Whole;
+            with_kept_scratch(|scratch| {
+                conv.run(input, &mut output, scratch, &epilogue, Kernels::Fastest, whole)
+            });
         }
         (Op::Dense { .. }, Some(LayerMut::Dense(dense))) => {
             let epilogue = Epilogue::new(dense.bias_values(), None, None);
             dense.run(input, &mut output, &epilogue, Kernels::Fastest, Destination::Whole);
         }
         (Op::MaxPool { height, width }, _) => {
-            MaxPool2d::new(height, width).run(input, shape.channels(), &mut output, &mut Vec::new())
+            let pool = MaxPool2d::new(height, width);
+            with_kept_scratch(|scratch| pool.run(input, shape.channels(), &mut output, scratch))
         }
         (Op::AvgPool { height, width }, _) => {
-            AvgPool2d::new(height, width).run(input, shape.channels(), &mut output, &mut Vec::new())
+            let pool = AvgPool2d::new(height, width);
+            with_kept_scratch(|scratch| pool.run(input, shape.channels(), &mut output, scratch))
         }
         (Op::GlobalAvgPool | Op::GlobalMaxPool, _) => {
             let max = node.op == Op::GlobalMaxPool;

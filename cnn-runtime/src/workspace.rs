@@ -292,3 +292,21 @@ pub(crate) fn alone<R>(f: impl FnOnce() -> R) -> R {
     let _restore = Restore(ALONE.replace(true));
     f()
 }
+
+thread_local! {
+    /// The scratch buffers of the layers of a training step, kept on each
+    /// thread from step to step.
+    static KEPT_SCRATCH: std::cell::Cell<Vec<Vec<f32>>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's kept scratch buffers: those of the last
+/// call on this thread, or none the first time (or inside another call).
+/// A training step has no workspace of its own; buffers of megabytes
+/// allocated afresh each step cost a page fault for every 4 KiB of them
+/// when the allocator has handed their memory back.
+pub(crate) fn with_kept_scratch<R>(f: impl FnOnce(&mut Vec<Vec<f32>>) -> R) -> R {
+    let mut scratch = KEPT_SCRATCH.take();
+    let result = f(&mut scratch);
+    KEPT_SCRATCH.set(scratch);
+    result
+}

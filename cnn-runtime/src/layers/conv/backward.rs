@@ -16,6 +16,7 @@ use crate::gemm_narrow::{self, Finish};
 use crate::im2col::{SLACK, col2im_tile, im2col_tile};
 use crate::layers::dense::sum_rows;
 use crate::layers::{Destination, Epilogue, tensor};
+use crate::workspace::with_kept_scratch;
 
 impl Conv2d {
     /// The gradients of a batch, given its input `x` and the gradient `dy`
@@ -39,7 +40,8 @@ impl Conv2d {
         let mut dx = dx;
         if let Some(conv) = dx.as_ref().and_then(|_| self.input_gradient_conv()) {
             let dx = dx.take().expect("dx is wanted");
-            conv.run(dy, dx, &mut Vec::new(), &Epilogue::default(), Kernels::Fastest, Destination::Whole);
+            let (epilogue, whole) = (Epilogue::default(), Destination::Whole);
+            with_kept_scratch(|scratch| conv.run(dy, dx, scratch, &epilogue, Kernels::Fastest, whole));
         }
         // The weight as `[COUT, KH*KW*CIN/G]`, the B of `dcol = dy W^T`.
         let weight = tensor::values(&self.weight);
@@ -48,7 +50,7 @@ impl Conv2d {
             transpose(weight, cout, &mut weight_t);
         }
         // Where the taps are read in place, the images padded once.
-        let mut padded = Vec::new();
+        let mut padded = with_kept_scratch(Vec::pop).unwrap_or_default();
         let in_place = gemm_narrow::reads_patches(&g, Kernels::Fastest).then(|| pad(x, &g, &mut padded));
         let parts = n.div_ceil(IMAGES_PER_PART);
         // Each part's `dw`, then its `db`.
@@ -103,6 +105,7 @@ impl Conv2d {
         if let Some(db) = db {
             db.copy_from_slice(&sum[patch * cout..]);
         }
+        with_kept_scratch(|kept| kept.push(padded));
     }
 
     /// `dw += (dy^T col)^T` (if wanted) and `dx = col2im(dy W^T)` over some
