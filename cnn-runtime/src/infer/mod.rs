@@ -99,6 +99,13 @@ enum At {
 /// chunk's layers then read and write in L2 rather than in memory.
 const CHUNK_BYTES: usize = 512 * 1024;
 
+/// The chunks a thread takes of a batch shared between threads, where
+/// they hold at least `BALANCED_CHUNK_IMAGES` each: a thread slowed down
+/// then leaves the others less to wait for. Smaller chunks cost more than
+/// they balance: each reads the dense layers' weights again for a few rows.
+const CHUNKS_A_THREAD: usize = 3;
+const BALANCED_CHUNK_IMAGES: usize = 32;
+
 /// Runs `steps` on a batch `(N, H, W, C)` and returns the values of the
 /// outputs, image after image.
 ///
@@ -214,7 +221,10 @@ impl Chunks<'_> {
     /// least a chunk per thread, and a whole number of chunks each.
     fn images(&self, n: usize, threads: usize) -> usize {
         let threads = threads.min(n).max(1);
-        let chunks = (n * self.largest * size_of::<f32>()).div_ceil(self.chunk_bytes).max(threads);
+        let balanced = threads > 1 && n >= threads * CHUNKS_A_THREAD * BALANCED_CHUNK_IMAGES;
+        let per_thread = if balanced { CHUNKS_A_THREAD } else { 1 };
+        let chunks =
+            (n * self.largest * size_of::<f32>()).div_ceil(self.chunk_bytes).max(threads * per_thread);
         n.div_ceil(chunks.next_multiple_of(threads)).max(1)
     }
 
