@@ -193,12 +193,12 @@ fn pool<R: Reduce>(
     if out.is_empty() {
         return;
     }
-    // Windows that do not overlap, over pixels of two vectors or more: each
+    // Windows that do not overlap, over pixels of an AVX-512 vector or more: each
     // output pixel combines its cells from the image, which reads each
     // cell once, where the rows compute a window at every column, twice
     // the windows kept at stride 2. (With fewer channels, a pixel's few
     // values a cell cost more than the rows' long runs.)
-    let by_cells = c >= 32 && height.stride >= height.kernel && width.stride >= width.kernel;
+    let by_cells = c >= 16 && height.stride >= height.kernel && width.stride >= width.kernel;
     split_among_threads(out, out_len, scratch, |image, out, row| {
         let x = &x[image * image_len..][..image_len];
         if by_cells {
