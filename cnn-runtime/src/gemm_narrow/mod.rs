@@ -208,6 +208,13 @@ pub fn reads_patches(g: &ConvGeometry, kernels: Kernels) -> bool {
     available(kernels) && g.groups == 1 && g.width.dilation == 1
 }
 
+/// Whether `g` [`reads_patches`] and pads nothing: each kernel row of a
+/// patch is then a run of the input as it is.
+fn runs_of_input(g: &ConvGeometry, kernels: Kernels) -> bool {
+    let (h, w) = (g.height, g.width);
+    reads_patches(g, kernels) && h.pad_before + h.pad_after + w.pad_before + w.pad_after == 0
+}
+
 /// `c = a * b` where row `i` of `a` would be the im2col patch of output
 /// pixel `pixels.start + i` of the images `x`: the patches are read from
 /// `x` in place, with no im2col. For an unpadded `g` that [`reads_patches`].
@@ -224,9 +231,7 @@ pub fn multiply_patches(
     finish: Finish<'_>,
     kernels: Kernels,
 ) {
-    let (h, w) = (g.height, g.width);
-    let unpadded = h.pad_before + h.pad_after + w.pad_before + w.pad_after == 0;
-    assert!(reads_patches(g, kernels) && unpadded, "gemm: patches that are not runs of the input");
+    assert!(runs_of_input(g, kernels), "gemm: patches that are not runs of the input");
     assert!(x.len().is_multiple_of(g.input_len()), "gemm: x is not whole images");
     let a = Rows::Patches { x, g, first_pixel: pixels.start, pixels: pixels.len() };
     product(a, b, c, finish, kernels);
@@ -251,9 +256,7 @@ pub fn multiply_taps(
     finish: Finish<'_>,
     kernels: Kernels,
 ) {
-    let (h, w) = (g.height, g.width);
-    let unpadded = h.pad_before + h.pad_after + w.pad_before + w.pad_after == 0;
-    assert!(reads_patches(g, kernels) && unpadded, "gemm: taps that are not runs of the input");
+    assert!(runs_of_input(g, kernels), "gemm: taps that are not runs of the input");
     assert_eq!(x.len(), g.input_len(), "gemm: x is not one image");
     product(Rows::Taps { x, g }, b, c, finish, kernels);
 }
