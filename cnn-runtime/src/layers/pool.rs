@@ -4,7 +4,9 @@
 //! A pool runs output row by output row: the input rows under the window are
 //! first combined value by value into one row (long runs, vectorised to the
 //! CPU's width), then each output pixel combines its window's columns of
-//! that row. Threads take whole images.
+//! that row. Windows that do not overlap, over 16 channels or more, are
+//! instead combined pixel by pixel from their cells, a vector of channels
+//! at a time (`Cells`). Threads take whole images.
 
 use std::marker::PhantomData;
 
