@@ -290,7 +290,7 @@ fn forward(
             let epilogue = Epilogue::new(conv.bias_values(), None, None);
             let whole = Destination::Whole;
             with_kept_scratch(|scratch| {
-                conv.run(input, &mut output, scratch, &epilogue, Kernels::Fastest, whole)
+                conv.run(input, &mut output, scratch, (&epilogue, None), Kernels::Fastest, whole)
             });
         }
         (Op::Dense { .. }, Some(LayerMut::Dense(dense))) => {

@@ -8,7 +8,7 @@ use std::sync::{Mutex, TryLockError};
 use rayon::prelude::*;
 
 use crate::cpu::Kernels;
-use crate::layers::Epilogue;
+use crate::infer::Prepared;
 
 /// The reusable memory of one network. Concurrent passes do not wait for
 /// each other: a pass that finds the workspace busy uses a fresh one.
@@ -23,9 +23,9 @@ pub struct Workspace {
 /// What a forward pass works in.
 #[derive(Default)]
 pub(crate) struct Buffers {
-    /// One epilogue per layer, its vectors refilled each pass and read by
+    /// What the layers read in every chunk, remade each pass and read by
     /// every thread.
-    pub epilogues: Vec<Epilogue>,
+    pub prepared: Prepared,
     /// One per thread of the pass.
     pub threads: Vec<ThreadBuffers>,
     /// The batch's values where its steps on flat values start.

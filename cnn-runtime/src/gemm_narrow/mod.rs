@@ -178,9 +178,7 @@ impl<'a> Panels<'a> {
     pub fn new(b: MatRef<'_>, kernels: Kernels, into: &'a mut [f32]) -> Panels<'a> {
         let (k, n) = (b.rows, b.cols);
         assert_eq!(into.len(), k * n, "gemm: panels of another size");
-        // One panel where the kernel here does not run.
-        let width = if available(kernels) { block_width(crate::cpu::lanes(kernels)) } else { n };
-        let width = width.clamp(1, n.max(1));
+        let width = Panels::width(n, kernels);
         let mut at = 0;
         for first in (0..n).step_by(width) {
             let cols = width.min(n - first);
@@ -190,6 +188,20 @@ impl<'a> Panels<'a> {
             }
         }
         Panels { data: into, k, n, width }
+    }
+
+    /// The panels that [`new`](Self::new) wrote into `data` for a `k x n`
+    /// B and `kernels`.
+    pub fn written(data: &'a [f32], k: usize, n: usize, kernels: Kernels) -> Panels<'a> {
+        assert_eq!(data.len(), k * n, "gemm: panels of another size");
+        Panels { data, k, n, width: Panels::width(n, kernels) }
+    }
+
+    /// The columns of a panel of B `n` wide: one panel where the kernel
+    /// here does not run.
+    fn width(n: usize, kernels: Kernels) -> usize {
+        let width = if available(kernels) { block_width(crate::cpu::lanes(kernels)) } else { n };
+        width.clamp(1, n.max(1))
     }
 
     /// Each panel: the column of B it starts at, and its values.

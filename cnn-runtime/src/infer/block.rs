@@ -3,19 +3,19 @@
 
 use cnn_shape::{Node, Op};
 
-use super::{At, Layer, Output, Pass, Steps, fusable, grown};
+use super::{At, Layer, Output, Pass, Prepared, Steps, fusable, grown};
 use crate::cpu::Kernels;
-use crate::layers::{Apply, Destination, Epilogue, Residual};
+use crate::layers::{Apply, Destination, Residual};
 use crate::workspace::ThreadBuffers;
 
-/// A residual or concat block of a pass, and where its nodes' epilogues are.
+/// A residual or concat block of a pass, and what its nodes read.
 pub(super) struct Block<'s> {
     pub node: &'s Node,
     /// The depth-first index of its first inner node.
     pub first: usize,
     pub steps: Steps<'s>,
     pub kernels: Kernels,
-    pub epilogues: &'s [Epilogue],
+    pub prepared: &'s Prepared,
     pub n: usize,
 }
 
@@ -29,11 +29,11 @@ impl Block<'_> {
         let run =
             |nodes: &'static [Node], first, out: &mut [f32], buffers: &mut ThreadBuffers, destination| {
                 let steps = Steps { nodes, layers: self.steps.layers, first };
-                let (epilogues, kernels, n, len) = (self.epilogues, self.kernels, self.n, x.len());
+                let (prepared, kernels, n, len) = (self.prepared, self.kernels, self.n, x.len());
                 Pass {
                     steps,
                     kernels,
-                    epilogues,
+                    prepared,
                     n,
                     input: x,
                     buffers,

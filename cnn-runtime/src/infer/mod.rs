@@ -14,7 +14,8 @@ use rayon::prelude::*;
 
 use crate::cpu::Kernels;
 use crate::layers::{
-    Apply, AvgPool2d, BatchNorm, Conv2d, Dense, Destination, Epilogue, MaxPool2d, global_pool, upsample,
+    Apply, AvgPool2d, BatchNorm, Conv2d, Dense, Destination, Epilogue, LaidOut, MaxPool2d, global_pool,
+    upsample,
 };
 use crate::workspace::{Buffers, ThreadBuffers, Workspace, alone, for_each_with_slot, zeroed};
 
@@ -150,8 +151,9 @@ pub(crate) fn infer(
         None => (steps, None),
     };
     let head_shape = head.nodes.last().map_or(plan.input, |node| node.info.output);
-    let pass = |Buffers { epilogues, threads: buffers, flat }: &mut Buffers| {
-        set_epilogues(steps, epilogues);
+    let pass = |Buffers { prepared, threads: buffers, flat }: &mut Buffers| {
+        prepare(steps, kernels, prepared);
+        let prepared = &*prepared;
         let pool = rayon::current_num_threads();
         if buffers.len() < pool {
             buffers.resize_with(pool, ThreadBuffers::default);
@@ -161,7 +163,7 @@ pub(crate) fn infer(
         let head = Chunks {
             steps: head,
             kernels,
-            epilogues,
+            prepared,
             chunk_bytes: CHUNK_BYTES,
             largest: largest(head.nodes).max(in_len),
         };
@@ -184,7 +186,7 @@ pub(crate) fn infer(
         let flat = &mut grown(flat, n * head_shape.len())[..n * head_shape.len()];
         head.run(input, (in_len, &mut *flat), buffers);
         // A chunk per thread.
-        let tail = Chunks { steps: tail, kernels, epilogues, chunk_bytes: usize::MAX, largest: 1 };
+        let tail = Chunks { steps: tail, kernels, prepared, chunk_bytes: usize::MAX, largest: 1 };
         tail.run(flat, (head_shape.len(), fresh), buffers);
     };
     // On one of rayon's threads, so that its parallel parts start there
@@ -211,7 +213,7 @@ pub(crate) fn infer(
 struct Chunks<'s> {
     steps: Steps<'s>,
     kernels: Kernels,
-    epilogues: &'s [Epilogue],
+    prepared: &'s Prepared,
     chunk_bytes: usize,
     largest: usize,
 }
@@ -250,7 +252,7 @@ impl Chunks<'_> {
                 Pass {
                     steps: self.steps,
                     kernels: self.kernels,
-                    epilogues: self.epilogues,
+                    prepared: self.prepared,
                     n,
                     input,
                     buffers,
@@ -276,27 +278,40 @@ fn largest(nodes: &[Node]) -> usize {
     nodes.iter().map(|node| node.info.output.len().max(inner(node))).max().unwrap_or(0)
 }
 
-/// Each node's epilogue, depth first, once for every chunk of the pass: a
-/// conv's or dense layer's with the batchnorm and activation after it, a
-/// batchnorm's own; none for the rest.
-fn set_epilogues(steps: Steps<'_>, epilogues: &mut Vec<Epilogue>) {
+/// What each layer of a pass reads in every chunk, depth first, made once a
+/// pass from its parameters: weights changed by hand are always used.
+#[derive(Default)]
+pub(crate) struct Prepared {
+    /// A conv's or dense layer's epilogue, with the batchnorm and activation
+    /// after it; a batchnorm's own; none for the rest.
+    epilogues: Vec<Epilogue>,
+    /// A conv's weights laid out for the pass's kernels.
+    weights: Vec<LaidOut>,
+}
+
+/// Each node's epilogue and laid-out weights into `prepared`.
+fn prepare(steps: Steps<'_>, kernels: Kernels, prepared: &mut Prepared) {
     if steps.first == 0 {
         let all = steps.nodes.iter().map(Node::size).sum();
-        epilogues.resize_with(all, Epilogue::default);
+        prepared.epilogues.resize_with(all, Epilogue::default);
+        prepared.weights.resize_with(all, LaidOut::default);
     }
     let mut flat = steps.first;
     for (i, step) in steps.iter().enumerate() {
         let (bn, act, _) = fusable(steps, i);
-        let epilogue = &mut epilogues[flat];
+        let epilogue = &mut prepared.epilogues[flat];
         match step.layer {
-            Some(Layer::Conv2d(conv)) => epilogue.set(conv.bias_values(), bn, act),
+            Some(Layer::Conv2d(conv)) => {
+                epilogue.set(conv.bias_values(), bn, act);
+                conv.lay_out(kernels, &mut prepared.weights[flat]);
+            }
             Some(Layer::Dense(dense)) => epilogue.set(dense.bias_values(), bn, act),
             Some(Layer::BatchNorm(bn)) => epilogue.set(None, Some(bn), None),
             None => {}
         }
         let mut inner = flat + 1;
         for nodes in step.node.branches() {
-            set_epilogues(Steps { nodes, layers: steps.layers, first: inner }, epilogues);
+            prepare(Steps { nodes, layers: steps.layers, first: inner }, kernels, prepared);
             inner += nodes.iter().map(Node::size).sum::<usize>();
         }
         flat += step.node.size();
@@ -306,8 +321,7 @@ fn set_epilogues(steps: Steps<'_>, epilogues: &mut Vec<Epilogue>) {
 struct Pass<'s, 'x, 'b> {
     steps: Steps<'s>,
     kernels: Kernels,
-    /// From [`set_epilogues`].
-    epilogues: &'s [Epilogue],
+    prepared: &'s Prepared,
     n: usize,
     input: &'x [f32],
     buffers: &'b mut ThreadBuffers,
@@ -342,8 +356,8 @@ impl<'x> Pass<'_, 'x, '_> {
                         Destination::Columns { .. } => self.output.len(),
                         _ => len,
                     };
-                    let (epilogue, mut scratch) =
-                        (&self.epilogues[flat], std::mem::take(&mut self.buffers.scratch));
+                    let prepared = (&self.prepared.epilogues[flat], Some(&self.prepared.weights[flat]));
+                    let mut scratch = std::mem::take(&mut self.buffers.scratch);
                     let ends_pass =
                         i + fused + 1 == self.steps.len() && matches!(destination, Destination::Whole);
                     match &mut self.output {
@@ -354,11 +368,11 @@ impl<'x> Pass<'_, 'x, '_> {
                                 At::Buffer(k) => &self.buffers.activations[k][..self.len],
                                 At::Output => unreachable!("nothing is produced after the last producer"),
                             };
-                            conv.run(source, fresh, &mut scratch, epilogue, kernels, destination);
+                            conv.run(source, fresh, &mut scratch, prepared, kernels, destination);
                             (self.at, self.len) = (At::Output, len);
                         }
                         _ => self.produce(len, last, |src, dst| {
-                            conv.run(src, dst, &mut scratch, epilogue, kernels, destination)
+                            conv.run(src, dst, &mut scratch, prepared, kernels, destination)
                         }),
                     }
                     self.buffers.scratch = scratch;
@@ -366,7 +380,7 @@ impl<'x> Pass<'_, 'x, '_> {
                 (Op::Dense { .. }, Some(Layer::Dense(dense))) => {
                     fused = fusable(self.steps, i).2;
                     let destination = self.destination_after(i + fused);
-                    let epilogue = &self.epilogues[flat];
+                    let epilogue = &self.prepared.epilogues[flat];
                     self.produce(len, last, |src, dst| dense.run(src, dst, epilogue, kernels, destination));
                 }
                 (Op::MaxPool { height, width }, _) => {
@@ -388,7 +402,7 @@ impl<'x> Pass<'_, 'x, '_> {
                 }
                 (Op::Flatten | Op::Dropout(_), _) => {}
                 (Op::BatchNorm { .. }, _) => {
-                    let epilogue = &self.epilogues[flat];
+                    let epilogue = &self.prepared.epilogues[flat];
                     epilogue.apply(self.in_place(later_producer), input.channels());
                 }
                 (Op::Act(act), _) => act.apply(self.in_place(later_producer), input.channels()),
@@ -403,7 +417,7 @@ impl<'x> Pass<'_, 'x, '_> {
                         first: flat + 1,
                         steps: self.steps,
                         kernels,
-                        epilogues: self.epilogues,
+                        prepared: self.prepared,
                         n: self.n,
                     };
                     self.produce(len, last, |src, dst| block.run(src, dst, &mut inner));

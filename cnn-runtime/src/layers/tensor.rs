@@ -41,20 +41,21 @@ pub(crate) fn check_input<D: Dimension>(
     Err(Error::LayerInput { layer, expected: expected.to_vec(), found: x.shape().to_vec() })
 }
 
-/// `values` copied into `buffer` from a 64-byte boundary: a vector load
-/// of them that straddles two cache lines costs two (an allocation is
+/// `len` values of `buffer`, grown as needed, from a 64-byte boundary: a
+/// vector load that straddles two cache lines costs two (an allocation is
 /// only 16-byte aligned), and the GEMM kernels load their B by whole
 /// vectors, rows `COUT` values apart.
-pub(crate) fn aligned<'a>(values: &[f32], buffer: &'a mut Vec<f32>) -> &'a [f32] {
-    let target = line_aligned(buffer, values.len());
-    target.copy_from_slice(values);
-    target
+pub(crate) fn line_aligned(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    buffer.resize(buffer.len().max(len + LINE), 0.0);
+    let skip = to_line(buffer);
+    &mut buffer[skip..skip + len]
 }
 
-/// `len` values of `buffer`, grown as needed, from a 64-byte boundary.
-pub(crate) fn line_aligned(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    const LINE: usize = 64 / size_of::<f32>();
-    buffer.resize(buffer.len().max(len + LINE), 0.0);
-    let skip = buffer.as_ptr().align_offset(64).min(LINE);
-    &mut buffer[skip..skip + len]
+/// Floats a cache line holds.
+const LINE: usize = 64 / size_of::<f32>();
+
+/// Where the values of `buffer` from a 64-byte boundary start, as
+/// [`line_aligned`] gave them.
+pub(crate) fn to_line(buffer: &[f32]) -> usize {
+    buffer.as_ptr().align_offset(64).min(LINE)
 }

@@ -41,7 +41,9 @@ impl Conv2d {
         if let Some(conv) = dx.as_ref().and_then(|_| self.input_gradient_conv()) {
             let dx = dx.take().expect("dx is wanted");
             let (epilogue, whole) = (Epilogue::default(), Destination::Whole);
-            with_kept_scratch(|scratch| conv.run(dy, dx, scratch, &epilogue, Kernels::Fastest, whole));
+            with_kept_scratch(|scratch| {
+                conv.run(dy, dx, scratch, (&epilogue, None), Kernels::Fastest, whole)
+            });
         }
         // The weight as `[COUT, KH*KW*CIN/G]`, the B of `dcol = dy W^T`.
         let weight = tensor::values(&self.weight);

@@ -54,6 +54,19 @@ impl Tiling for ConvGeometry {
     }
 }
 
+/// A conv's weights as its kernels read them, laid out once for all the
+/// tiles, chunks and threads of a pass ([`Conv2d::lay_out`]): an ungrouped
+/// conv's on the GEMM kernel in its [`Panels`], a grouped conv's from a
+/// cache line's boundary; none for the direct kernel, which reads them in
+/// place.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LaidOut {
+    values: Vec<f32>,
+    /// Where they start in `values`.
+    start: usize,
+    kernels: Kernels,
+}
+
 /// A 2-D convolution, `nn.Conv2d`. Its tensors can be read and changed
 /// through views, but not given another shape: the geometry the macro
 /// checked holds for as long as the layer lives.
@@ -141,6 +154,23 @@ impl Conv2d {
         tensor::replace(current, bias, "conv bias")
     }
 
+    /// Its weights laid out for `kernels` into `into`, for [`run`](Self::run).
+    pub(crate) fn lay_out(&self, kernels: Kernels, into: &mut LaidOut) {
+        let g = &self.geometry;
+        let weight = tensor::values(&self.weight);
+        into.kernels = kernels;
+        if direct::is_direct(g, kernels) {
+            return into.values.clear();
+        }
+        let target = tensor::line_aligned(&mut into.values, weight.len());
+        if g.groups == 1 {
+            Panels::new(MatRef::row_major(weight, g.patch_len(), g.out_channels), kernels, target);
+        } else {
+            target.copy_from_slice(weight);
+        }
+        into.start = tensor::to_line(&into.values);
+    }
+
     /// Whether [`run`](Self::run) can write into columns of wider rows
     /// (`Destination::Columns`): every path but the direct one.
     pub(crate) fn writes_columns(&self, kernels: Kernels) -> bool {
@@ -175,25 +205,27 @@ impl Conv2d {
         let mut out = vec![f32::NAN; n * g.output_len()];
         let epilogue = Epilogue::new(self.bias_values(), None, None);
         let x = x.as_slice().expect("standard layout is contiguous");
-        self.run(x, &mut out, &mut Vec::new(), &epilogue, kernels, Destination::Whole);
+        self.run(x, &mut out, &mut Vec::new(), (&epilogue, None), kernels, Destination::Whole);
         Ok(Array4::from_shape_vec((n, g.height.output, g.width.output, g.out_channels), out)
             .expect("output length is n*oh*ow*cout"))
     }
 
     /// Convolves the images in `x` (NHWC, contiguous) into `out`, applying
-    /// `epilogue` (which should hold the bias) to each tile. `scratch` holds
-    /// one im2col buffer per thread, grown as needed and kept for next time.
+    /// `epilogue` (which should hold the bias) to each tile, reading the
+    /// weights as [`lay_out`](Self::lay_out) laid them out for `kernels`,
+    /// or laying them out first if not given. `scratch` holds one im2col
+    /// buffer per thread, grown as needed and kept for next time.
     ///
     /// # Panics
     ///
     /// If the lengths of `x` and `out` are not whole images of the geometry,
-    /// or the weights do not have its shape.
+    /// the weights do not have its shape, or were laid out for other kernels.
     pub(crate) fn run<T: Slot>(
         &self,
         x: &[f32],
         out: &mut [T],
         scratch: &mut Vec<Vec<f32>>,
-        epilogue: &Epilogue,
+        (epilogue, laid_out): (&Epilogue, Option<&LaidOut>),
         kernels: Kernels,
         destination: Destination<'_>,
     ) {
@@ -230,26 +262,27 @@ impl Conv2d {
             tile_rows * g.patch_len() + SLACK
         };
         // The GEMM reads patches from the input padded once, kept in the
-        // scratch slot past the threads', and the weights from a copy on a
-        // cache line's boundary, in the slot after: an ungrouped conv's in
-        // the kernel's panels.
+        // scratch slot past the threads', and weights not laid out before
+        // are laid out in the slot after.
         let slot = rayon::current_num_threads();
         if scratch.len() <= slot + 1 {
             scratch.resize_with(slot + 2, Vec::new);
         }
-        let (mut padded, mut aligned) =
-            (std::mem::take(&mut scratch[slot]), std::mem::take(&mut scratch[slot + 1]));
+        let padded = &mut std::mem::take(&mut scratch[slot]);
+        let mut own = LaidOut { values: std::mem::take(&mut scratch[slot + 1]), ..LaidOut::default() };
+        let laid_out = laid_out.unwrap_or_else(|| {
+            self.lay_out(kernels, &mut own);
+            &own
+        });
+        assert_eq!(laid_out.kernels, kernels, "conv weights laid out for other kernels");
+        let laid = || &laid_out.values[laid_out.start..][..weight.len()];
         let (weight, panels) = match (direct, g.groups) {
             (true, _) => (weight, None),
-            (false, 1) => {
-                let b = MatRef::row_major(weight, g.patch_len(), cout);
-                let into = tensor::line_aligned(&mut aligned, weight.len());
-                (weight, Some(Panels::new(b, kernels, into)))
-            }
-            (false, _) => (tensor::aligned(weight, &mut aligned), None),
+            (false, 1) => (weight, Some(Panels::written(laid(), g.patch_len(), cout, kernels))),
+            (false, _) => (laid(), None),
         };
         let (x, g_in) = match patches {
-            true => pad(x, g, &mut padded),
+            true => pad(x, g, padded),
             false => (x, *g),
         };
         let g_in = &g_in;
@@ -300,7 +333,7 @@ impl Conv2d {
                 residual.apply(out_tile, start * cout, cout);
             }
         });
-        (scratch[slot], scratch[slot + 1]) = (padded, aligned);
+        (scratch[slot], scratch[slot + 1]) = (std::mem::take(padded), own.values);
     }
 
     /// Output rows `rows` into `out` (`rows.len() * COUT` values), from
