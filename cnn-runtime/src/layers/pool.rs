@@ -102,25 +102,25 @@ impl Reduce for Max {
     #[inline(always)]
     fn finish(_: &mut [f32], _: usize) {}
 
-    /// The max of the cells, whether every cell was a number (not NaN),
-    /// and their sum, NaN where one was: one `max` a cell on the way
-    /// rather than a select that waits on each compare.
-    type Vectors<S: Simd> = (S::f32s, S::m32s, S::f32s);
+    /// The max of the cells and whether every cell was a number (not
+    /// NaN): one `max` a cell on the way rather than a select that waits
+    /// on each compare.
+    type Vectors<S: Simd> = (S::f32s, S::m32s);
 
     #[inline(always)]
     fn start<S: Simd>(simd: S) -> Self::Vectors<S> {
         let zero = simd.splat_f32s(0.0);
-        (simd.splat_f32s(f32::NEG_INFINITY), simd.equal_f32s(zero, zero), zero)
+        (simd.splat_f32s(f32::NEG_INFINITY), simd.equal_f32s(zero, zero))
     }
 
     #[inline(always)]
-    fn take<S: Simd>(simd: S, (max, numbers, sum): Self::Vectors<S>, v: S::f32s) -> Self::Vectors<S> {
-        (simd.max_f32s(max, v), simd.and_m32s(numbers, simd.equal_f32s(v, v)), simd.add_f32s(sum, v))
+    fn take<S: Simd>(simd: S, (max, numbers): Self::Vectors<S>, v: S::f32s) -> Self::Vectors<S> {
+        (simd.max_f32s(max, v), simd.and_m32s(numbers, simd.equal_f32s(v, v)))
     }
 
     #[inline(always)]
-    fn output<S: Simd>(simd: S, (max, numbers, sum): Self::Vectors<S>, _: usize) -> S::f32s {
-        simd.select_f32s(numbers, max, sum)
+    fn output<S: Simd>(simd: S, (max, numbers): Self::Vectors<S>, _: usize) -> S::f32s {
+        simd.select_f32s(numbers, max, simd.splat_f32s(f32::NAN))
     }
 }
 
@@ -238,20 +238,61 @@ impl<R: Reduce> WithSimd for Cells<'_, R> {
             let (rows, h_len) = window_range(height, oy);
             for (ox, pixel) in out_row.chunks_exact_mut(c).enumerate() {
                 let (cols, w_len) = window_range(width, ox);
-                let (first_row, row_len) = ((rows.start * width.input + cols.start) * c, width.input * c);
+                let window = Window {
+                    first: (rows.start * width.input + cols.start) * c,
+                    cells: (rows.len(), cols.len()),
+                    apart: (width.input * c, c),
+                };
                 for (v, out) in pixel.chunks_mut(lanes).enumerate() {
-                    let mut acc = R::start(simd);
-                    for y in 0..rows.len() {
-                        let cells = &image[first_row + y * row_len + v * lanes..];
-                        // Cells by offset: `chunks_exact(c)` divides by `c` for each row.
-                        for x in 0..cols.len() {
-                            acc = R::take(simd, acc, load(simd, &cells[x * c..][..out.len()]));
-                        }
-                    }
+                    let acc = window.combine::<S, R>(simd, image, v * lanes, out.len());
                     store(simd, out, R::output(simd, acc, h_len * w_len));
                 }
             }
         }
+    }
+}
+
+/// The cells of a window in an image: `cells.0` rows of `cells.1`, from
+/// value `first` on, `apart.0` values from row to row and `apart.1` from
+/// cell to cell.
+struct Window {
+    first: usize,
+    cells: (usize, usize),
+    apart: (usize, usize),
+}
+
+impl Window {
+    /// The `len` values from `offset` of each cell in `image` (at most a
+    /// vector) combined. Its extent is checked once, not cell by cell: the
+    /// checks of each cell's load cost more than its `max`.
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    fn combine<S: Simd, R: Reduce>(
+        &self,
+        simd: S,
+        image: &[f32],
+        offset: usize,
+        len: usize,
+    ) -> R::Vectors<S> {
+        let ((rows, cols), (row_step, cell_step)) = (self.cells, self.apart);
+        let lanes = size_of::<S::f32s>() / size_of::<f32>();
+        let mut acc = R::start(simd);
+        if rows == 0 || cols == 0 {
+            return acc;
+        }
+        let last = self.first + (rows - 1) * row_step + (cols - 1) * cell_step + offset;
+        assert!(len <= lanes && last + len <= image.len(), "pool: a window past its image");
+        let first = image[self.first + offset..].as_ptr();
+        for y in 0..rows {
+            for x in 0..cols {
+                // SAFETY: the cell's `len` values end at or before the last
+                // cell's, within `image` (asserted above).
+                let cell =
+                    unsafe { std::slice::from_raw_parts(first.add(y * row_step + x * cell_step), len) };
+                acc = R::take(simd, acc, load(simd, cell));
+            }
+        }
+        acc
     }
 }
 
