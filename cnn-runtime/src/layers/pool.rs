@@ -283,14 +283,24 @@ impl Window {
         let last = self.first + (rows - 1) * row_step + (cols - 1) * cell_step + offset;
         assert!(len <= lanes && last + len <= image.len(), "pool: a window past its image");
         let first = image[self.first + offset..].as_ptr();
-        for y in 0..rows {
-            for x in 0..cols {
-                // SAFETY: the cell's `len` values end at or before the last
-                // cell's, within `image` (asserted above).
-                let cell =
-                    unsafe { std::slice::from_raw_parts(first.add(y * row_step + x * cell_step), len) };
-                acc = R::take(simd, acc, load(simd, cell));
-            }
+        macro_rules! take_all {
+            ($rows:expr, $cols:expr, $len:expr) => {
+                for y in 0..$rows {
+                    for x in 0..$cols {
+                        // SAFETY: the cell's `len` values end at or before
+                        // the last cell's, within `image` (asserted above).
+                        let at = y * row_step + x * cell_step;
+                        let cell = unsafe { std::slice::from_raw_parts(first.add(at), $len) };
+                        acc = R::take(simd, acc, load(simd, cell));
+                    }
+                }
+            };
+        }
+        // `maxpool 2`'s windows of whole vectors with the counts known to
+        // the compiler, which then unrolls them.
+        match ((rows, cols), len == lanes) {
+            ((2, 2), true) => take_all!(2, 2, lanes),
+            _ => take_all!(rows, cols, len),
         }
         acc
     }
