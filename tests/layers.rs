@@ -58,6 +58,30 @@ fn conv_matches_reference_on_random_shapes() {
     }
 }
 
+/// Eight output channels in one group: with AVX-512, two output pixels a
+/// vector; rows of one vector and of several, tiles that start inside a row.
+#[test]
+fn eight_channel_convs_match_reference() {
+    let mut r = rng(3);
+    let mut checked = 0;
+    while checked < 60 {
+        let axis = |r: &mut rand_chacha::ChaCha8Rng| {
+            let (k, d) = (r.random_range(1..=5), r.random_range(1..=2));
+            let (pb, pa) = (r.random_range(0..=2), r.random_range(0..=2));
+            common::axis(r.random_range(1..=40), k, r.random_range(1..=3), pb, pa, d, false)
+        };
+        let (height, width) = (axis(&mut r), axis(&mut r));
+        if height.output == 0 || width.output == 0 {
+            continue;
+        }
+        let cin = r.random_range(1..=4);
+        let geometry = ConvGeometry { height, width, in_channels: cin, out_channels: 8, groups: 1 };
+        // Up to 24 images of up to 40x40: several tiles for the larger ones.
+        check_conv(geometry, r.random_range(1..=24), r.random_bool(0.7), 1000 + checked);
+        checked += 1;
+    }
+}
+
 #[test]
 fn conv_spans_several_tiles_and_the_pointwise_path() {
     // 64 channels, 3x3: 576-value patches, ~113 rows a tile, 2*18*18 rows in all.

@@ -283,6 +283,9 @@ fn networks_that_end_in_a_conv_match_reference() {
         struct EndsInGemmConv { input 20x20x3; c1: conv 16 k3 p1 relu; c2: conv 24 k3 p1; bn: batchnorm; relu; }
         struct EndsInDirectConv { input 20x20x3; c1: conv 16 k3 relu; c2: conv 6 k3 p1 relu; flatten; }
         struct BatchnormAfterTheConvsRelu { input 12x12x2; c1: conv 5 k3 relu; bn: batchnorm; }
+        struct EightChannels {
+            input 20x20x3; c1: conv 8 k3 s2 p1 floor relu6; c2: conv 8 k3 p1; bn: batchnorm; tanh; flatten;
+        }
     }
     let relu = |v: f32| v.max(0.0);
     let mut r = rng(11);
@@ -300,6 +303,14 @@ fn networks_that_end_in_a_conv_match_reference() {
         let t = ref_conv(&net.c1, &x).mapv(relu);
         let expected = common::flatten(ref_conv(&net.c2, &t).mapv(relu).view());
         assert_both_kernels!(net, x, expected, format!("direct conv last, batch {batch}"));
+
+        let mut net = EightChannels::with_seed(batch as u64);
+        net.bn
+            .set_running_var(cnn::ndarray::Array1::from_shape_simple_fn(8, || r.random_range(0.5..2.0)))
+            .unwrap();
+        let t = ref_conv(&net.c1, &x).mapv(|v| v.clamp(0.0, 6.0));
+        let expected = common::flatten(ref_batchnorm(&net.bn, &ref_conv(&net.c2, &t)).mapv(f32::tanh).view());
+        assert_both_kernels!(net, x, expected, format!("eight-channel convs, batch {batch}"));
 
         let x = random4(&mut r, (batch, 12, 12, 2));
         let mut net = BatchnormAfterTheConvsRelu::with_seed(batch as u64);

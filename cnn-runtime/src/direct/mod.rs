@@ -16,10 +16,17 @@
 //! over the taps in `(ky, kx, ci)` order, so the result does not depend on
 //! how the work is split between threads.
 //!
+//! With AVX-512 and one group of 8 output channels, [`pairs`] takes the tile
+//! instead: a vector there holds two pixels' 8 channels, already in NHWC
+//! order, where the transpose of 16 pixels' sums cost more than their
+//! multiply-adds.
+//!
 //! With more output channels the GEMM's kernel is full and wins: a kernel
 //! with channels across the lanes and pixels in registers was tried, and
 //! came out at 40-60% of im2col + GEMM on W1, W2 and W4's convs.
 
+#[cfg(target_arch = "x86_64")]
+mod pairs;
 mod panel;
 
 use std::ops::Range;
@@ -64,14 +71,24 @@ pub struct Conv<'a> {
 }
 
 /// Scratch values one thread needs: each group's weights padded to
-/// `MAX_CHANNELS` columns, up to a 64-byte line of padding, the panel.
+/// `MAX_CHANNELS` columns (a group of 8 takes twice that with AVX-512, a
+/// weight for each of two pixels), up to a 64-byte line of padding, the
+/// panel.
 pub fn scratch_len(g: &ConvGeometry) -> usize {
-    g.groups * g.patch_len() * MAX_CHANNELS + LANES + Panel::new(g).len(g)
+    let weights = g.patch_len() * (g.groups * MAX_CHANNELS).max(2 * MAX_CHANNELS);
+    weights + LANES + Panel::new(g).len(g)
 }
 
 /// Output pixels `rows` of the images `x` (all channels, `rows.len() * COUT`
 /// values) into `out`, the epilogue applied; `scratch` holds [`scratch_len`].
 pub fn direct_tile(conv: Conv<'_>, x: &[f32], rows: Range<usize>, out: &mut [f32], scratch: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if let (pulp::Arch::V4(simd), true) = (conv.kernels.arch(), pairs::takes(conv.g)) {
+        return simd.vectorize(
+            #[inline(always)]
+            || pairs::tile(simd, conv, x, rows, out, scratch),
+        );
+    }
     conv.kernels.arch().dispatch(Tile { conv, x, rows, out, scratch })
 }
 

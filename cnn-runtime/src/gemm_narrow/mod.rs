@@ -141,7 +141,7 @@ impl<'a> Finish<'a> {
 /// `activation` on one vector; `v < 0` is false for NaN, which stays, as
 /// in the scalar activations.
 #[inline(always)]
-fn activate<S: Simd>(simd: S, activation: Option<Activation>, v: S::f32s) -> S::f32s {
+pub(crate) fn activate<S: Simd>(simd: S, activation: Option<Activation>, v: S::f32s) -> S::f32s {
     let zero = simd.splat_f32s(0.0);
     match activation {
         None => v,
