@@ -84,10 +84,7 @@ pub fn scratch_len(g: &ConvGeometry) -> usize {
 pub fn direct_tile(conv: Conv<'_>, x: &[f32], rows: Range<usize>, out: &mut [f32], scratch: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if let (pulp::Arch::V4(simd), true) = (conv.kernels.arch(), pairs::takes(conv.g)) {
-        return simd.vectorize(
-            #[inline(always)]
-            || pairs::tile(simd, conv, x, rows, out, scratch),
-        );
+        return pairs::tile(simd, conv, x, rows, out, scratch);
     }
     conv.kernels.arch().dispatch(Tile { conv, x, rows, out, scratch })
 }

@@ -1,14 +1,14 @@
-//! The direct conv of 8 output channels with AVX-512: a vector holds the
-//! sums of two output pixels, 8 channels each.
+//! The direct conv of up to 8 output channels in one group with AVX-512: a
+//! vector holds the sums of two output pixels, `CO` channels each.
 //!
 //! The kernel of [`super`] keeps a vector of 16 pixels per channel, and
-//! writes its sums out transposed into NHWC, value by value: for 8
+//! writes its sums out transposed into NHWC, value by value: for a few
 //! channels that transpose cost more than the multiply-adds. Here lane `i`
-//! of a vector is channel `i / 2` of pixel `i % 2` of a pair: each tap
-//! multiplies the pair's two inputs (next to each other in the panel,
-//! broadcast as one 64-bit value) by the tap's weights, each twice. One
-//! permute then puts the vector in NHWC order, two whole pixels, and the
-//! epilogue runs on it in registers.
+//! of a vector is channel `i / 2` of pixel `i % 2` of a pair (lanes past
+//! channel `CO` sum zeros): each tap multiplies the pair's two inputs (next
+//! to each other in the panel, broadcast as one 64-bit value) by the tap's
+//! weights, each twice. One permute then puts the vector in NHWC order, two
+//! whole pixels, and the epilogue runs on it in registers.
 
 use std::ops::Range;
 
@@ -22,15 +22,15 @@ use crate::im2col::{OutputRow, output_rows};
 use crate::layers::Apply;
 use cnn_shape::{Activation, ConvGeometry};
 
-/// The output channels this kernel takes: a vector's half.
-const CHANNELS: usize = 8;
+/// The most output channels this kernel takes: a vector's half.
+const MAX_CHANNELS: usize = LANES / 2;
 
 /// The pairs of pixels of one vector of [`LANES`] output pixels.
 const PAIRS: usize = LANES / 2;
 
-/// Whether `g` is convolved here: one group of 8 output channels.
+/// Whether `g` is convolved here: one group of up to 8 output channels.
 pub fn takes(g: &ConvGeometry) -> bool {
-    g.groups == 1 && g.out_channels == CHANNELS
+    g.groups == 1 && (1..=MAX_CHANNELS).contains(&g.out_channels)
 }
 
 /// The weights laid out for [`tile`]: per tap, lane `i` the weight of
@@ -40,10 +40,33 @@ fn weights_len(g: &ConvGeometry) -> usize {
 }
 
 /// Output pixels `rows` of the images `x` into `out`, the epilogue
-/// applied; `scratch` holds [`super::scratch_len`].
-#[inline(always)]
+/// applied; `scratch` holds [`super::scratch_len`]. For a conv that
+/// [`takes`].
 pub fn tile(simd: V4, conv: Conv<'_>, x: &[f32], rows: Range<usize>, out: &mut [f32], scratch: &mut [f32]) {
-    let store = Store::new(simd, conv);
+    let tile = (x, rows, out, scratch);
+    simd.vectorize(
+        #[inline(always)]
+        || match conv.g.out_channels {
+            1 => channels::<1>(simd, conv, tile),
+            2 => channels::<2>(simd, conv, tile),
+            3 => channels::<3>(simd, conv, tile),
+            4 => channels::<4>(simd, conv, tile),
+            5 => channels::<5>(simd, conv, tile),
+            6 => channels::<6>(simd, conv, tile),
+            7 => channels::<7>(simd, conv, tile),
+            _ => channels::<8>(simd, conv, tile),
+        },
+    )
+}
+
+/// [`tile`] for `CO` output channels.
+#[inline(always)]
+fn channels<const CO: usize>(
+    simd: V4,
+    conv: Conv<'_>,
+    (x, rows, out, scratch): (&[f32], Range<usize>, &mut [f32], &mut [f32]),
+) {
+    let store = Store::<CO>::new(simd, conv);
     // The activation matched once here, not for every vector.
     let tile = (x, rows, &mut *out, scratch);
     match store.finish.activation {
@@ -59,25 +82,25 @@ pub fn tile(simd: V4, conv: Conv<'_>, x: &[f32], rows: Range<usize>, out: &mut [
     // An activation the epilogue leaves out (tanh, sigmoid, softmax): once
     // over the tile.
     if let Some(activation) = store.left {
-        activation.apply(out, CHANNELS);
+        activation.apply(out, CO);
     }
 }
 
 /// [`tile`], each vector of sums stored through `finished`.
 #[inline(always)]
-fn convolve(
+fn convolve<const CO: usize>(
     simd: V4,
     conv: Conv<'_>,
     (x, rows, out, scratch): (&[f32], Range<usize>, &mut [f32], &mut [f32]),
-    store: &Store<'_>,
+    store: &Store<'_, CO>,
     finished: impl Fn(f32x16) -> f32x16 + Copy,
 ) {
     let g = conv.g;
     let layout = Panel::new(g);
     let (weights, rest) = scratch.split_at_mut(weights_len(g));
-    for (tap, lanes) in conv.weight.chunks_exact(CHANNELS).zip(weights.chunks_exact_mut(LANES)) {
+    for (tap, lanes) in conv.weight.chunks_exact(CO).zip(weights.chunks_exact_mut(LANES)) {
         for (i, lane) in lanes.iter_mut().enumerate() {
-            *lane = tap[i / 2];
+            *lane = tap.get(i / 2).copied().unwrap_or(0.0);
         }
     }
     let weights = weights.as_chunks::<LANES>().0;
@@ -88,8 +111,8 @@ fn convolve(
     let mut output_rows = output_rows(g, rows.clone()).peekable();
     while let Some(row) = output_rows.next() {
         let out_row = |row: &OutputRow| {
-            let first = (row.pixel - rows.start) * CHANNELS;
-            first..first + row.columns.len() * CHANNELS
+            let first = (row.pixel - rows.start) * CO;
+            first..first + row.columns.len() * CO
         };
         let vectors = row.columns.start / LANES..row.columns.end.div_ceil(LANES);
         // A row of one vector is convolved with the next output row of its
@@ -146,26 +169,30 @@ fn accumulate<const R: usize>(
 }
 
 /// How the sums of a pair are finished and stored.
-struct Store<'a> {
+struct Store<'a, const CO: usize> {
     simd: V4,
     finish: Finish<'a>,
     /// The activation `finish` does not take, applied after.
     left: Option<Activation>,
     /// Each lane's scale and shift, in the order of the stored pixels:
-    /// channel `i % 8`.
+    /// channel `i % CO`.
     scale: f32x16,
     shift: f32x16,
+    /// Lane `i` (pixel `i / CO`, channel `i % CO`) from lane `i % CO * 2 +
+    /// i / CO`: the pair pixel by pixel, NHWC.
+    order: [i32; LANES],
 }
 
-impl<'a> Store<'a> {
-    fn new(simd: V4, conv: Conv<'a>) -> Store<'a> {
+impl<'a, const CO: usize> Store<'a, CO> {
+    fn new(simd: V4, conv: Conv<'a>) -> Store<'a, CO> {
         let (finish, left) = conv.epilogue.finish();
         let lanes = |values: Option<&[f32]>, empty: f32| {
-            let lanes: [f32; LANES] = std::array::from_fn(|i| values.map_or(empty, |v| v[i % CHANNELS]));
+            let lanes: [f32; LANES] = std::array::from_fn(|i| values.map_or(empty, |v| v[i % CO]));
             gemm_narrow::load(simd, &lanes)
         };
         let (scale, shift) = (lanes(finish.scale, 1.0), lanes(finish.shift, 0.0));
-        Store { simd, finish, left, scale, shift }
+        let order = std::array::from_fn(|i| (i % CO * 2 + i / CO % 2) as i32);
+        Store { simd, finish, left, scale, shift, order }
     }
 
     /// A vector of sums in NHWC order with the epilogue applied, as the
@@ -191,9 +218,7 @@ impl<'a> Store<'a> {
         finished: impl Fn(f32x16) -> f32x16,
     ) {
         let simd = self.simd;
-        // Lane `i` from lane `i % 8 * 2 + i / 8`: pixel by pixel, NHWC.
-        const NHWC: [i32; LANES] = [0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15];
-        let order = pulp::cast(NHWC);
+        let order = pulp::cast(self.order);
         for (j, &sum) in sums.iter().enumerate() {
             let first = v * LANES + 2 * j;
             let (lo, hi) = (first.max(columns.start), (first + 2).min(columns.end));
@@ -201,10 +226,11 @@ impl<'a> Store<'a> {
                 continue;
             }
             let sum = finished(pulp::cast(simd.avx512f._mm512_permutexvar_ps(order, pulp::cast(sum))));
-            let pixels = &mut out_row[(lo - columns.start) * CHANNELS..(hi - columns.start) * CHANNELS];
-            let values: [[f32; CHANNELS]; 2] = bytemuck::cast(sum);
+            let pixels = &mut out_row[(lo - columns.start) * CO..(hi - columns.start) * CO];
+            let values: [f32; LANES] = bytemuck::cast(sum);
+            let values = values.as_chunks::<CO>().0;
             // Copies of known size, whole or one pixel: no call to memcpy.
-            match (pixels.as_chunks_mut::<CHANNELS>().0, lo == first) {
+            match (pixels.as_chunks_mut::<CO>().0, lo == first) {
                 ([both, second], _) => (*both, *second) = (values[0], values[1]),
                 ([one], first) => *one = values[usize::from(!first)],
                 _ => unreachable!("a pair is one or two pixels"),
