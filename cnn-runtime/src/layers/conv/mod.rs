@@ -158,7 +158,7 @@ impl Conv2d {
     pub(crate) fn lay_out(&self, kernels: Kernels, into: &mut LaidOut) {
         let g = &self.geometry;
         let weight = tensor::values(&self.weight);
-        into.kernels = kernels;
+        (into.kernels, into.start) = (kernels, 0);
         if direct::is_direct(g, kernels) {
             return into.values.clear();
         }
