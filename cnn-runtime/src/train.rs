@@ -23,7 +23,7 @@ use crate::layers::{
     global_pool_backward, upsample, upsample_backward,
 };
 use crate::optim::Optimizer;
-use crate::workspace::{alone, with_kept_scratch};
+use crate::workspace::{alone, copy_of, give_back, with_kept_scratch, zeros};
 
 /// A network's layer with parameters, as a training step changes it: the
 /// plan's nodes name them by their slot.
@@ -123,6 +123,21 @@ struct Record {
 impl Record {
     fn output(&self) -> &[f32] {
         self.outputs.last().expect("the input is first")
+    }
+
+    /// Its buffers, for the next step.
+    fn give_back(self) {
+        for kept in self.kept {
+            match kept {
+                Kept::Mask(mask) => give_back([mask]),
+                Kept::Block { branches, merged } => {
+                    give_back([merged]);
+                    branches.into_iter().for_each(Record::give_back);
+                }
+                Kept::Nothing | Kept::Stats(_) => {}
+            }
+        }
+        give_back(self.outputs);
     }
 }
 
@@ -247,7 +262,7 @@ fn step(
 ) -> (f64, Vec<Vec<Vec<f32>>>) {
     // Forward, keeping every output.
     let n = labels.len();
-    let record = forward_all(nodes, layers, input.to_vec(), n, rng);
+    let record = forward_all(nodes, layers, copy_of(input), n, rng);
 
     // The loss and its gradient with respect to the logits.
     let classes = record.output().len() / n.max(1);
@@ -258,6 +273,7 @@ fn step(
     let layers = layers.all();
     let mut grads: Vec<Vec<Vec<f32>>> = vec![Vec::new(); layers.len()];
     backward_all(nodes, layers, &record, grad, false, &mut grads);
+    record.give_back();
     (loss, grads)
 }
 
@@ -273,8 +289,8 @@ fn forward(
     // Steps that change their input start from a copy of it, the rest
     // from zeros they overwrite.
     let mut output = match node.op {
-        Op::Flatten | Op::Act(_) | Op::BatchNorm { .. } => input.to_vec(),
-        _ => vec![0.0f32; n * node.info.output.len()],
+        Op::Flatten | Op::Act(_) | Op::BatchNorm { .. } => copy_of(input),
+        _ => zeros(n * node.info.output.len()),
     };
     let mut keep = Kept::Nothing;
     let layer = node.param.map(|p| p.slot);
@@ -421,15 +437,29 @@ fn backward(
     match (node.op, node.param.map(|p| &layers[p.slot])) {
         (Op::Conv { .. }, Some(LayerMut::Conv2d(conv))) => {
             let biases = conv.bias_values().map(<[f32]>::len);
-            weighted(input.len(), conv.weight().len(), biases, want_input, &mut grads[slot], |dx, dw, db| {
-                conv.backward(input, &grad, dx, dw, db)
-            })
+            let dx = weighted(
+                input.len(),
+                conv.weight().len(),
+                biases,
+                want_input,
+                &mut grads[slot],
+                |dx, dw, db| conv.backward(input, &grad, dx, dw, db),
+            );
+            give_back([grad]);
+            dx
         }
         (Op::Dense { .. }, Some(LayerMut::Dense(dense))) => {
             let biases = dense.bias_values().map(<[f32]>::len);
-            weighted(input.len(), dense.weight().len(), biases, want_input, &mut grads[slot], |dx, dw, db| {
-                dense.backward(input, &grad, dx, dw, db)
-            })
+            let dx = weighted(
+                input.len(),
+                dense.weight().len(),
+                biases,
+                want_input,
+                &mut grads[slot],
+                |dx, dw, db| dense.backward(input, &grad, dx, dw, db),
+            );
+            give_back([grad]);
+            dx
         }
         (Op::BatchNorm { .. }, Some(LayerMut::BatchNorm(bn))) => {
             let Kept::Stats(stats) = kept else { unreachable!("batchnorm keeps its statistics") };
@@ -439,13 +469,15 @@ fn backward(
             grad
         }
         (Op::MaxPool { height, width }, _) => {
-            let mut dx = vec![0.0f32; input.len()];
+            let mut dx = zeros(input.len());
             MaxPool2d::new(height, width).backward(input, output, c, &grad, &mut dx);
+            give_back([grad]);
             dx
         }
         (Op::AvgPool { height, width }, _) => {
-            let mut dx = vec![0.0f32; input.len()];
+            let mut dx = zeros(input.len());
             AvgPool2d::new(height, width).backward(c, &grad, &mut dx);
+            give_back([grad]);
             dx
         }
         (Op::GlobalAvgPool | Op::GlobalMaxPool, _) => {
@@ -535,7 +567,7 @@ fn weighted(
     grads: &mut Vec<Vec<f32>>,
     backward: impl FnOnce(Option<&mut [f32]>, &mut [f32], Option<&mut [f32]>),
 ) -> Vec<f32> {
-    let mut dx = vec![0.0f32; if want_input { input_len } else { 0 }];
+    let mut dx = zeros(if want_input { input_len } else { 0 });
     let (mut dw, mut db) = (vec![0.0f32; weights], vec![0.0f32; biases.unwrap_or(0)]);
     backward(want_input.then_some(&mut dx[..]), &mut dw, biases.map(|_| &mut db[..]));
     grads.push(dw);

@@ -310,3 +310,48 @@ pub(crate) fn with_kept_scratch<R>(f: impl FnOnce(&mut Vec<Vec<f32>>) -> R) -> R
     KEPT_SCRATCH.set(scratch);
     result
 }
+
+thread_local! {
+    /// Buffers of a training step given back at its end, for the next.
+    static SPARE: std::cell::Cell<Vec<Vec<f32>>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The most buffers a thread keeps for the next step.
+const SPARES: usize = 64;
+
+/// `len` values from `fill`, in the smallest buffer this thread gave back
+/// with [`give_back`] that holds them, or a new one: the next step's
+/// buffers are the last one's, rather than memory the allocator maps
+/// afresh, a page fault every 4 KiB.
+fn reused(len: usize, fill: impl FnOnce(&mut Vec<f32>)) -> Vec<f32> {
+    let mut spares = SPARE.take();
+    let fits =
+        spares.iter().enumerate().filter(|(_, b)| b.capacity() >= len).min_by_key(|(_, b)| b.capacity());
+    let mut buffer = fits.map(|(i, _)| i).map_or_else(|| Vec::with_capacity(len), |i| spares.swap_remove(i));
+    SPARE.set(spares);
+    buffer.clear();
+    fill(&mut buffer);
+    buffer
+}
+
+/// `len` zeros, in a buffer of the last step's (see [`reused`]).
+pub(crate) fn zeros(len: usize) -> Vec<f32> {
+    reused(len, |buffer| buffer.resize(len, 0.0))
+}
+
+/// A copy of `values`, in a buffer of the last step's (see [`reused`]).
+pub(crate) fn copy_of(values: &[f32]) -> Vec<f32> {
+    reused(values.len(), |buffer| buffer.extend_from_slice(values))
+}
+
+/// Keeps `buffers` on this thread for [`zeros`] and [`copy_of`], the
+/// largest up to `SPARES`.
+pub(crate) fn give_back(buffers: impl IntoIterator<Item = Vec<f32>>) {
+    let mut spares = SPARE.take();
+    spares.extend(buffers.into_iter().filter(|b| b.capacity() > 0));
+    if spares.len() > SPARES {
+        spares.sort_unstable_by_key(|b| std::cmp::Reverse(b.capacity()));
+        spares.truncate(SPARES);
+    }
+    SPARE.set(spares);
+}
