@@ -436,30 +436,16 @@ fn backward(
     let slot = node.param.map_or(0, |p| p.slot);
     match (node.op, node.param.map(|p| &layers[p.slot])) {
         (Op::Conv { .. }, Some(LayerMut::Conv2d(conv))) => {
-            let biases = conv.bias_values().map(<[f32]>::len);
-            let dx = weighted(
-                input.len(),
-                conv.weight().len(),
-                biases,
-                want_input,
-                &mut grads[slot],
-                |dx, dw, db| conv.backward(input, &grad, dx, dw, db),
-            );
-            give_back([grad]);
-            dx
+            let sizes = (input.len(), conv.weight().len(), conv.bias_values().map(<[f32]>::len));
+            weighted(grad, sizes, want_input, &mut grads[slot], |dy, dx, dw, db| {
+                conv.backward(input, dy, dx, dw, db)
+            })
         }
         (Op::Dense { .. }, Some(LayerMut::Dense(dense))) => {
-            let biases = dense.bias_values().map(<[f32]>::len);
-            let dx = weighted(
-                input.len(),
-                dense.weight().len(),
-                biases,
-                want_input,
-                &mut grads[slot],
-                |dx, dw, db| dense.backward(input, &grad, dx, dw, db),
-            );
-            give_back([grad]);
-            dx
+            let sizes = (input.len(), dense.weight().len(), dense.bias_values().map(<[f32]>::len));
+            weighted(grad, sizes, want_input, &mut grads[slot], |dy, dx, dw, db| {
+                dense.backward(input, dy, dx, dw, db)
+            })
         }
         (Op::BatchNorm { .. }, Some(LayerMut::BatchNorm(bn))) => {
             let Kept::Stats(stats) = kept else { unreachable!("batchnorm keeps its statistics") };
@@ -556,20 +542,21 @@ fn backward(
     }
 }
 
-/// Runs the backward pass of a layer with a weight and maybe a bias: its
-/// gradients go to `grads` (weight, then bias), the input's is returned
-/// (empty unless `want_input`).
+/// Runs the backward pass of a layer with a weight and maybe a bias, of
+/// `(input, weight, bias)` sizes, from `dy`, its output's gradient, which
+/// goes back to the thread's spares: its gradients go to `grads` (weight,
+/// then bias), the input's is returned (empty unless `want_input`).
 fn weighted(
-    input_len: usize,
-    weights: usize,
-    biases: Option<usize>,
+    dy: Vec<f32>,
+    (input_len, weights, biases): (usize, usize, Option<usize>),
     want_input: bool,
     grads: &mut Vec<Vec<f32>>,
-    backward: impl FnOnce(Option<&mut [f32]>, &mut [f32], Option<&mut [f32]>),
+    backward: impl FnOnce(&[f32], Option<&mut [f32]>, &mut [f32], Option<&mut [f32]>),
 ) -> Vec<f32> {
     let mut dx = zeros(if want_input { input_len } else { 0 });
     let (mut dw, mut db) = (vec![0.0f32; weights], vec![0.0f32; biases.unwrap_or(0)]);
-    backward(want_input.then_some(&mut dx[..]), &mut dw, biases.map(|_| &mut db[..]));
+    backward(&dy, want_input.then_some(&mut dx[..]), &mut dw, biases.map(|_| &mut db[..]));
+    give_back([dy]);
     grads.push(dw);
     if biases.is_some() {
         grads.push(db);
