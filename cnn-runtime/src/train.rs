@@ -272,7 +272,7 @@ fn step(
     // Backward, every parameter's gradient by slot.
     let layers = layers.all();
     let mut grads: Vec<Vec<Vec<f32>>> = vec![Vec::new(); layers.len()];
-    backward_all(nodes, layers, &record, grad, false, &mut grads);
+    give_back([backward_all(nodes, layers, &record, grad, false, &mut grads)]);
     record.give_back();
     (loss, grads)
 }

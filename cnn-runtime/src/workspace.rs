@@ -324,6 +324,10 @@ const SPARES: usize = 64;
 /// buffers are the last one's, rather than memory the allocator maps
 /// afresh, a page fault every 4 KiB.
 fn reused(len: usize, fill: impl FnOnce(&mut Vec<f32>)) -> Vec<f32> {
+    // Nothing to hold: no spare taken out of the pool for it.
+    if len == 0 {
+        return Vec::new();
+    }
     let mut spares = SPARE.take();
     let fits =
         spares.iter().enumerate().filter(|(_, b)| b.capacity() >= len).min_by_key(|(_, b)| b.capacity());

@@ -61,9 +61,8 @@ impl Tiling for ConvGeometry {
 /// place.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct LaidOut {
+    /// From a cache line's boundary on ([`tensor::line_aligned`]).
     values: Vec<f32>,
-    /// Where they start in `values`.
-    start: usize,
     kernels: Kernels,
 }
 
@@ -158,7 +157,7 @@ impl Conv2d {
     pub(crate) fn lay_out(&self, kernels: Kernels, into: &mut LaidOut) {
         let g = &self.geometry;
         let weight = tensor::values(&self.weight);
-        (into.kernels, into.start) = (kernels, 0);
+        into.kernels = kernels;
         if direct::is_direct(g, kernels) {
             return into.values.clear();
         }
@@ -168,7 +167,6 @@ impl Conv2d {
         } else {
             target.copy_from_slice(weight);
         }
-        into.start = tensor::to_line(&into.values);
     }
 
     /// Whether [`run`](Self::run) can write into columns of wider rows
@@ -275,7 +273,7 @@ impl Conv2d {
             &own
         });
         assert_eq!(laid_out.kernels, kernels, "conv weights laid out for other kernels");
-        let laid = || &laid_out.values[laid_out.start..][..weight.len()];
+        let laid = || &laid_out.values[tensor::to_line(&laid_out.values)..][..weight.len()];
         let (weight, panels) = match (direct, g.groups) {
             (true, _) => (weight, None),
             (false, 1) => (weight, Some(Panels::written(laid(), g.patch_len(), cout, kernels))),
