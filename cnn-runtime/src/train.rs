@@ -23,7 +23,7 @@ use crate::layers::{
     global_pool_backward, upsample, upsample_backward,
 };
 use crate::optim::Optimizer;
-use crate::workspace::{alone, copy_of, give_back, with_kept_scratch, zeros};
+use crate::workspace::{alone, copy_of, give_back, overwritten, with_kept_scratch};
 
 /// A network's layer with parameters, as a training step changes it: the
 /// plan's nodes name them by their slot.
@@ -286,11 +286,11 @@ fn forward(
     rng: &mut DropoutRng,
 ) -> (Vec<f32>, Kept) {
     let shape = node.input;
-    // Steps that change their input start from a copy of it, the rest
-    // from zeros they overwrite.
+    // Steps that change their input start from a copy of it; the rest
+    // write every value of their output.
     let mut output = match node.op {
         Op::Flatten | Op::Act(_) | Op::BatchNorm { .. } => copy_of(input),
-        _ => zeros(n * node.info.output.len()),
+        _ => overwritten(n * node.info.output.len()),
     };
     let mut keep = Kept::Nothing;
     let layer = node.param.map(|p| p.slot);
@@ -455,13 +455,13 @@ fn backward(
             grad
         }
         (Op::MaxPool { height, width }, _) => {
-            let mut dx = zeros(input.len());
+            let mut dx = overwritten(input.len());
             MaxPool2d::new(height, width).backward(input, output, c, &grad, &mut dx);
             give_back([grad]);
             dx
         }
         (Op::AvgPool { height, width }, _) => {
-            let mut dx = zeros(input.len());
+            let mut dx = overwritten(input.len());
             AvgPool2d::new(height, width).backward(c, &grad, &mut dx);
             give_back([grad]);
             dx
@@ -553,7 +553,7 @@ fn weighted(
     grads: &mut Vec<Vec<f32>>,
     backward: impl FnOnce(&[f32], Option<&mut [f32]>, &mut [f32], Option<&mut [f32]>),
 ) -> Vec<f32> {
-    let mut dx = zeros(if want_input { input_len } else { 0 });
+    let mut dx = overwritten(if want_input { input_len } else { 0 });
     let (mut dw, mut db) = (vec![0.0f32; weights], vec![0.0f32; biases.unwrap_or(0)]);
     backward(&dy, want_input.then_some(&mut dx[..]), &mut dw, biases.map(|_| &mut db[..]));
     give_back([dy]);

@@ -319,10 +319,10 @@ thread_local! {
 /// The most buffers a thread keeps for the next step.
 const SPARES: usize = 64;
 
-/// `len` values from `fill`, in the smallest buffer this thread gave back
-/// with [`give_back`] that holds them, or a new one: the next step's
-/// buffers are the last one's, rather than memory the allocator maps
-/// afresh, a page fault every 4 KiB.
+/// `len` values from `fill`, given the smallest buffer this thread gave
+/// back with [`give_back`] that holds them (its old values in it), or a
+/// new one: the next step's buffers are the last one's, rather than
+/// memory the allocator maps afresh, a page fault every 4 KiB.
 fn reused(len: usize, fill: impl FnOnce(&mut Vec<f32>)) -> Vec<f32> {
     // Nothing to hold: no spare taken out of the pool for it.
     if len == 0 {
@@ -333,22 +333,33 @@ fn reused(len: usize, fill: impl FnOnce(&mut Vec<f32>)) -> Vec<f32> {
         spares.iter().enumerate().filter(|(_, b)| b.capacity() >= len).min_by_key(|(_, b)| b.capacity());
     let mut buffer = fits.map(|(i, _)| i).map_or_else(|| Vec::with_capacity(len), |i| spares.swap_remove(i));
     SPARE.set(spares);
-    buffer.clear();
     fill(&mut buffer);
     buffer
 }
 
-/// `len` zeros, in a buffer of the last step's (see [`reused`]).
-pub(crate) fn zeros(len: usize) -> Vec<f32> {
-    reused(len, |buffer| buffer.resize(len, 0.0))
-}
-
 /// A copy of `values`, in a buffer of the last step's (see [`reused`]).
 pub(crate) fn copy_of(values: &[f32]) -> Vec<f32> {
-    reused(values.len(), |buffer| buffer.extend_from_slice(values))
+    reused(values.len(), |buffer| {
+        buffer.clear();
+        buffer.extend_from_slice(values)
+    })
 }
 
-/// Keeps `buffers` on this thread for [`zeros`] and [`copy_of`], the
+/// `len` values for the caller to overwrite, in a buffer of the last
+/// step's (see [`reused`]) holding what it held: zeroing them first, a
+/// pass over memory of its own, would be lost. NaN in builds with debug
+/// assertions (the tests'), where a value left unwritten shows.
+pub(crate) fn overwritten(len: usize) -> Vec<f32> {
+    reused(len, |buffer| {
+        if cfg!(debug_assertions) {
+            buffer.clear();
+        }
+        buffer.truncate(len);
+        buffer.resize(len, if cfg!(debug_assertions) { f32::NAN } else { 0.0 })
+    })
+}
+
+/// Keeps `buffers` on this thread for [`copy_of`] and [`overwritten`], the
 /// largest up to `SPARES`.
 pub(crate) fn give_back(buffers: impl IntoIterator<Item = Vec<f32>>) {
     let mut spares = SPARE.take();

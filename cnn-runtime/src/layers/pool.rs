@@ -408,43 +408,56 @@ impl MaxPool2d {
     /// the first whose value is the output `y` (the first maximum, or the
     /// first NaN, as in the forward pass); `dx` is overwritten. Channels go
     /// through a window together, a vector of 8 at a time (the last padded),
-    /// each until its cell is found.
+    /// each until its cell is found. Where no two windows share a cell
+    /// (`maxpool 2`), each cell's gradient is written, not added, and
+    /// where they cover the input too, `dx` is not zeroed first.
     pub(crate) fn backward(&self, x: &[f32], y: &[f32], channels: usize, dy: &[f32], dx: &mut [f32]) {
         const BLOCK: usize = 8;
         let (h, w, c) = (self.height, self.width, channels);
         let (image_len, out_len) = (h.input * w.input * c, h.output * w.output * c);
-        dx.fill(0.0);
+        let apart = |a: &Axis| a.stride >= a.kernel;
+        let covers = |a: &Axis| a.stride == a.kernel && a.output * a.kernel >= a.pad_before + a.input;
+        let overlap = !(apart(&h) && apart(&w));
+        if !(covers(&h) && covers(&w)) {
+            dx.fill(0.0);
+        }
         if out_len == 0 {
             return;
         }
+        // Selects as bit masks, `|` and `&` not `||` and `&&`: lanes of a
+        // vector, no branches.
+        let all_if = |b: bool| (b as u32).wrapping_neg();
         // Values `first..first + len` of `values`, zero past them: arrays of
         // one size, which the loops below keep in registers. Padded lanes
-        // match (0 == 0) and route a zero gradient, nowhere.
-        let block = |values: &[f32], first: usize, len: usize| {
-            let mut block = [0.0f32; BLOCK];
-            block.iter_mut().zip(&values[first..first + len]).for_each(|(b, v)| *b = *v);
-            block
+        // match (0 == 0) and route a zero gradient, nowhere. Read as a whole
+        // block where the values go on past `len`, and the lanes past it
+        // zeroed in the register: written a value at a time, a block is read
+        // back from memory before the writes reach it.
+        let block = |values: &[f32], first: usize, len: usize| match values.get(first..first + BLOCK) {
+            Some(whole) => std::array::from_fn(|i| f32::from_bits(whole[i].to_bits() & all_if(i < len))),
+            None => {
+                let mut block = [0.0f32; BLOCK];
+                block.iter_mut().zip(&values[first..first + len]).for_each(|(b, v)| *b = *v);
+                block
+            }
         };
-        // A cell's values read as a whole block where the image goes on
-        // past `len` (into the next cell): a copy of `len` values is a loop
-        // a value at a time. Its lanes past `len` meet a zero gradient.
+        // A cell's values, its lanes past `len` (the next cell's) kept:
+        // they meet a zero gradient.
         let cell = |image: &[f32], at: usize, len: usize| match image.get(at..at + BLOCK) {
             Some(whole) => std::array::from_fn(|i| whole[i]),
             None => block(image, at, len),
         };
-        // Selects as bit masks, `|` and `&` not `||` and `&&`: lanes of a
-        // vector, no branches.
-        let all_if = |b: bool| (b as u32).wrapping_neg();
         let one_image = |image: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]| {
             cpu::vectorized(
                 #[inline(always)]
                 || {
-                    for (pixel, (y, dy)) in y.chunks_exact(c).zip(dy.chunks_exact(c)).enumerate() {
+                    for pixel in 0..y.len() / c {
                         let (rows, _) = window_range(h, pixel / w.output);
                         let (cols, _) = window_range(w, pixel % w.output);
                         for first in (0..c).step_by(BLOCK) {
                             let len = BLOCK.min(c - first);
-                            let (y, dy) = (block(y, first, len), block(dy, first, len));
+                            let at = pixel * c + first;
+                            let (y, dy) = (block(y, at, len), block(dy, at, len));
                             // 1 until the channel's cell is found, then 0: a select, not a branch.
                             let mut open = [1.0f32; BLOCK];
                             for iy in rows.clone() {
@@ -461,14 +474,29 @@ impl MaxPool2d {
                                     }
                                     // Lanes past `len` route nothing: a whole block
                                     // adds zeros to the next channels where it fits.
-                                    match dx.get_mut(at..at + BLOCK) {
-                                        Some(whole) => {
+                                    // Where windows do not overlap, it writes them
+                                    // instead: into the next cells of the row, routed
+                                    // later if a cell is one block, but not past the
+                                    // row's end into the next row's, which may have
+                                    // been.
+                                    let spills_later = c <= BLOCK && at + BLOCK <= (iy + 1) * w.input * c;
+                                    let whole = match overlap || len == BLOCK || spills_later {
+                                        true => dx.get_mut(at..at + BLOCK),
+                                        false => None,
+                                    };
+                                    match (overlap, whole) {
+                                        (true, Some(whole)) => {
                                             whole.iter_mut().zip(&routed).for_each(|(d, r)| *d += r)
                                         }
-                                        None => dx[at..at + len]
+                                        (false, Some(whole)) => whole.copy_from_slice(&routed),
+                                        (true, None) => dx[at..at + len]
                                             .iter_mut()
                                             .zip(&routed)
                                             .for_each(|(d, r)| *d += r),
+                                        (false, None) => dx[at..at + len]
+                                            .iter_mut()
+                                            .zip(&routed)
+                                            .for_each(|(d, r)| *d = *r),
                                     }
                                 }
                             }
@@ -647,12 +675,17 @@ mod tests {
 
     /// Each output gradient goes to the first cell of its window (in
     /// scan order, padding skipped) that holds the output, a NaN output to
-    /// the first NaN: a plain loop, for windows that overlap or not and
+    /// the first NaN: a plain loop, for windows that overlap, that do not
+    /// and cover the input (padded or not), that leave cells out, and
     /// channel counts that fill vectors of 8 or not.
     #[test]
     fn max_backward_routes_to_the_first_winner() {
-        let windows =
-            [(axis(6, 2, 2, 0, 3), axis(4, 2, 2, 0, 2)), (axis(5, 3, 2, 1, 3), axis(7, 3, 2, 1, 4))];
+        let windows = [
+            (axis(6, 2, 2, 0, 3), axis(4, 2, 2, 0, 2)),
+            (axis(5, 3, 2, 1, 3), axis(7, 3, 2, 1, 4)),
+            (axis(5, 2, 2, 1, 3), axis(7, 3, 3, 1, 3)),
+            (axis(7, 2, 2, 0, 3), axis(6, 2, 3, 0, 2)),
+        ];
         for (height, width) in windows {
             // Ties, NaN and repeats; and values that fall along each row, so
             // that each window's first cell is its winner, and the cell that
