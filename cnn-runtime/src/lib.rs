@@ -30,6 +30,7 @@ mod network;
 #[doc(hidden)]
 pub mod onnx;
 pub mod optim;
+mod spread;
 mod train;
 mod workspace;
 

@@ -10,7 +10,7 @@ mod dense;
 mod epilogue;
 mod norm;
 mod pool;
-mod tensor;
+pub(crate) mod tensor;
 mod upsample;
 
 pub(crate) use activation::Apply;

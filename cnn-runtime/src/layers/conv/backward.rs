@@ -2,7 +2,8 @@
 //! forward pass's GEMM kernel as `dw = col^T dy`, `col^T` read from the
 //! (padded) input in place where the forward reads its patches so, else
 //! from im2col tiles; the input gradient as a convolution of `dy` at
-//! stride 1 with `same` padding, else `dcol = dy W^T` then col2im.
+//! stride 1 with `same` padding, else each pixel's gradient spread over its
+//! window in place ([`crate::spread`]), else `dcol = dy W^T` then col2im.
 
 use cnn_shape::{Axis, ConvGeometry};
 use ndarray::Array4;
@@ -16,6 +17,7 @@ use crate::gemm_narrow::{self, Finish};
 use crate::im2col::{SLACK, col2im_tile, im2col_tile};
 use crate::layers::dense::sum_rows;
 use crate::layers::{Destination, Epilogue, tensor};
+use crate::spread::Spread;
 use crate::workspace::with_kept_scratch;
 
 impl Conv2d {
@@ -45,10 +47,14 @@ impl Conv2d {
                 conv.run(dy, dx, scratch, (&epilogue, None), Kernels::Fastest, whole)
             });
         }
-        // The weight as `[COUT, KH*KW*CIN/G]`, the B of `dcol = dy W^T`.
+        // Else each pixel's gradient spread over its window where the
+        // kernel runs, else the weight as `[COUT, KH*KW*CIN/G]`, the B of
+        // `dcol = dy W^T`.
         let weight = tensor::values(&self.weight);
-        let mut weight_t = vec![0.0; if dx.is_some() { cout * patch } else { 0 }];
-        if dx.is_some() {
+        let spread = dx.as_ref().and_then(|_| Spread::new(weight, &g, Kernels::Fastest));
+        let by_dcol = dx.is_some() && spread.is_none();
+        let mut weight_t = vec![0.0; if by_dcol { cout * patch } else { 0 }];
+        if by_dcol {
             transpose(weight, cout, &mut weight_t);
         }
         // Where the taps are read in place, the images padded once.
@@ -65,11 +71,14 @@ impl Conv2d {
             }
             None => Vec::new(),
         };
-        let part = |scratch: &mut Scratch, p: usize, partial: &mut [f32], dx: Option<&mut [f32]>| {
+        let part = |scratch: &mut Scratch, p: usize, partial: &mut [f32], mut dx: Option<&mut [f32]>| {
             let images = p * IMAGES_PER_PART..((p + 1) * IMAGES_PER_PART).min(n);
             let x = &x[images.start * g.input_len()..images.end * g.input_len()];
             let dy = &dy[images.start * g.output_len()..images.end * g.output_len()];
             let (dw, db) = partial.split_at_mut(patch * cout);
+            if let Some(spread) = &spread {
+                spread.add(dy, dx.take().expect("dx is wanted"));
+            }
             match &in_place {
                 None => self.backward_part(x, dy, &weight_t, dx, Some(dw), scratch),
                 // dw[ky, kx, i, o] = sum over (oy, ox) of x[oy + ky, ox + kx, i] dy[oy, ox, o]
