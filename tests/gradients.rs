@@ -136,6 +136,20 @@ cnn::cnn! {
         dense 3 nobias;
     }
 
+    /// Activations that a training step applies as the layer before
+    /// writes its output, their gradients then taken from that output.
+    #[derive(Clone)]
+    struct Fused {
+        input 6x5x2;
+        conv 4 k3 p1 tanh;
+        conv 5 k2 relu6;
+        conv 3 k2 leakyrelu 0.2;
+        flatten;
+        dense 6 relu;
+        dense 5 sigmoid;
+        dense 3;
+    }
+
     #[derive(Clone)]
     struct DenseOnly {
         input 3x3x2;
@@ -296,6 +310,24 @@ fn global_max_pool_flat_batchnorm_and_dropout_gradients() {
         },
         |n, opt| n.train_step(x.view(), &labels, opt).unwrap(),
         "global max pool, flat batchnorm, dropout",
+    );
+}
+
+#[test]
+fn activations_fused_into_the_layer_before_gradients() {
+    let (x, labels) = batch::<3>((5, 6, 5, 2));
+    let net = Fused::with_seed(8);
+    check(
+        &net,
+        |n| {
+            [conv(&mut n.conv1), conv(&mut n.conv2), conv(&mut n.conv3), dense(&mut n.dense1)]
+                .into_iter()
+                .chain([dense(&mut n.dense2), dense(&mut n.dense3)])
+                .flatten()
+                .collect()
+        },
+        |n, opt| n.train_step(x.view(), &labels, opt).unwrap(),
+        "fused activations",
     );
 }
 

@@ -150,12 +150,36 @@ fn forward_all(
     rng: &mut DropoutRng,
 ) -> Record {
     let mut record = Record { outputs: vec![input], kept: Vec::with_capacity(nodes.len()) };
-    for node in nodes {
-        let (output, keep) = forward(node, layers, record.output(), n, rng);
+    for (i, node) in nodes.iter().enumerate() {
+        if i > 0 && fused(&nodes[i - 1], node).is_some() {
+            // The layer before wrote this activation's output: its own,
+            // the activation's input, is not kept.
+            let output = std::mem::take(record.outputs.last_mut().expect("the input is first"));
+            record.outputs.push(output);
+            record.kept.push(Kept::Nothing);
+            continue;
+        }
+        let act = nodes.get(i + 1).and_then(|next| fused(node, next));
+        let (output, keep) = forward(node, layers, record.output(), n, rng, act);
         record.outputs.push(output);
         record.kept.push(keep);
     }
     record
+}
+
+/// The activation of `next` if `node` applies it as it writes its output
+/// (a conv or dense layer, its epilogue): one whose gradient is the same
+/// computed from its output as from its input, which is then not kept
+/// (relu and relu6 by the sign and range of either, leaky relu with a
+/// slope of 0 or more too; tanh and sigmoid by their output alone).
+fn fused(node: &Node, next: &Node) -> Option<Activation> {
+    let Op::Act(act) = next.op else { return None };
+    let from_output = match act {
+        Activation::Relu | Activation::Relu6 | Activation::Tanh | Activation::Sigmoid => true,
+        Activation::LeakyRelu(alpha) => alpha >= 0.0,
+        Activation::Silu | Activation::Softmax => false,
+    };
+    (matches!(node.op, Op::Conv { .. } | Op::Dense { .. }) && from_output).then_some(act)
 }
 
 /// The gradient of the input of `nodes` from `grad`, its output's; the
@@ -277,13 +301,15 @@ fn step(
     (loss, grads)
 }
 
-/// One node of the training-mode forward pass.
+/// One node of the training-mode forward pass; a conv or dense layer
+/// applies `act` too.
 fn forward(
     node: &Node,
     layers: &mut Layers<'_, '_>,
     input: &[f32],
     n: usize,
     rng: &mut DropoutRng,
+    act: Option<Activation>,
 ) -> (Vec<f32>, Kept) {
     let shape = node.input;
     // Steps that change their input start from a copy of it; the rest
@@ -303,14 +329,14 @@ fn forward(
     }
     match (node.op, layer.map(|slot| &layers.all()[slot])) {
         (Op::Conv { .. }, Some(LayerMut::Conv2d(conv))) => {
-            let epilogue = Epilogue::new(conv.bias_values(), None, None);
+            let epilogue = Epilogue::new(conv.bias_values(), None, act);
             let whole = Destination::Whole;
             with_kept_scratch(|scratch| {
                 conv.run(input, &mut output, scratch, (&epilogue, None), Kernels::Fastest, whole)
             });
         }
         (Op::Dense { .. }, Some(LayerMut::Dense(dense))) => {
-            let epilogue = Epilogue::new(dense.bias_values(), None, None);
+            let epilogue = Epilogue::new(dense.bias_values(), None, act);
             dense.run(input, &mut output, &epilogue, Kernels::Fastest, Destination::Whole);
         }
         (Op::MaxPool { height, width }, _) => {
@@ -479,6 +505,8 @@ fn backward(
             grad
         }
         (Op::Act(act), _) => {
+            // Fused into the layer before, its input was not kept.
+            let input = if input.is_empty() { output } else { input };
             let part = elementwise_part(c);
             let apply = |(grad, (input, output)): (&mut [f32], (&[f32], &[f32]))| {
                 cpu::vectorized(
