@@ -88,9 +88,11 @@ impl Conv2d {
                     for image in images.clone() {
                         let x = &padded[image * len..(image + 1) * len];
                         let dy = &dy[(image - images.start) * g.output_len()..][..g.output_len()];
-                        let b = MatRef::row_major(dy, g.height.output * g.width.output, cout);
-                        let c = MatMut::row_major(dw, patch, cout);
-                        gemm_narrow::multiply_taps(x, unpadded, b, c, Finish::ACCUMULATE, Kernels::Fastest);
+                        for (x, g, dy) in row_bands(x, unpadded, dy) {
+                            let b = MatRef::row_major(dy, g.height.output * g.width.output, cout);
+                            let c = MatMut::row_major(dw, patch, cout);
+                            gemm_narrow::multiply_taps(x, &g, b, c, Finish::ACCUMULATE, Kernels::Fastest);
+                        }
                     }
                     if dx.is_some() {
                         self.backward_part(x, dy, &weight_t, dx, None, scratch);
@@ -218,6 +220,31 @@ impl Conv2d {
         });
         Some(Conv2d { weight, bias: None, geometry })
     }
+}
+
+/// An unpadded image `x` of `g` and its output's gradient `dy` cut into
+/// bands of output rows, each with the input rows its windows read and
+/// their geometry: the taps of a band and its gradient stay in L1 while
+/// the weight gradient's blocks of taps pass over them, where a whole
+/// image's fall out of it between blocks.
+fn row_bands<'a>(
+    x: &'a [f32],
+    g: &ConvGeometry,
+    dy: &'a [f32],
+) -> impl Iterator<Item = (&'a [f32], ConvGeometry, &'a [f32])> + use<'a> {
+    const BAND_BYTES: usize = 32 * 1024;
+    let (h, w, g) = (g.height, g.width, *g);
+    let (input_row, output_row) = (w.input * g.in_channels, w.output * g.out_channels);
+    let reach = h.dilation * (h.kernel - 1) + 1;
+    let row_bytes = (input_row * h.stride + output_row) * size_of::<f32>();
+    let rows = (BAND_BYTES / row_bytes.max(1)).clamp(1, h.output.max(1));
+    (0..h.output).step_by(rows).map(move |first| {
+        let band = rows.min(h.output - first);
+        let input = (band - 1) * h.stride + reach;
+        let height = Axis { input, output: band, ..h };
+        let x = &x[first * h.stride * input_row..][..input * input_row];
+        (x, ConvGeometry { height, ..g }, &dy[first * output_row..][..band * output_row])
+    })
 }
 
 /// Whether the window moves one cell at a time, undilated, over every cell
