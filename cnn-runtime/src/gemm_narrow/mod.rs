@@ -439,13 +439,16 @@ impl Block<'_> {
         }
         let a: [&[f32]; MR] = std::array::from_fn(|r| &data[starts[r] + span.a_start..][..span.extent()]);
         let b = &self.b[span.k_start * self.ldb..];
-        if FULL {
+        // A partial last vector is loaded whole where B goes on past it at
+        // every row (a caller may give B room past its end): its lanes
+        // past the width are summed but never stored.
+        let k = span.runs * span.len;
+        if FULL || k == 0 || (k - 1) * self.ldb + NV * lanes <= b.len() {
             multiply_add(simd, a, span, (b, self.ldb), &mut sums);
         } else {
             for (k, at) in span.offsets().enumerate() {
-                // A partial last vector is loaded whole where B goes on past
-                // it (with the next row): its lanes past the width are summed
-                // but never stored. pulp's masked load is a call.
+                // Loaded whole where B goes on past it (pulp's masked load
+                // is a call).
                 let b = &b[k * self.ldb..];
                 let b: [S::f32s; NV] = std::array::from_fn(
                     #[inline(always)]

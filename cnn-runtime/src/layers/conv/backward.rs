@@ -59,7 +59,9 @@ impl Conv2d {
         }
         // Where the taps are read in place, the images padded once.
         let mut padded = with_kept_scratch(Vec::pop).unwrap_or_default();
-        let in_place = gemm_narrow::reads_patches(&g, Kernels::Fastest).then(|| pad(x, &g, &mut padded));
+        let in_place = (gemm_narrow::reads_patches(&g, Kernels::Fastest)
+            && cout >= std::env::var("MINC").map_or(0, |v| v.parse().unwrap()))
+        .then(|| pad(x, &g, &mut padded));
         let parts = n.div_ceil(IMAGES_PER_PART);
         // Each part's `dw`, then its `db`.
         let part_len = patch * cout + cout;
@@ -87,7 +89,8 @@ impl Conv2d {
                     let len = unpadded.input_len();
                     for image in images.clone() {
                         let x = &padded[image * len..(image + 1) * len];
-                        let dy = &dy[(image - images.start) * g.output_len()..][..g.output_len()];
+                        // The image's gradient and the part's after it.
+                        let dy = &dy[(image - images.start) * g.output_len()..];
                         for (x, g, dy) in row_bands(x, unpadded, dy) {
                             let b = MatRef::row_major(dy, g.height.output * g.width.output, cout);
                             let c = MatMut::row_major(dw, patch, cout);
@@ -222,17 +225,20 @@ impl Conv2d {
     }
 }
 
-/// An unpadded image `x` of `g` and its output's gradient `dy` cut into
-/// bands of output rows, each with the input rows its windows read and
-/// their geometry: the taps of a band and its gradient stay in L1 while
-/// the weight gradient's blocks of taps pass over them, where a whole
-/// image's fall out of it between blocks.
+/// An unpadded image `x` of `g` and its output's gradient, the start of
+/// `dy`, cut into bands of output rows, each with the input rows its
+/// windows read and their geometry: the taps of a band and its gradient
+/// stay in L1 while the weight gradient's blocks of taps pass over them,
+/// where a whole image's fall out of it between blocks. A band's gradient
+/// goes on into what follows it in `dy`, up to a vector: the kernel loads
+/// a row of fewer channels than a vector whole where it can.
 fn row_bands<'a>(
     x: &'a [f32],
     g: &ConvGeometry,
     dy: &'a [f32],
 ) -> impl Iterator<Item = (&'a [f32], ConvGeometry, &'a [f32])> + use<'a> {
     const BAND_BYTES: usize = 32 * 1024;
+    const MOST_LANES: usize = 16;
     let (h, w, g) = (g.height, g.width, *g);
     let (input_row, output_row) = (w.input * g.in_channels, w.output * g.out_channels);
     let reach = h.dilation * (h.kernel - 1) + 1;
@@ -243,7 +249,8 @@ fn row_bands<'a>(
         let input = (band - 1) * h.stride + reach;
         let height = Axis { input, output: band, ..h };
         let x = &x[first * h.stride * input_row..][..input * input_row];
-        (x, ConvGeometry { height, ..g }, &dy[first * output_row..][..band * output_row])
+        let dy = &dy[first * output_row..];
+        (x, ConvGeometry { height, ..g }, &dy[..dy.len().min(band * output_row + MOST_LANES)])
     })
 }
 
