@@ -482,7 +482,7 @@ fn backward(
         }
         (Op::MaxPool { height, width }, _) => {
             let mut dx = overwritten(input.len());
-            MaxPool2d::new(height, width).backward(input, output, c, &grad, &mut dx);
+            MaxPool2d::new(height, width).backward((input, output), c, &grad, &mut dx, Kernels::Fastest);
             give_back([grad]);
             dx
         }

@@ -11,12 +11,13 @@
 use std::marker::PhantomData;
 
 use ndarray::{Array2, Array4, ArrayView4};
-use pulp::{Simd, WithSimd};
+use pulp::{Simd, WithSimd, bytemuck};
 use rayon::prelude::*;
 
 use super::tensor;
+use crate::cpu::Kernels;
 use crate::gemm_narrow::{load, store};
-use crate::workspace::split_among_threads;
+use crate::workspace::{sharing_threads, split_among_threads};
 use crate::{Error, cpu};
 use cnn_shape::Axis;
 
@@ -407,12 +408,18 @@ impl MaxPool2d {
     /// Routes each output gradient to the input cell that won its window:
     /// the first whose value is the output `y` (the first maximum, or the
     /// first NaN, as in the forward pass); `dx` is overwritten. Channels go
-    /// through a window together, a vector of 8 at a time (the last padded),
-    /// each until its cell is found. Where no two windows share a cell
-    /// (`maxpool 2`), each cell's gradient is written, not added, and
-    /// where they cover the input too, `dx` is not zeroed first.
-    pub(crate) fn backward(&self, x: &[f32], y: &[f32], channels: usize, dy: &[f32], dx: &mut [f32]) {
-        const BLOCK: usize = 8;
+    /// through a window together, a vector at a time, each until its cell
+    /// is found. Where no two windows share a cell (`maxpool 2`), each
+    /// cell's gradient is written, not added, and where they cover the
+    /// input too, `dx` is not zeroed first.
+    pub(crate) fn backward(
+        &self,
+        (x, y): (&[f32], &[f32]),
+        channels: usize,
+        dy: &[f32],
+        dx: &mut [f32],
+        kernels: Kernels,
+    ) {
         let (h, w, c) = (self.height, self.width, channels);
         let (image_len, out_len) = (h.input * w.input * c, h.output * w.output * c);
         let apart = |a: &Axis| a.stride >= a.kernel;
@@ -424,92 +431,102 @@ impl MaxPool2d {
         if out_len == 0 {
             return;
         }
-        // Selects as bit masks, `|` and `&` not `||` and `&&`: lanes of a
-        // vector, no branches.
-        let all_if = |b: bool| (b as u32).wrapping_neg();
-        // Values `first..first + len` of `values`, zero past them: arrays of
-        // one size, which the loops below keep in registers. Padded lanes
-        // match (0 == 0) and route a zero gradient, nowhere. Read as a whole
-        // block where the values go on past `len`, and the lanes past it
-        // zeroed in the register: written a value at a time, a block is read
-        // back from memory before the writes reach it.
-        let block = |values: &[f32], first: usize, len: usize| match values.get(first..first + BLOCK) {
-            Some(whole) => std::array::from_fn(|i| f32::from_bits(whole[i].to_bits() & all_if(i < len))),
-            None => {
-                let mut block = [0.0f32; BLOCK];
-                block.iter_mut().zip(&values[first..first + len]).for_each(|(b, v)| *b = *v);
-                block
+        let route = |(((image, y), dy), dx)| {
+            kernels.arch().dispatch(RouteMax { pool: self, c, overlap, image, y, dy, dx })
+        };
+        // Images on rayon's threads, unless this one works alone: handing
+        // an image over costs about as much as routing a small one.
+        match sharing_threads() {
+            1 => x
+                .chunks(image_len)
+                .zip(y.chunks(out_len))
+                .zip(dy.chunks(out_len))
+                .zip(dx.chunks_mut(image_len))
+                .for_each(route),
+            _ => x
+                .par_chunks(image_len)
+                .zip(y.par_chunks(out_len))
+                .zip(dy.par_chunks(out_len))
+                .zip(dx.par_chunks_mut(image_len))
+                .for_each(route),
+        }
+    }
+}
+
+/// [`MaxPool2d::backward`] of one image, at the vector width it is
+/// dispatched to.
+struct RouteMax<'a> {
+    pool: &'a MaxPool2d,
+    c: usize,
+    overlap: bool,
+    image: &'a [f32],
+    y: &'a [f32],
+    dy: &'a [f32],
+    dx: &'a mut [f32],
+}
+
+impl WithSimd for RouteMax<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        const IOTA: [u32; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+        let RouteMax { pool, c, overlap, image, y, dy, dx } = self;
+        let (h, w) = (pool.height, pool.width);
+        let lanes = size_of::<S::f32s>() / size_of::<f32>();
+        let (zero, iota): (_, S::u32s) =
+            (simd.splat_f32s(0.0), bytemuck::pod_read_unaligned(bytemuck::cast_slice(&IOTA[..lanes])));
+        let is_nan = |v| simd.not_m32s(simd.equal_f32s(v, v));
+        // The first `len` lanes of a vector at `values[at]`, zero past them:
+        // padded lanes match (0 == 0) and route a zero gradient, nowhere.
+        let first_lanes = |values: &[f32], at: usize, len: usize| {
+            let v = load(simd, &values[at..]);
+            match len < lanes {
+                true => simd.select_f32s(simd.less_than_u32s(iota, simd.splat_u32s(len as u32)), v, zero),
+                false => v,
             }
         };
-        // A cell's values, its lanes past `len` (the next cell's) kept:
-        // they meet a zero gradient.
-        let cell = |image: &[f32], at: usize, len: usize| match image.get(at..at + BLOCK) {
-            Some(whole) => std::array::from_fn(|i| whole[i]),
-            None => block(image, at, len),
-        };
-        let one_image = |image: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]| {
-            cpu::vectorized(
-                #[inline(always)]
-                || {
-                    for pixel in 0..y.len() / c {
-                        let (rows, _) = window_range(h, pixel / w.output);
-                        let (cols, _) = window_range(w, pixel % w.output);
-                        for first in (0..c).step_by(BLOCK) {
-                            let len = BLOCK.min(c - first);
-                            let at = pixel * c + first;
-                            let (y, dy) = (block(y, at, len), block(dy, at, len));
-                            // 1 until the channel's cell is found, then 0: a select, not a branch.
-                            let mut open = [1.0f32; BLOCK];
-                            for iy in rows.clone() {
-                                for ix in cols.clone() {
-                                    let at = (iy * w.input + ix) * c + first;
-                                    let x = cell(image, at, len);
-                                    let mut routed = [0.0f32; BLOCK];
-                                    for i in 0..BLOCK {
-                                        let same = (x[i] == y[i]) | (x[i].is_nan() & y[i].is_nan());
-                                        let won = f32::from_bits(open[i].to_bits() & all_if(same));
-                                        // Not `won * g`: a NaN gradient would reach every cell.
-                                        routed[i] = f32::from_bits(dy[i].to_bits() & all_if(won != 0.0));
-                                        open[i] -= won;
-                                    }
-                                    // Lanes past `len` route nothing: a whole block
-                                    // adds zeros to the next channels where it fits.
-                                    // Where windows do not overlap, it writes them
-                                    // instead: into the next cells of the row, routed
-                                    // later if a cell is one block, but not past the
-                                    // row's end into the next row's, which may have
-                                    // been.
-                                    let spills_later = c <= BLOCK && at + BLOCK <= (iy + 1) * w.input * c;
-                                    let whole = match overlap || len == BLOCK || spills_later {
-                                        true => dx.get_mut(at..at + BLOCK),
-                                        false => None,
-                                    };
-                                    match (overlap, whole) {
-                                        (true, Some(whole)) => {
-                                            whole.iter_mut().zip(&routed).for_each(|(d, r)| *d += r)
-                                        }
-                                        (false, Some(whole)) => whole.copy_from_slice(&routed),
-                                        (true, None) => dx[at..at + len]
-                                            .iter_mut()
-                                            .zip(&routed)
-                                            .for_each(|(d, r)| *d += r),
-                                        (false, None) => dx[at..at + len]
-                                            .iter_mut()
-                                            .zip(&routed)
-                                            .for_each(|(d, r)| *d = *r),
-                                    }
-                                }
+        for (oy, ox) in (0..h.output).flat_map(|oy| (0..w.output).map(move |ox| (oy, ox))) {
+            let (rows, _) = window_range(h, oy);
+            let (cols, _) = window_range(w, ox);
+            for first in (0..c).step_by(lanes) {
+                let len = lanes.min(c - first);
+                let at = (oy * w.output + ox) * c + first;
+                let (y, dy) = (first_lanes(y, at, len), first_lanes(dy, at, len));
+                // Set until the channel's cell is found.
+                let mut open = simd.equal_f32s(zero, zero);
+                for iy in rows.clone() {
+                    for ix in cols.clone() {
+                        let at = (iy * w.input + ix) * c + first;
+                        // Lanes past `len` (the next cell's) meet a zero gradient.
+                        let x = load(simd, &image[at..]);
+                        let same = simd.or_m32s(simd.equal_f32s(x, y), simd.and_m32s(is_nan(x), is_nan(y)));
+                        // A select, not `won * dy`: a NaN gradient would reach every cell.
+                        let routed = simd.select_f32s(simd.and_m32s(open, same), dy, zero);
+                        open = simd.and_m32s(open, simd.not_m32s(same));
+                        // A whole vector adds zeros to the next channels where
+                        // it fits. Where windows do not overlap, it writes
+                        // them instead: into the next cells of the row, routed
+                        // later if a cell is one vector, but not past the
+                        // row's end into the next row's, which may have been.
+                        let spills_later = c <= lanes && at + lanes <= (iy + 1) * w.input * c;
+                        match (overlap, dx.get_mut(at..at + lanes)) {
+                            (true, Some(whole)) => {
+                                store(simd, whole, simd.add_f32s(load(simd, whole), routed))
                             }
+                            (false, Some(whole)) if len == lanes || spills_later => {
+                                store(simd, whole, routed)
+                            }
+                            (true, None) => {
+                                let part = &mut dx[at..at + len];
+                                store(simd, part, simd.add_f32s(load(simd, part), routed))
+                            }
+                            (false, _) => store(simd, &mut dx[at..at + len], routed),
                         }
                     }
-                },
-            )
-        };
-        x.par_chunks(image_len)
-            .zip(y.par_chunks(out_len))
-            .zip(dy.par_chunks(out_len))
-            .zip(dx.par_chunks_mut(image_len))
-            .for_each(|(((image, y), dy), dx)| one_image(image, y, dy, dx));
+                }
+            }
+        }
     }
 }
 
@@ -536,7 +553,10 @@ impl AvgPool2d {
                 }
             }
         };
-        dy.par_chunks(out_len).zip(dx.par_chunks_mut(image_len)).for_each(one_image);
+        match sharing_threads() {
+            1 => dy.chunks(out_len).zip(dx.chunks_mut(image_len)).for_each(one_image),
+            _ => dy.par_chunks(out_len).zip(dx.par_chunks_mut(image_len)).for_each(one_image),
+        }
     }
 }
 
@@ -677,7 +697,8 @@ mod tests {
     /// scan order, padding skipped) that holds the output, a NaN output to
     /// the first NaN: a plain loop, for windows that overlap, that do not
     /// and cover the input (padded or not), that leave cells out, and
-    /// channel counts that fill vectors of 8 or not.
+    /// channel counts that fill vectors of 8 or 16 or not, more than one
+    /// vector or not, on every kernel variant.
     #[test]
     fn max_backward_routes_to_the_first_winner() {
         let windows = [
@@ -691,9 +712,9 @@ mod tests {
             // that each window's first cell is its winner, and the cell that
             // a block of a window's last cell reads into, the next window's.
             let falling = |i: usize| -(i as f32);
-            for (c, value) in
-                [1, 6, 8, 11, 16].into_iter().flat_map(|c| [(c, value as fn(usize) -> f32), (c, falling)])
-            {
+            let channels = [1, 6, 8, 11, 16, 20, 32];
+            let cases = channels.into_iter().flat_map(|c| [(c, value as fn(usize) -> f32), (c, falling)]);
+            for ((c, value), kernels) in cases.flat_map(|case| Kernels::ALL.map(|kernels| (case, kernels))) {
                 let n = 2;
                 let pool = MaxPool2d::new(height, width);
                 let x: Vec<f32> = (0..n * height.input * width.input * c).map(value).collect();
@@ -702,7 +723,7 @@ mod tests {
                 let dy: Vec<f32> =
                     (0..y.len()).map(|i| if i == 7 { f32::NAN } else { i as f32 + 1.0 }).collect();
                 let mut dx = vec![f32::NAN; x.len()];
-                pool.backward(&x, &y, c, &dy, &mut dx);
+                pool.backward((&x, &y), c, &dy, &mut dx, kernels);
 
                 let mut expected = vec![0.0f32; x.len()];
                 let at = |b: usize, iy: usize, ix: usize, ch: usize| {
@@ -725,7 +746,7 @@ mod tests {
                 for (i, (got, want)) in dx.iter().zip(&expected).enumerate() {
                     assert!(
                         got == want || (got.is_nan() && want.is_nan()),
-                        "c {c}, cell {i}: {got} != {want}"
+                        "{kernels:?} c {c}, cell {i}: {got} != {want}"
                     );
                 }
             }
