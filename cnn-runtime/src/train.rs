@@ -19,8 +19,8 @@ use rayon::prelude::*;
 use crate::Error;
 use crate::cpu::{self, Kernels};
 use crate::layers::{
-    Apply, AvgPool2d, BatchNorm, BatchStats, Conv2d, Dense, Destination, Epilogue, MaxPool2d, global_pool,
-    global_pool_backward, upsample, upsample_backward,
+    Apply, AvgPool2d, BatchNorm, BatchStats, Conv2d, Dense, Destination, Epilogue, Input, MaxPool2d,
+    global_pool, global_pool_backward, upsample, upsample_backward,
 };
 use crate::optim::Optimizer;
 use crate::workspace::{alone, copy_of, give_back, overwritten, with_kept_scratch};
@@ -105,6 +105,9 @@ enum Kept {
     Nothing,
     Stats(BatchStats),
     Mask(Vec<f32>),
+    /// A conv's input padded as its patches are read, for its weight
+    /// gradient.
+    Padded(Vec<f32>),
     /// A block: each branch's record (the shortcut after the body), and the
     /// merged values before the block's activation.
     Block {
@@ -129,7 +132,7 @@ impl Record {
     fn give_back(self) {
         for kept in self.kept {
             match kept {
-                Kept::Mask(mask) => give_back([mask]),
+                Kept::Mask(values) | Kept::Padded(values) => give_back([values]),
                 Kept::Block { branches, merged } => {
                     give_back([merged]);
                     branches.into_iter().for_each(Record::give_back);
@@ -330,10 +333,13 @@ fn forward(
     match (node.op, layer.map(|slot| &layers.all()[slot])) {
         (Op::Conv { .. }, Some(LayerMut::Conv2d(conv))) => {
             let epilogue = Epilogue::new(conv.bias_values(), None, act);
-            let whole = Destination::Whole;
+            let padded = conv.pad_input(input, Kernels::Fastest);
+            let input = padded.as_deref().map_or(Input::Images(input), Input::Padded);
+            let (prepared, whole) = ((&epilogue, None), Destination::Whole);
             with_kept_scratch(|scratch| {
-                conv.run(input, &mut output, scratch, (&epilogue, None), Kernels::Fastest, whole)
+                conv.run_input(input, &mut output, scratch, prepared, Kernels::Fastest, whole)
             });
+            keep = padded.map_or(Kept::Nothing, Kept::Padded);
         }
         (Op::Dense { .. }, Some(LayerMut::Dense(dense))) => {
             let epilogue = Epilogue::new(dense.bias_values(), None, act);
@@ -463,8 +469,12 @@ fn backward(
     match (node.op, node.param.map(|p| &layers[p.slot])) {
         (Op::Conv { .. }, Some(LayerMut::Conv2d(conv))) => {
             let sizes = (input.len(), conv.weight().len(), conv.bias_values().map(<[f32]>::len));
+            let padded = match kept {
+                Kept::Padded(padded) => Some(&padded[..]),
+                _ => None,
+            };
             weighted(grad, sizes, want_input, &mut grads[slot], |dy, dx, dw, db| {
-                conv.backward(input, dy, dx, dw, db)
+                conv.backward((input, padded), dy, dx, dw, db)
             })
         }
         (Op::Dense { .. }, Some(LayerMut::Dense(dense))) => {

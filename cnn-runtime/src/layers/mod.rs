@@ -17,7 +17,7 @@ pub(crate) use activation::Apply;
 pub use activation::activate;
 pub use cnn_shape::{Activation, Axis, ConvGeometry, Rounding, Window};
 pub use conv::Conv2d;
-pub(crate) use conv::LaidOut;
+pub(crate) use conv::{Input, LaidOut};
 pub use dense::{Dense, flatten};
 pub(crate) use epilogue::{Destination, Epilogue, Residual};
 pub use norm::BatchNorm;

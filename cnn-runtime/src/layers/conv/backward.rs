@@ -9,7 +9,7 @@ use cnn_shape::{Axis, ConvGeometry};
 use ndarray::Array4;
 use rayon::prelude::*;
 
-use super::{Conv2d, Tiling, pad};
+use super::{Conv2d, Tiling, pad, padded_geometry};
 use crate::cpu::Kernels;
 use crate::direct;
 use crate::gemm::{MatMut, MatRef};
@@ -21,13 +21,14 @@ use crate::spread::Spread;
 use crate::workspace::with_kept_scratch;
 
 impl Conv2d {
-    /// The gradients of a batch, given its input `x` and the gradient `dy`
-    /// of the output: `dw` (weight layout) and `db` are overwritten, `dx`
-    /// (if wanted) too. Images are taken in fixed parts whose sums are added
-    /// in order, so the result does not depend on the thread count.
+    /// The gradients of a batch, given its input `x` (and the images
+    /// padded by [`pad_input`](Self::pad_input), if kept) and the gradient
+    /// `dy` of the output: `dw` (weight layout) and `db` are overwritten,
+    /// `dx` (if wanted) too. Images are taken in fixed parts whose sums are
+    /// added in order, so the result does not depend on the thread count.
     pub(crate) fn backward(
         &self,
-        x: &[f32],
+        (x, kept): (&[f32], Option<&[f32]>),
         dy: &[f32],
         dx: Option<&mut [f32]>,
         dw: &mut [f32],
@@ -59,9 +60,10 @@ impl Conv2d {
         }
         // Where the taps are read in place, the images padded once.
         let mut padded = with_kept_scratch(Vec::pop).unwrap_or_default();
-        let in_place = (gemm_narrow::reads_patches(&g, Kernels::Fastest)
-            && cout >= std::env::var("MINC").map_or(0, |v| v.parse().unwrap()))
-        .then(|| pad(x, &g, &mut padded));
+        let in_place = gemm_narrow::reads_patches(&g, Kernels::Fastest).then(|| match kept {
+            Some(kept) => (kept, padded_geometry(&g)),
+            None => pad(x, &g, &mut padded),
+        });
         let parts = n.div_ceil(IMAGES_PER_PART);
         // Each part's `dw`, then its `db`.
         let part_len = patch * cout + cout;

@@ -23,7 +23,7 @@ use crate::gemm::{MatMut, MatRef};
 use crate::gemm_narrow::{self, Finish, Panels};
 use crate::im2col::{SLACK, im2col_tile};
 use crate::init::{self, InitRng};
-use crate::workspace::{Slot, split_among_threads};
+use crate::workspace::{Slot, overwritten, split_among_threads};
 
 mod backward;
 
@@ -64,6 +64,14 @@ pub(crate) struct LaidOut {
     /// From a cache line's boundary on ([`tensor::line_aligned`]).
     values: Vec<f32>,
     kernels: Kernels,
+}
+
+/// A conv's input images: as they are, or padded by
+/// [`Conv2d::pad_input`].
+#[derive(Clone, Copy)]
+pub(crate) enum Input<'a> {
+    Images(&'a [f32]),
+    Padded(&'a [f32]),
 }
 
 /// A 2-D convolution, `nn.Conv2d`. Its tensors can be read and changed
@@ -175,6 +183,23 @@ impl Conv2d {
         !direct::is_direct(&self.geometry, kernels)
     }
 
+    /// The images `x` padded as [`run`](Self::run) would pad them before
+    /// reading its patches from them, where it would, in a buffer of the
+    /// training step's: a training step keeps them for the weight gradient,
+    /// which reads the same patches, rather than padding them twice.
+    pub(crate) fn pad_input(&self, x: &[f32], kernels: Kernels) -> Option<Vec<f32>> {
+        let g = &self.geometry;
+        let patches =
+            !direct::is_direct(g, kernels) && !g.is_pointwise() && gemm_narrow::reads_patches(g, kernels);
+        let padding = [g.height, g.width].iter().any(|a| a.pad_before + a.pad_after > 0);
+        (patches && padding).then(|| {
+            let images = x.len() / g.input_len().max(1);
+            let mut padded = overwritten(images * padded_geometry(g).input_len());
+            pad(x, g, &mut padded);
+            padded
+        })
+    }
+
     /// The weight and bias as slices, for the kernels and the optimizer.
     pub fn parameters_mut(&mut self) -> Vec<&mut [f32]> {
         std::iter::once(tensor::values_mut(&mut self.weight))
@@ -223,12 +248,35 @@ impl Conv2d {
         x: &[f32],
         out: &mut [T],
         scratch: &mut Vec<Vec<f32>>,
+        prepared: (&Epilogue, Option<&LaidOut>),
+        kernels: Kernels,
+        destination: Destination<'_>,
+    ) {
+        self.run_input(Input::Images(x), out, scratch, prepared, kernels, destination)
+    }
+
+    /// [`run`](Self::run) on images as they are or as
+    /// [`pad_input`](Self::pad_input) padded them.
+    ///
+    /// # Panics
+    ///
+    /// As [`run`](Self::run), and if padded images are given to a conv
+    /// that does not read its patches from them.
+    pub(crate) fn run_input<T: Slot>(
+        &self,
+        input: Input<'_>,
+        out: &mut [T],
+        scratch: &mut Vec<Vec<f32>>,
         (epilogue, laid_out): (&Epilogue, Option<&LaidOut>),
         kernels: Kernels,
         destination: Destination<'_>,
     ) {
         let g = &self.geometry;
-        let n = x.len() / g.input_len().max(1);
+        let (x, image_len) = match input {
+            Input::Images(x) => (x, g.input_len()),
+            Input::Padded(x) => (x, padded_geometry(g).input_len()),
+        };
+        let n = x.len() / image_len.max(1);
         let cout = g.out_channels;
         // Rows of `ldc` values, this conv's channels from `offset` on.
         let (ldc, offset) = match destination {
@@ -236,7 +284,7 @@ impl Conv2d {
             _ => (cout, 0),
         };
         assert!(
-            x.len() == n * g.input_len() && out.len() == n * g.output_len() / cout.max(1) * ldc,
+            x.len() == n * image_len && out.len() == n * g.output_len() / cout.max(1) * ldc,
             "conv input or output length"
         );
         assert!(offset + cout <= ldc, "conv output columns");
@@ -279,9 +327,11 @@ impl Conv2d {
             (false, 1) => (weight, Some(Panels::written(laid(), g.patch_len(), cout, kernels))),
             (false, _) => (laid(), None),
         };
-        let (x, g_in) = match patches {
-            true => pad(x, g, padded),
-            false => (x, *g),
+        let (x, g_in) = match (input, patches) {
+            (Input::Images(_), true) => pad(x, g, padded),
+            (Input::Images(_), false) => (x, *g),
+            (Input::Padded(_), true) => (x, padded_geometry(g)),
+            (Input::Padded(_), false) => panic!("conv: padded images for a conv that reads no patches"),
         };
         let g_in = &g_in;
         // Whole tiles, shared between the threads.
@@ -387,6 +437,14 @@ fn by_panels<T>(
     }
 }
 
+/// The geometry of convolving `g`'s images padded, without padding: the
+/// same windows.
+fn padded_geometry(g: &ConvGeometry) -> ConvGeometry {
+    let unpad =
+        |a: Axis| Axis { input: a.pad_before + a.input + a.pad_after, pad_before: 0, pad_after: 0, ..a };
+    ConvGeometry { height: unpad(g.height), width: unpad(g.width), ..*g }
+}
+
 /// The longest row of an image (values) that [`pad`] zeroes whole.
 const SHORT_ROW: usize = 256;
 
@@ -398,9 +456,7 @@ fn pad<'a>(x: &'a [f32], g: &ConvGeometry, padded: &'a mut Vec<f32>) -> (&'a [f3
     if h.pad_before + h.pad_after + w.pad_before + w.pad_after == 0 {
         return (x, *g);
     }
-    let unpad =
-        |a: Axis| Axis { input: a.pad_before + a.input + a.pad_after, pad_before: 0, pad_after: 0, ..a };
-    let to = ConvGeometry { height: unpad(h), width: unpad(w), ..*g };
+    let to = padded_geometry(g);
     let images = x.len() / g.input_len();
     padded.resize(images * to.input_len(), 0.0);
     // Each value written once, the padding as zeros and the rest copied;
