@@ -8,7 +8,9 @@
 //!
 //! A pixel's runs are cut into vectors ("units"); up to 12 of them
 //! take their sums over the output channels together, in registers, from
-//! one broadcast of each value of `dy`, then are added to `dx`. Each sum
+//! one broadcast of each value of `dy`, then are added to `dx`. With
+//! AVX-512's 32 registers, two pixels' sums are taken together, each
+//! weight loaded once for both. Each sum
 //! runs over the channels in order and the pixels are added in a fixed
 //! order, so the result does not depend on the thread count.
 
@@ -154,25 +156,52 @@ impl SpreadImage<'_> {
         let apart = row.div_ceil(w.stride * cin);
         let row_order = (0..apart.min(w.output)).flat_map(|phase| (phase..w.output).step_by(apart));
         let pixels = (0..h.output).flat_map(|oy| row_order.clone().map(move |ox| (oy, ox)));
+        // Interior pixels two at a time where the registers hold the sums
+        // of both (AVX-512's 32): each weight is loaded once for the two.
+        let pairs = lanes == 16 && 2 * UNITS <= 24;
+        let mut waiting = None;
+        let weights = (weights, channel_len);
         for (oy, ox) in pixels {
             let dy = &dy[(oy * w.output + ox) * cout..][..cout];
-            let (units, first) = match inside(h, oy) && inside(w, ox) {
-                true => (&whole_window, (h.start(oy) as usize * w.input + w.start(ox) as usize) * cin),
-                false => {
-                    clip(g, (oy, ox), (row, lanes), &mut clipped);
-                    (&clipped, 0)
+            if !(inside(h, oy) && inside(w, ox)) {
+                clip(g, (oy, ox), (row, lanes), &mut clipped);
+                spread_units::<S, 1, UNITS>(simd, [(0, dy)], &clipped, weights, dx);
+                continue;
+            }
+            let pixel = ((h.start(oy) as usize * w.input + w.start(ox) as usize) * cin, dy);
+            match (pairs, waiting.take()) {
+                (false, _) => spread_units::<S, 1, UNITS>(simd, [pixel], &whole_window, weights, dx),
+                (true, None) => waiting = Some(pixel),
+                (true, Some(first)) => {
+                    spread_units::<S, 2, UNITS>(simd, [first, pixel], &whole_window, weights, dx)
                 }
-            };
-            for group in units.chunks(UNITS) {
-                // A group of fewer units sums the first weights for the
-                // rest, and drops them: loops of a fixed count keep every
-                // sum in a register.
-                let starts: [usize; UNITS] = std::array::from_fn(|u| group.get(u).map_or(0, |u| u.weights));
-                let sums = sum_units(simd, dy, (weights, channel_len), starts);
-                for (u, sum) in sums.into_iter().enumerate() {
-                    if let Some(unit) = group.get(u) {
-                        add_to(simd, &mut dx[first + unit.dx..], unit.len, sum);
-                    }
+            }
+        }
+        if let Some(pixel) = waiting {
+            spread_units::<S, 1, UNITS>(simd, [pixel], &whole_window, weights, dx);
+        }
+    }
+}
+
+/// Adds the gradients `dy` of `P` pixels spread over their windows, whose
+/// `units` start at `first` in `dx`, `UNITS` at a time.
+#[inline(always)]
+fn spread_units<S: Simd, const P: usize, const UNITS: usize>(
+    simd: S,
+    pixels: [(usize, &[f32]); P],
+    units: &[Unit],
+    weights: (&[f32], usize),
+    dx: &mut [f32],
+) {
+    for group in units.chunks(UNITS) {
+        // A group of fewer units sums the first weights for the rest, and
+        // drops them: loops of a fixed count keep every sum in a register.
+        let starts: [usize; UNITS] = std::array::from_fn(|u| group.get(u).map_or(0, |u| u.weights));
+        let sums = sum_units(simd, pixels.map(|(_, dy)| dy), weights, starts);
+        for ((first, _), sums) in pixels.into_iter().zip(sums) {
+            for (u, sum) in sums.into_iter().enumerate() {
+                if let Some(unit) = group.get(u) {
+                    add_to(simd, &mut dx[first + unit.dx..], unit.len, sum);
                 }
             }
         }
@@ -222,30 +251,36 @@ fn add_to<S: Simd>(simd: S, dx: &mut [f32], len: usize, sum: S::f32s) {
     store(simd, dx, new);
 }
 
-/// The sums over the output channels `o` of `dy[o]` times the vector of
-/// weights at `starts[u]` in channel `o`'s, the channels `channel_len`
-/// apart. The bounds are checked once, not load by load: checked, the
-/// loads cost more than the multiply-adds.
+/// For each of `P` pixels, the sums over the output channels `o` of
+/// `dy[o]` times the vector of weights at `starts[u]` in channel `o`'s,
+/// the channels `channel_len` apart. The bounds are checked once, not load
+/// by load: checked, the loads cost more than the multiply-adds.
 #[inline(always)]
 #[allow(unsafe_code)]
-fn sum_units<S: Simd, const UNITS: usize>(
+fn sum_units<S: Simd, const P: usize, const UNITS: usize>(
     simd: S,
-    dy: &[f32],
+    dy: [&[f32]; P],
     (weights, channel_len): (&[f32], usize),
     starts: [usize; UNITS],
-) -> [S::f32s; UNITS] {
+) -> [[S::f32s; UNITS]; P] {
     let lanes = size_of::<S::f32s>() / size_of::<f32>();
+    let cout = dy.first().map_or(0, |dy| dy.len());
     let reach = starts.iter().max().map_or(0, |&start| start + lanes);
-    assert!(dy.is_empty() || (dy.len() - 1) * channel_len + reach <= weights.len(), "spread: weights");
-    let mut sums = [simd.splat_f32s(0.0); UNITS];
+    assert!(dy.iter().all(|dy| dy.len() == cout), "spread: gradients");
+    assert!(cout == 0 || (cout - 1) * channel_len + reach <= weights.len(), "spread: weights");
+    let mut sums = [[simd.splat_f32s(0.0); UNITS]; P];
     let mut channel = weights.as_ptr();
-    for &gradient in dy {
-        let gradient = simd.splat_f32s(gradient);
-        for (sum, start) in sums.iter_mut().zip(starts) {
-            // SAFETY: `lanes` values from `start` in channel `o < dy.len()`
-            // are within `weights` (asserted above).
-            let vector = unsafe { std::slice::from_raw_parts(channel.add(start), lanes) };
-            *sum = simd.mul_add_f32s(gradient, load(simd, vector), *sum);
+    // `o` indexes each of the pixels' gradients.
+    #[allow(clippy::needless_range_loop)]
+    for o in 0..cout {
+        let gradients: [S::f32s; P] = std::array::from_fn(|p| simd.splat_f32s(dy[p][o]));
+        for (u, start) in starts.into_iter().enumerate() {
+            // SAFETY: `lanes` values from `start` in channel `o < cout` are
+            // within `weights` (asserted above).
+            let vector = load(simd, unsafe { std::slice::from_raw_parts(channel.add(start), lanes) });
+            for (sums, &gradient) in sums.iter_mut().zip(&gradients) {
+                sums[u] = simd.mul_add_f32s(gradient, vector, sums[u]);
+            }
         }
         channel = channel.wrapping_add(channel_len);
     }
