@@ -181,6 +181,8 @@ struct Store<'a, const CO: usize> {
     /// Lane `i` (pixel `i / CO`, channel `i % CO`) from lane `i % CO * 2 +
     /// i / CO`: the pair pixel by pixel, NHWC.
     order: [i32; LANES],
+    /// Lane `i` from lane `i + CO`: the second pixel's channels first.
+    second: [i32; LANES],
 }
 
 impl<'a, const CO: usize> Store<'a, CO> {
@@ -192,7 +194,8 @@ impl<'a, const CO: usize> Store<'a, CO> {
         };
         let (scale, shift) = (lanes(finish.scale, 1.0), lanes(finish.shift, 0.0));
         let order = std::array::from_fn(|i| (i % CO * 2 + i / CO % 2) as i32);
-        Store { simd, finish, left, scale, shift, order }
+        let second = std::array::from_fn(|i| ((i + CO) % LANES) as i32);
+        Store { simd, finish, left, scale, shift, order, second }
     }
 
     /// A vector of sums in NHWC order with the epilogue applied, as the
@@ -225,16 +228,27 @@ impl<'a, const CO: usize> Store<'a, CO> {
             if lo >= hi {
                 continue;
             }
-            let sum = finished(pulp::cast(simd.avx512f._mm512_permutexvar_ps(order, pulp::cast(sum))));
-            let pixels = &mut out_row[(lo - columns.start) * CO..(hi - columns.start) * CO];
-            let values: [f32; LANES] = bytemuck::cast(sum);
-            let values = values.as_chunks::<CO>().0;
-            // Copies of known size, whole or one pixel: no call to memcpy.
-            match (pixels.as_chunks_mut::<CO>().0, lo == first) {
-                ([both, second], _) => (*both, *second) = (values[0], values[1]),
-                ([one], first) => *one = values[usize::from(!first)],
-                _ => unreachable!("a pair is one or two pixels"),
+            let mut sum = simd.avx512f._mm512_permutexvar_ps(order, pulp::cast(sum));
+            if lo > first {
+                // The second pixel alone: its channels down to the first lanes.
+                sum = simd.avx512f._mm512_permutexvar_ps(pulp::cast(self.second), sum);
             }
+            let pixels = &mut out_row[(lo - columns.start) * CO..(hi - columns.start) * CO];
+            store_first_lanes(simd, pixels, finished(pulp::cast(sum)));
         }
     }
+}
+
+/// The first `out.len()` lanes of `v` into `out`, a masked store: through
+/// an array, the compiler may write the vector to the stack and read its
+/// halves back, each read waiting for the write (W4 on two threads ran 25%
+/// slower when it did).
+#[inline(always)]
+#[allow(unsafe_code)]
+fn store_first_lanes(simd: V4, out: &mut [f32], v: f32x16) {
+    assert!(out.len() <= LANES, "a pair is at most a vector");
+    let mask = ((1u32 << out.len()) - 1) as u16;
+    // SAFETY: AVX-512F is enabled (`simd`), and the mask's lanes are the
+    // values of `out`, the only ones written.
+    unsafe { simd.avx512f._mm512_mask_storeu_ps(out.as_mut_ptr(), mask, pulp::cast(v)) }
 }
