@@ -15,10 +15,10 @@
 //! order, so the result does not depend on the thread count.
 
 use cnn_shape::ConvGeometry;
-use pulp::{Simd, WithSimd, bytemuck};
+use pulp::{Simd, WithSimd};
 
 use crate::cpu::Kernels;
-use crate::gemm_narrow::{load, store};
+use crate::gemm_narrow::{first_lanes, load, store};
 use crate::layers::tensor;
 
 /// The most units whose sums are taken together: with a broadcast and a
@@ -233,7 +233,6 @@ fn clip(g: &ConvGeometry, (oy, ox): (usize, usize), (row, lanes): (usize, usize)
 /// cost a call each.
 #[inline(always)]
 fn add_to<S: Simd>(simd: S, dx: &mut [f32], len: usize, sum: S::f32s) {
-    const IOTA: [u32; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
     let lanes = size_of::<S::f32s>() / size_of::<f32>();
     if dx.len() < lanes {
         let dx = &mut dx[..len];
@@ -242,10 +241,7 @@ fn add_to<S: Simd>(simd: S, dx: &mut [f32], len: usize, sum: S::f32s) {
     let old = load(simd, dx);
     let new = simd.add_f32s(old, sum);
     let new = match len < lanes {
-        true => {
-            let iota: S::u32s = bytemuck::pod_read_unaligned(bytemuck::cast_slice(&IOTA[..lanes]));
-            simd.select_f32s(simd.less_than_u32s(iota, simd.splat_u32s(len as u32)), new, old)
-        }
+        true => simd.select_f32s(first_lanes(simd, len), new, old),
         false => new,
     };
     store(simd, dx, new);

@@ -585,6 +585,16 @@ pub(crate) fn load<S: Simd>(simd: S, values: &[f32]) -> S::f32s {
     }
 }
 
+/// Lanes `0..len` of a vector set, the rest clear: to keep the first
+/// `len` lanes of a vector loaded whole.
+#[inline(always)]
+pub(crate) fn first_lanes<S: Simd>(simd: S, len: usize) -> S::m32s {
+    const IOTA: [u32; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+    let lanes = size_of::<S::f32s>() / size_of::<f32>();
+    let iota: S::u32s = bytemuck::pod_read_unaligned(bytemuck::cast_slice(&IOTA[..lanes]));
+    simd.less_than_u32s(iota, simd.splat_u32s(len as u32))
+}
+
 /// A vector into the start of `values`, as much of it as fits.
 #[inline(always)]
 pub(crate) fn store<S: Simd>(simd: S, values: &mut [f32], vector: S::f32s) {

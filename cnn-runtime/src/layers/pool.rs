@@ -11,12 +11,12 @@
 use std::marker::PhantomData;
 
 use ndarray::{Array2, Array4, ArrayView4};
-use pulp::{Simd, WithSimd, bytemuck};
+use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 
 use super::tensor;
 use crate::cpu::Kernels;
-use crate::gemm_narrow::{load, store};
+use crate::gemm_narrow::{first_lanes, load, store};
 use crate::workspace::{sharing_threads, split_among_threads};
 use crate::{Error, cpu};
 use cnn_shape::Axis;
@@ -470,19 +470,17 @@ impl WithSimd for RouteMax<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        const IOTA: [u32; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
         let RouteMax { pool, c, overlap, image, y, dy, dx } = self;
         let (h, w) = (pool.height, pool.width);
         let lanes = size_of::<S::f32s>() / size_of::<f32>();
-        let (zero, iota): (_, S::u32s) =
-            (simd.splat_f32s(0.0), bytemuck::pod_read_unaligned(bytemuck::cast_slice(&IOTA[..lanes])));
+        let zero = simd.splat_f32s(0.0);
         let is_nan = |v| simd.not_m32s(simd.equal_f32s(v, v));
         // The first `len` lanes of a vector at `values[at]`, zero past them:
         // padded lanes match (0 == 0) and route a zero gradient, nowhere.
-        let first_lanes = |values: &[f32], at: usize, len: usize| {
+        let channels = |values: &[f32], at: usize, len: usize| {
             let v = load(simd, &values[at..]);
             match len < lanes {
-                true => simd.select_f32s(simd.less_than_u32s(iota, simd.splat_u32s(len as u32)), v, zero),
+                true => simd.select_f32s(first_lanes(simd, len), v, zero),
                 false => v,
             }
         };
@@ -492,7 +490,7 @@ impl WithSimd for RouteMax<'_> {
             for first in (0..c).step_by(lanes) {
                 let len = lanes.min(c - first);
                 let at = (oy * w.output + ox) * c + first;
-                let (y, dy) = (first_lanes(y, at, len), first_lanes(dy, at, len));
+                let (y, dy) = (channels(y, at, len), channels(dy, at, len));
                 // Set until the channel's cell is found.
                 let mut open = simd.equal_f32s(zero, zero);
                 for iy in rows.clone() {
