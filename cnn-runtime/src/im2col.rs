@@ -150,7 +150,7 @@ fn patch_with_padding(
 }
 
 /// The taps `lo..hi` of window `o` that fall inside the input, without dilation.
-fn inside_taps(axis: Axis, o: usize) -> (usize, usize) {
+pub(crate) fn inside_taps(axis: Axis, o: usize) -> (usize, usize) {
     let start = axis.start(o);
     let lo = (-start).clamp(0, axis.kernel as isize) as usize;
     let hi = (axis.input as isize - start).clamp(lo as isize, axis.kernel as isize) as usize;
@@ -158,7 +158,7 @@ fn inside_taps(axis: Axis, o: usize) -> (usize, usize) {
 }
 
 /// The output positions along `axis` whose taps all fall inside the input.
-fn full_range(axis: Axis) -> Range<usize> {
+pub(crate) fn full_range(axis: Axis) -> Range<usize> {
     let reach = axis.dilation * (axis.kernel - 1);
     let first = axis.pad_before.div_ceil(axis.stride);
     // The last window start `o * s - pb` with `o * s - pb + reach < n`.

@@ -18,7 +18,8 @@ use cnn_shape::ConvGeometry;
 use pulp::{Simd, WithSimd};
 
 use crate::cpu::Kernels;
-use crate::gemm_narrow::{first_lanes, load, store};
+use crate::gemm_narrow::{self, first_lanes, load, store};
+use crate::im2col::{full_range, inside_taps};
 use crate::layers::tensor;
 
 /// The most units whose sums are taken together: with a broadcast and a
@@ -54,8 +55,8 @@ impl Spread {
     /// `dy W^T`, a GEMM that takes B in parts which fit.
     pub(crate) fn new(weight: &[f32], g: &ConvGeometry, kernels: Kernels) -> Option<Spread> {
         const L1_BYTES: usize = 32 * 1024;
-        let runs = g.groups == 1 && g.width.dilation == 1;
-        if !(runs && cfg!(any(target_arch = "x86", target_arch = "x86_64")) && crate::cpu::has_fma(kernels)) {
+        // The same kernel rows as the forward's GEMM reads in place.
+        if !gemm_narrow::reads_patches(g, kernels) {
             return None;
         }
         assert_eq!(weight.len(), g.patch_len() * g.out_channels, "spread: weight shape");
@@ -145,10 +146,7 @@ impl SpreadImage<'_> {
             })
             .collect();
         let mut clipped = Vec::with_capacity(whole_window.len());
-        let inside = |a: cnn_shape::Axis, o: usize| {
-            let start = a.start(o);
-            start >= 0 && start as usize + a.dilation * (a.kernel - 1) < a.input
-        };
+        let (inside_y, inside_x) = (full_range(h), full_range(w));
         // The pixels of a row `apart` at a time, in as many passes: a
         // window's vectors reach as far as `row` values, and a vector read
         // of a cell just written by a vector that starts elsewhere waits
@@ -157,13 +155,14 @@ impl SpreadImage<'_> {
         let row_order = (0..apart.min(w.output)).flat_map(|phase| (phase..w.output).step_by(apart));
         let pixels = (0..h.output).flat_map(|oy| row_order.clone().map(move |ox| (oy, ox)));
         // Interior pixels two at a time where the registers hold the sums
-        // of both (AVX-512's 32): each weight is loaded once for the two.
-        let pairs = lanes == 16 && 2 * UNITS <= 24;
+        // of both (AVX-512's 32, for 2 x 12 units): each weight is loaded
+        // once for the two.
+        let pairs = lanes == 16;
         let mut waiting = None;
         let weights = (weights, channel_len);
         for (oy, ox) in pixels {
             let dy = &dy[(oy * w.output + ox) * cout..][..cout];
-            if !(inside(h, oy) && inside(w, ox)) {
+            if !(inside_y.contains(&oy) && inside_x.contains(&ox)) {
                 clip(g, (oy, ox), (row, lanes), &mut clipped);
                 spread_units::<S, 1, UNITS>(simd, [(0, dy)], &clipped, weights, dx);
                 continue;
@@ -212,9 +211,7 @@ fn spread_units<S: Simd, const P: usize, const UNITS: usize>(
 /// `units`: each kernel row's taps inside the image.
 fn clip(g: &ConvGeometry, (oy, ox): (usize, usize), (row, lanes): (usize, usize), units: &mut Vec<Unit>) {
     let (h, w, cin) = (g.height, g.width, g.in_channels);
-    let start = w.start(ox);
-    let lo = (-start).clamp(0, w.kernel as isize) as usize;
-    let hi = (w.input as isize - start).clamp(lo as isize, w.kernel as isize) as usize;
+    let (start, (lo, hi)) = (w.start(ox), inside_taps(w, ox));
     units.clear();
     for ky in 0..h.kernel {
         let Some(iy) = h.tap(oy, ky) else { continue };

@@ -16,9 +16,9 @@
 //! over the taps in `(ky, kx, ci)` order, so the result does not depend on
 //! how the work is split between threads.
 //!
-//! With AVX-512 and one group of 8 output channels, [`pairs`] takes the tile
-//! instead: a vector there holds two pixels' 8 channels, already in NHWC
-//! order, where the transpose of 16 pixels' sums cost more than their
+//! With AVX-512 and one group of up to 8 output channels, [`pairs`] takes
+//! the tile instead: a vector there holds two pixels' channels, already in
+//! NHWC order, where the transpose of 16 pixels' sums cost more than their
 //! multiply-adds.
 //!
 //! With more output channels the GEMM's kernel is full and wins: a kernel
@@ -71,7 +71,7 @@ pub struct Conv<'a> {
 }
 
 /// Scratch values one thread needs: each group's weights padded to
-/// `MAX_CHANNELS` columns (a group of 8 takes twice that with AVX-512, a
+/// `MAX_CHANNELS` columns (one group takes twice that with AVX-512, a
 /// weight for each of two pixels), up to a 64-byte line of padding, the
 /// panel.
 pub fn scratch_len(g: &ConvGeometry) -> usize {

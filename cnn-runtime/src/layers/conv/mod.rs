@@ -189,10 +189,7 @@ impl Conv2d {
     /// which reads the same patches, rather than padding them twice.
     pub(crate) fn pad_input(&self, x: &[f32], kernels: Kernels) -> Option<Vec<f32>> {
         let g = &self.geometry;
-        let patches =
-            !direct::is_direct(g, kernels) && !g.is_pointwise() && gemm_narrow::reads_patches(g, kernels);
-        let padding = [g.height, g.width].iter().any(|a| a.pad_before + a.pad_after > 0);
-        (patches && padding).then(|| {
+        (reads_own_patches(g, kernels) && is_padded(g)).then(|| {
             let images = x.len() / g.input_len().max(1);
             let mut padded = overwritten(images * padded_geometry(g).input_len());
             pad(x, g, &mut padded);
@@ -299,7 +296,7 @@ impl Conv2d {
         let tile_rows = g.tile_rows().min(rows);
         let direct = direct::is_direct(g, kernels);
         assert!(!direct || ldc == cout, "the direct conv writes whole rows");
-        let patches = !direct && !g.is_pointwise() && gemm_narrow::reads_patches(g, kernels);
+        let patches = reads_own_patches(g, kernels);
         let panel_len = if direct {
             direct::scratch_len(g)
         } else if g.is_pointwise() || patches {
@@ -437,6 +434,19 @@ fn by_panels<T>(
     }
 }
 
+/// Whether [`Conv2d::run`] convolves `g` by the GEMM that reads its
+/// patches from the input in place (padded once if it pads), not by the
+/// direct kernel, a plain GEMM (pointwise) or im2col.
+fn reads_own_patches(g: &ConvGeometry, kernels: Kernels) -> bool {
+    !direct::is_direct(g, kernels) && !g.is_pointwise() && gemm_narrow::reads_patches(g, kernels)
+}
+
+/// Whether `g` pads its input on any side.
+fn is_padded(g: &ConvGeometry) -> bool {
+    let (h, w) = (g.height, g.width);
+    h.pad_before + h.pad_after + w.pad_before + w.pad_after > 0
+}
+
 /// The geometry of convolving `g`'s images padded, without padding: the
 /// same windows.
 fn padded_geometry(g: &ConvGeometry) -> ConvGeometry {
@@ -453,7 +463,7 @@ const SHORT_ROW: usize = 256;
 /// Unpadded images are returned as they are.
 fn pad<'a>(x: &'a [f32], g: &ConvGeometry, padded: &'a mut Vec<f32>) -> (&'a [f32], ConvGeometry) {
     let (h, w, cin) = (g.height, g.width, g.in_channels);
-    if h.pad_before + h.pad_after + w.pad_before + w.pad_after == 0 {
+    if !is_padded(g) {
         return (x, *g);
     }
     let to = padded_geometry(g);
