@@ -84,6 +84,29 @@ fn few_channel_convs_match_reference() {
     }
 }
 
+/// 3x3 convs of stride 1 and 16 channels or more, which take Winograd's
+/// F(2x2, 3x3): odd and even sizes (tiles cut by the output's edge),
+/// padding up to two on each side (windows of zeros), channels around
+/// each vector count, on one thread (a batch's tiles at once) and on two
+/// (an image, or bands of a single image's rows of tiles, a thread at a
+/// time).
+#[test]
+fn winograd_convs_match_reference() {
+    let mut r = rng(4);
+    for checked in 0..40u64 {
+        let axis = |r: &mut rand_chacha::ChaCha8Rng| {
+            let (pb, pa) = (r.random_range(0..=2), r.random_range(0..=2));
+            common::axis(r.random_range(1..=30), 3, 1, pb, pa, 1, false)
+        };
+        let (height, width) = (axis(&mut r), axis(&mut r));
+        let (cin, cout) = (r.random_range(16..=40), r.random_range(16..=70));
+        let geometry = ConvGeometry { height, width, in_channels: cin, out_channels: cout, groups: 1 };
+        let threads = 1 + checked as usize % 2;
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| check_conv(geometry, r.random_range(1..=3), r.random_bool(0.7), 2000 + checked));
+    }
+}
+
 #[test]
 fn conv_spans_several_tiles_and_the_pointwise_path() {
     // 64 channels, 3x3: 576-value patches, ~113 rows a tile, 2*18*18 rows in all.

@@ -66,8 +66,11 @@ fn im2col_tile_at_width(x: &[f32], g: &ConvGeometry, group: usize, rows: Range<u
         let (oy, ox, len) = (row.oy, row.columns.start, row.columns.len());
         let image = &x[row.image * image_len..][..image_len];
         let tile_row = row.pixel - rows.start;
+        // Within the row's pixels: a tile may end before the first
+        // interior pixel (a left padding of two or more).
         let interior = if contiguous && full_y.contains(&oy) {
-            ox.max(full_x.start)..(ox + len).min(full_x.end).max(ox.max(full_x.start))
+            let start = ox.max(full_x.start).min(ox + len);
+            start..(ox + len).min(full_x.end).max(start)
         } else {
             ox..ox
         };

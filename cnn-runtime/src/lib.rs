@@ -32,6 +32,7 @@ pub mod onnx;
 pub mod optim;
 mod spread;
 mod train;
+mod winograd;
 mod workspace;
 
 pub use cnn_shape::{LayerInfo, Shape};

@@ -10,7 +10,7 @@
 //! whatever the thread count, so results are bit-identical. The backward
 //! pass is in [`backward`].
 
-use cnn_shape::{Axis, ConvGeometry, Node, Op};
+use cnn_shape::{Activation, Axis, ConvGeometry, Node, Op};
 use ndarray::{Array1, Array4, ArrayView1, ArrayView4, ArrayViewMut1, ArrayViewMut4, Ix1, Ix4};
 use rayon::prelude::*;
 
@@ -18,17 +18,21 @@ use super::epilogue::activate_columns;
 use super::{Destination, Epilogue, tensor};
 use crate::Error;
 use crate::cpu::Kernels;
-use crate::direct;
 use crate::gemm::{MatMut, MatRef};
 use crate::gemm_narrow::{self, Finish, Panels};
 use crate::im2col::{SLACK, im2col_tile};
 use crate::init::{self, InitRng};
 use crate::workspace::{Slot, overwritten, split_among_threads};
+use crate::{direct, winograd};
 
 mod backward;
 
 /// How many bytes of im2col panel one tile may fill: it should stay in L2.
 const TILE_BYTES: usize = 256 * 1024;
+
+/// How many tiles of a single image's Winograd conv a thread takes at a
+/// time, where threads share it: about two blocks of its GEMMs.
+const WINOGRAD_BAND_TILES: usize = 96;
 
 /// What the kernels ask of a geometry.
 trait Tiling {
@@ -168,6 +172,10 @@ impl Conv2d {
         into.kernels = kernels;
         if direct::is_direct(g, kernels) {
             return into.values.clear();
+        }
+        if winograd::applies(g, kernels) {
+            let target = tensor::line_aligned(&mut into.values, winograd::laid_out_len(g));
+            return winograd::lay_out(weight, g, kernels, target);
         }
         let target = tensor::line_aligned(&mut into.values, weight.len());
         if g.groups == 1 {
@@ -318,6 +326,18 @@ impl Conv2d {
             &own
         });
         assert_eq!(laid_out.kernels, kernels, "conv weights laid out for other kernels");
+        if winograd::applies(g, kernels) {
+            let (x, g_in) = match input {
+                Input::Images(x) => (x, *g),
+                Input::Padded(x) => (x, padded_geometry(g)),
+            };
+            let weights = &laid_out.values[tensor::to_line(&laid_out.values)..][..winograd::laid_out_len(g)];
+            let (finish, left) = epilogue.finish();
+            let conv = winograd::Convolution { g: &g_in, x, weights, finish, kernels, ldc, offset };
+            self.by_winograd(&conv, n, out, scratch, (left, destination));
+            (scratch[slot], scratch[slot + 1]) = (std::mem::take(padded), own.values);
+            return;
+        }
         let laid = || &laid_out.values[tensor::to_line(&laid_out.values)..][..weight.len()];
         let (weight, panels) = match (direct, g.groups) {
             (true, _) => (weight, None),
@@ -379,6 +399,53 @@ impl Conv2d {
             }
         });
         (scratch[slot], scratch[slot + 1]) = (std::mem::take(padded), own.values);
+    }
+
+    /// The `n` images of `conv` into `out` by [`winograd`]: all of them at
+    /// once where one thread runs the conv, else an image or (of a single
+    /// image) a band of rows of tiles a thread at a time.
+    fn by_winograd<T: Slot>(
+        &self,
+        conv: &winograd::Convolution<'_>,
+        n: usize,
+        out: &mut [T],
+        scratch: &mut Vec<Vec<f32>>,
+        (left, destination): (Option<Activation>, Destination<'_>),
+    ) {
+        let g = &self.geometry;
+        let (cout, (oh, ow), (ldc, offset)) =
+            (g.out_channels, (g.height.output, g.width.output), (conv.ldc, conv.offset));
+        let (across, down) = conv.tiles();
+        let tile_rows = match (crate::workspace::sharing_threads(), n) {
+            (1, _) => n * down,
+            (_, 2..) => down,
+            _ => (WINOGRAD_BAND_TILES / across).max(1),
+        };
+        // The output values of `tile_rows` rows of tiles: whole images, or
+        // two rows of pixels a row of tiles (the last band of an image with
+        // an odd height has one).
+        let unit_len = match tile_rows % down {
+            0 => tile_rows / down * oh * ow * ldc,
+            _ => 2 * tile_rows * ow * ldc,
+        };
+        let len = winograd::scratch_len(g);
+        split_among_threads(out, unit_len, scratch, |unit, out, col| {
+            if col.len() < len {
+                col.resize(len, 0.0);
+            }
+            let rows = unit * tile_rows..((unit + 1) * tile_rows).min(n * down);
+            conv.convolve(rows.clone(), T::slots(&mut *out), col);
+            // SAFETY: the tiles' pixels are the unit's, and `convolve`
+            // wrote this conv's columns of each; fresh values have no
+            // others (asserted in `run_input`).
+            #[allow(unsafe_code)]
+            let out = unsafe { T::slots(out).into_written() };
+            activate_columns(left, out, ldc, offset..offset + cout);
+            if let Destination::AddTo(residual) = destination {
+                let first_pixel = rows.start / down * oh * ow + rows.start % down * 2 * ow;
+                residual.apply(out, first_pixel * cout, cout);
+            }
+        });
     }
 
     /// Output rows `rows` into `out` (`rows.len() * COUT` values), from
