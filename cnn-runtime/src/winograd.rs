@@ -8,7 +8,7 @@
 //! channel, a tile's 16 rows of channels one after another), then
 //! multiplied by the weights' transforms (`G g G^T`, 16 `[CIN x COUT]`
 //! matrices made once a pass): 16 GEMMs on the kernel of
-//! [`crate::gemm_narrow`], each `[tiles x CIN]` (a row every `16 * CIN`
+//! [`crate::gemm_narrow`], each `[tiles x CIN]` (its rows `16 * CIN`
 //! apart) by `[CIN x COUT]`. Their products are transformed back (`A^T m
 //! A`) into the tiles' pixels, the layer's epilogue applied on the way.
 //! The padding is never written out: a window's positions outside the
@@ -48,34 +48,30 @@ pub(crate) fn applies(g: &ConvGeometry, kernels: Kernels) -> bool {
         && g.out_channels >= MIN_CHANNELS
 }
 
-/// How many values [`lay_out`] writes for `g`: the 16 transformed
-/// matrices, and room to make them in.
+/// How many values [`lay_out`] writes for `g`: 16 transformed matrices.
 pub(crate) fn laid_out_len(g: &ConvGeometry) -> usize {
-    2 * 16 * g.in_channels * g.out_channels
+    16 * g.in_channels * g.out_channels
 }
 
 /// The weights `[3, 3, CIN, COUT]` transformed (`G g G^T` for each pair of
 /// channels) into `into` ([`laid_out_len`] values): matrix `i` (of 16, a
 /// position in the 4x4 window) `[CIN x COUT]` from `i * CIN * COUT`, in the
-/// panels of `kernels`. The second half of `into` is where they are made.
+/// panels of `kernels`.
 pub(crate) fn lay_out(weight: &[f32], g: &ConvGeometry, kernels: Kernels, into: &mut [f32]) {
     let (cin, cout) = (g.in_channels, g.out_channels);
-    let size = cin * cout;
-    assert!(weight.len() == 9 * size && into.len() == laid_out_len(g), "winograd: weight lengths");
-    let (panels, made) = into.split_at_mut(16 * size);
-    kernels.arch().dispatch(Weights { weight, made, cin, cout });
-    for (made, panels) in made.chunks_exact(size).zip(panels.chunks_exact_mut(size)) {
-        Panels::new(MatRef::row_major(made, cin, cout), kernels, panels);
-    }
+    assert!(weight.len() == 9 * cin * cout && into.len() == laid_out_len(g), "winograd: weight lengths");
+    let width = Panels::width(cout, kernels);
+    kernels.arch().dispatch(Weights { weight, into, cin, cout, width });
 }
 
-/// `G g G^T` for each pair of channels: the weights' transforms, in
-/// row-major `[CIN x COUT]` matrices.
+/// `G g G^T` for each pair of channels: the weights' transforms, written
+/// straight into panels `width` columns wide.
 struct Weights<'a> {
     weight: &'a [f32],
-    made: &'a mut [f32],
+    into: &'a mut [f32],
     cin: usize,
     cout: usize,
+    width: usize,
 }
 
 impl WithSimd for Weights<'_> {
@@ -83,7 +79,7 @@ impl WithSimd for Weights<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        let Weights { weight, made, cin, cout } = self;
+        let Weights { weight, into, cin, cout, width } = self;
         let (size, lanes) = (cin * cout, lanes::<S>());
         // The kernel's three rows into four, then each row's three values into four.
         let half = simd.splat_f32s(0.5);
@@ -99,14 +95,18 @@ impl WithSimd for Weights<'_> {
                     }};
                 }
                 let rows = [row!(0), row!(1), row!(2)];
+                // Where this row's vector lies in a matrix's panels: a panel
+                // is a whole number of vectors wide.
+                let first = co / width * width;
+                let panel_at = first * cin + ci * width.min(cout - first) + co - first;
                 macro_rules! put_column {
                     ($j:expr) => {
                         let column = weight_four(simd, half, rows[0][$j], rows[1][$j], rows[2][$j]);
-                        let start = $j * size + at;
-                        gemm_narrow::store(simd, &mut made[start..][..len], column[0]);
-                        gemm_narrow::store(simd, &mut made[start + 4 * size..][..len], column[1]);
-                        gemm_narrow::store(simd, &mut made[start + 8 * size..][..len], column[2]);
-                        gemm_narrow::store(simd, &mut made[start + 12 * size..][..len], column[3]);
+                        let start = $j * size + panel_at;
+                        gemm_narrow::store(simd, &mut into[start..][..len], column[0]);
+                        gemm_narrow::store(simd, &mut into[start + 4 * size..][..len], column[1]);
+                        gemm_narrow::store(simd, &mut into[start + 8 * size..][..len], column[2]);
+                        gemm_narrow::store(simd, &mut into[start + 12 * size..][..len], column[3]);
                     };
                 }
                 put_column!(0);

@@ -199,7 +199,7 @@ impl<'a> Panels<'a> {
 
     /// The columns of a panel of B `n` wide: one panel where the kernel
     /// here does not run.
-    fn width(n: usize, kernels: Kernels) -> usize {
+    pub(crate) fn width(n: usize, kernels: Kernels) -> usize {
         let width = if available(kernels) { block_width(crate::cpu::lanes(kernels)) } else { n };
         width.clamp(1, n.max(1))
     }

@@ -30,9 +30,10 @@ mod backward;
 /// How many bytes of im2col panel one tile may fill: it should stay in L2.
 const TILE_BYTES: usize = 256 * 1024;
 
-/// How many tiles of a single image's Winograd conv a thread takes at a
-/// time, where threads share it: about two blocks of its GEMMs.
-const WINOGRAD_BAND_TILES: usize = 96;
+/// How many bands of rows of tiles each thread that shares a single
+/// image's Winograd conv takes, one at a time: a thread the machine slows
+/// down leaves the others less to wait for.
+const WINOGRAD_BANDS_A_THREAD: usize = 2;
 
 /// What the kernels ask of a geometry.
 trait Tiling {
@@ -415,11 +416,11 @@ impl Conv2d {
         let g = &self.geometry;
         let (cout, (oh, ow), (ldc, offset)) =
             (g.out_channels, (g.height.output, g.width.output), (conv.ldc, conv.offset));
-        let (across, down) = conv.tiles();
+        let (_, down) = conv.tiles();
         let tile_rows = match (crate::workspace::sharing_threads(), n) {
             (1, _) => n * down,
             (_, 2..) => down,
-            _ => (WINOGRAD_BAND_TILES / across).max(1),
+            (threads, _) => down.div_ceil(threads * WINOGRAD_BANDS_A_THREAD),
         };
         // The output values of `tile_rows` rows of tiles: whole images, or
         // two rows of pixels a row of tiles (the last band of an image with
