@@ -205,3 +205,32 @@ fn concat_branches_written_into_their_channels_match_the_reference() {
         assert_close(&net.forward(x.view()).unwrap(), &expected, 1e-4, &format!("{kernels:?}"));
     }
 }
+
+cnn::cnn! {
+    /// Branches of 3x3 convs with 16 channels or more, which Winograd's
+    /// F(2x2, 3x3) writes straight into their channels of the join, with
+    /// a relu and a batchnorm in their epilogues.
+    pub struct WideWinograd {
+        input 7x6x16;
+        concat { conv 16 k3 p1 relu } { conv 20 k3 p1; batchnorm } {} tanh;
+        globalavgpool;
+        dense 3;
+    }
+}
+
+#[test]
+fn winograd_branches_written_into_their_channels_match_the_reference() {
+    let mut net = WideWinograd::with_seed(11);
+    net.concat1_1_1.running_var_mut().fill(2.0);
+    net.concat1_1_1.running_mean_mut().fill(0.1);
+    let x = random4(&mut rng(12), (3, 7, 6, 16));
+    let a = relu(conv(&net.concat1_0_0, &x));
+    let b = bn(&net.concat1_1_1, &conv(&net.concat1_1_0, &x));
+    let joined = concatenate(NdAxis(3), &[a.view(), b.view(), x.view()]).unwrap().mapv(f32::tanh);
+    let expected =
+        common::dense(common::global_avg(joined.view()).view(), net.dense1.weight(), net.dense1.bias());
+    for kernels in cnn::__private::Kernels::ALL {
+        net.__cnn_set_kernels(kernels);
+        assert_close(&net.forward(x.view()).unwrap(), &expected, 1e-4, &format!("{kernels:?}"));
+    }
+}

@@ -5,7 +5,9 @@
 //! each pixel's patch from the input in place (padded once per call);
 //! otherwise im2col packs the tile's patches for one GEMM per group; with
 //! at most 8 output channels a group, the direct kernel of
-//! [`crate::direct`] takes the tile. The tiles of a batch are shared
+//! [`crate::direct`] takes the tile; a 3x3 conv of stride 1 with 16
+//! channels or more in and out goes by [`crate::winograd`] instead, 2x2
+//! output pixels at a time. The tiles of a batch are shared
 //! between rayon's threads; each output row is computed the same way
 //! whatever the thread count, so results are bit-identical. The backward
 //! pass is in [`backward`].
