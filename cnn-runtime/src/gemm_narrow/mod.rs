@@ -121,6 +121,11 @@ impl<'a> Finish<'a> {
         Finish { scale: from(self.scale), shift: from(self.shift), ..*self }
     }
 
+    /// Whether the sums are scaled, shifted or activated on their way out.
+    fn changes_sums(&self) -> bool {
+        self.scale.is_some() || self.shift.is_some() || self.activation.is_some()
+    }
+
     /// Whether the kernels apply `activation` to their sums.
     pub fn takes(activation: Activation) -> bool {
         matches!(activation, Activation::Relu | Activation::Relu6 | Activation::LeakyRelu(_))
@@ -382,7 +387,11 @@ impl Block<'_> {
     ) {
         let lanes = size_of::<S::f32s>() / size_of::<f32>();
         for (pass, (span, last)) in a.runs(self.width, lanes).passes().enumerate() {
-            let (accumulate, finish) = (pass > 0 || finish.accumulate, last.then_some(finish));
+            // Sums stored as they are where `finish` changes nothing,
+            // rather than through checks of each vector's scale and shift,
+            // which a product of short `k` (Winograd's) felt.
+            let accumulate = pass > 0 || finish.accumulate;
+            let finish = last.then_some(finish).filter(Finish::changes_sums);
             let (mut row, mut at) = (0, a.position(0));
             while row < a.len() {
                 let left = a.len() - row;
