@@ -26,7 +26,7 @@ use crate::cpu::Kernels;
 use crate::gemm::{MatMut, MatRef};
 use crate::gemm_narrow::{self, Finish, Panels, activate, load};
 use crate::workspace::Slots;
-use cnn_shape::{Axis, ConvGeometry};
+use cnn_shape::{Activation, Axis, ConvGeometry};
 
 /// Tiles the GEMMs take at a time: a multiple of the kernel's rows, and
 /// few enough that a block's transformed inputs and products (16 values a
@@ -246,45 +246,68 @@ impl WithSimd for Windows<'_> {
                 |j| inside(2 * tx + j, w),
             );
             let image = &conv.x[image * g.input_len()..][..g.input_len()];
+            let window = &mut inputs[t * 16 * cin..][..16 * cin];
+            // The window's 16 vectors of channels from `c`, transformed
+            // into the tile's 16 rows. Straight-line code by macros:
+            // arrays of vectors indexed in loops stay on the stack, and
+            // closures are compiled apart from the vector code, calling
+            // its intrinsics.
+            macro_rules! transform {
+                ($c:expr, $len:expr, $value:ident) => {{
+                    let (c, len) = ($c, $len);
+                    macro_rules! row {
+                        ($i:expr) => {
+                            input_four(simd, [$value!($i, 0), $value!($i, 1), $value!($i, 2), $value!($i, 3)])
+                        };
+                    }
+                    let d = [row!(0), row!(1), row!(2), row!(3)];
+                    macro_rules! put_column {
+                        ($j:expr) => {
+                            let column = input_four(simd, [d[0][$j], d[1][$j], d[2][$j], d[3][$j]]);
+                            for (i, v) in column.into_iter().enumerate() {
+                                gemm_narrow::store(simd, &mut window[(i * 4 + $j) * cin + c..][..len], v);
+                            }
+                        };
+                    }
+                    put_column!(0);
+                    put_column!(1);
+                    put_column!(2);
+                    put_column!(3);
+                }};
+            }
+            if let (Some(y), Some(x), Some(_), Some(_)) = (rows[0], columns[0], rows[3], columns[3]) {
+                // Inside the image: each row of the window one run of it.
+                let run = |i: usize| &image[((y + i) * w.input + x) * cin..][..4 * cin];
+                let runs = [run(0), run(1), run(2), run(3)];
+                for c in (0..cin).step_by(lanes) {
+                    let len = lanes.min(cin - c);
+                    macro_rules! inside {
+                        ($i:expr, $j:expr) => {
+                            load(simd, &runs[$i][$j * cin + c..][..len])
+                        };
+                    }
+                    transform!(c, len, inside);
+                }
+                continue;
+            }
             // Each window position's channels, or none where it is padding.
             let pixel = |i: usize, j: usize| match (rows[i], columns[j]) {
                 (Some(y), Some(x)) => Some(&image[(y * w.input + x) * cin..][..cin]),
                 _ => None,
             };
             let row = |i: usize| [pixel(i, 0), pixel(i, 1), pixel(i, 2), pixel(i, 3)];
-            let d = [row(0), row(1), row(2), row(3)];
-            let window = &mut inputs[t * 16 * cin..][..16 * cin];
+            let pixels = [row(0), row(1), row(2), row(3)];
             for c in (0..cin).step_by(lanes) {
                 let len = lanes.min(cin - c);
-                // Straight-line code by macros: arrays of vectors indexed in
-                // loops stay on the stack, and closures are compiled apart
-                // from the vector code, calling its intrinsics.
-                macro_rules! value {
+                macro_rules! padded {
                     ($i:expr, $j:expr) => {
-                        match d[$i][$j] {
+                        match pixels[$i][$j] {
                             Some(pixel) => load(simd, &pixel[c..][..len]),
                             None => simd.splat_f32s(0.0),
                         }
                     };
                 }
-                macro_rules! row {
-                    ($i:expr) => {
-                        input_four(simd, [value!($i, 0), value!($i, 1), value!($i, 2), value!($i, 3)])
-                    };
-                }
-                let d = [row!(0), row!(1), row!(2), row!(3)];
-                macro_rules! put_column {
-                    ($j:expr) => {
-                        let column = input_four(simd, [d[0][$j], d[1][$j], d[2][$j], d[3][$j]]);
-                        for (i, v) in column.into_iter().enumerate() {
-                            gemm_narrow::store(simd, &mut window[(i * 4 + $j) * cin + c..][..len], v);
-                        }
-                    };
-                }
-                put_column!(0);
-                put_column!(1);
-                put_column!(2);
-                put_column!(3);
+                transform!(c, len, padded);
             }
         }
     }
@@ -310,52 +333,63 @@ impl WithSimd for Pixels<'_, '_> {
         let (oh, ow, cout) = (g.height.output, g.width.output, g.out_channels);
         let (across, down) = conv.tiles();
         let finish = conv.finish;
-        for (t, tile) in tiles.enumerate() {
-            let (ty, tx) = (tile / across % down, tile % across);
-            let first = conv.pixel(tile, 0, 0) - first_pixel;
-            let products = &products[t * 16 * cout..][..16 * cout];
-            for c in (0..cout).step_by(lanes) {
-                let len = lanes.min(cout - c);
-                macro_rules! row {
-                    ($i:expr) => {
-                        output_four(
-                            simd,
-                            [
-                                load(simd, &products[($i * 4) * cout + c..][..len]),
-                                load(simd, &products[($i * 4 + 1) * cout + c..][..len]),
-                                load(simd, &products[($i * 4 + 2) * cout + c..][..len]),
-                                load(simd, &products[($i * 4 + 3) * cout + c..][..len]),
-                            ],
-                        )
-                    };
-                }
-                let m = [row!(0), row!(1), row!(2), row!(3)];
-                let scale = finish.scale.map(|v| load(simd, &v[c..][..len]));
-                let shift = finish.shift.map(|v| load(simd, &v[c..][..len]));
-                macro_rules! put {
-                    ($i:expr, $j:expr, $y:expr) => {
-                        if 2 * ty + $i < oh && 2 * tx + $j < ow {
-                            let y = match scale {
-                                Some(scale) => simd.mul_f32s($y, scale),
-                                None => $y,
+        // The activation matched once for the block, not for each vector;
+        // a missing scale or shift as 1 or 0 in one multiply-add.
+        macro_rules! pixels {
+            ($activation:expr) => {
+                for (t, tile) in tiles.clone().enumerate() {
+                    let (ty, tx) = (tile / across % down, tile % across);
+                    let first = conv.pixel(tile, 0, 0) - first_pixel;
+                    let products = &products[t * 16 * cout..][..16 * cout];
+                    for c in (0..cout).step_by(lanes) {
+                        let len = lanes.min(cout - c);
+                        macro_rules! row {
+                            ($i:expr) => {
+                                output_four(
+                                    simd,
+                                    [
+                                        load(simd, &products[($i * 4) * cout + c..][..len]),
+                                        load(simd, &products[($i * 4 + 1) * cout + c..][..len]),
+                                        load(simd, &products[($i * 4 + 2) * cout + c..][..len]),
+                                        load(simd, &products[($i * 4 + 3) * cout + c..][..len]),
+                                    ],
+                                )
                             };
-                            let y = match shift {
-                                Some(shift) => simd.add_f32s(y, shift),
-                                None => y,
-                            };
-                            let y = activate(simd, finish.activation, y);
-                            let pixel = first + $i * ow + $j;
-                            out.part(pixel * conv.ldc + conv.offset + c, len).store::<S::f32s>(0, y);
                         }
-                    };
+                        let m = [row!(0), row!(1), row!(2), row!(3)];
+                        let scale = match finish.scale {
+                            Some(scale) => load(simd, &scale[c..][..len]),
+                            None => simd.splat_f32s(1.0),
+                        };
+                        let shift = match finish.shift {
+                            Some(shift) => load(simd, &shift[c..][..len]),
+                            None => simd.splat_f32s(0.0),
+                        };
+                        macro_rules! put {
+                            ($i:expr, $j:expr, $y:expr) => {
+                                if 2 * ty + $i < oh && 2 * tx + $j < ow {
+                                    let y = activate(simd, $activation, simd.mul_add_f32s($y, scale, shift));
+                                    let pixel = first + $i * ow + $j;
+                                    out.part(pixel * conv.ldc + conv.offset + c, len).store::<S::f32s>(0, y);
+                                }
+                            };
+                        }
+                        let [y00, y10] = output_four(simd, [m[0][0], m[1][0], m[2][0], m[3][0]]);
+                        let [y01, y11] = output_four(simd, [m[0][1], m[1][1], m[2][1], m[3][1]]);
+                        put!(0, 0, y00);
+                        put!(0, 1, y01);
+                        put!(1, 0, y10);
+                        put!(1, 1, y11);
+                    }
                 }
-                let [y00, y10] = output_four(simd, [m[0][0], m[1][0], m[2][0], m[3][0]]);
-                let [y01, y11] = output_four(simd, [m[0][1], m[1][1], m[2][1], m[3][1]]);
-                put!(0, 0, y00);
-                put!(0, 1, y01);
-                put!(1, 0, y10);
-                put!(1, 1, y11);
-            }
+            };
+        }
+        match finish.activation {
+            None => pixels!(None),
+            Some(Activation::Relu) => pixels!(Some(Activation::Relu)),
+            Some(Activation::Relu6) => pixels!(Some(Activation::Relu6)),
+            Some(Activation::LeakyRelu(alpha)) => pixels!(Some(Activation::LeakyRelu(alpha))),
+            Some(_) => unreachable!("Finish::takes admits the piecewise-linear activations only"),
         }
     }
 }
