@@ -147,21 +147,21 @@ impl Convolution<'_> {
     /// The rows of tiles `tile_rows` (of all images, one after another)
     /// into `out`, the values of their output pixels; `scratch` holds at
     /// least [`scratch_len`] values.
-    pub(crate) fn convolve(&self, tile_rows: Range<usize>, out: Slots<'_>, scratch: &mut [f32]) {
+    pub(crate) fn convolve(&self, tile_rows: Range<usize>, mut out: Slots<'_>, scratch: &mut [f32]) {
         let g = self.g;
         let (cin, cout) = (g.in_channels, g.out_channels);
         let (across, _) = self.tiles();
         let (inputs, products) = scratch[..scratch_len(g)].split_at_mut(16 * BLOCK_TILES * cin);
-        let mut out = out;
         let tiles = tile_rows.start * across..tile_rows.end * across;
-        let first_pixel = self.pixel(tile_rows.start * across, 0, 0);
+        let first_pixel = self.first_pixel(tiles.start);
         for first in tiles.clone().step_by(BLOCK_TILES) {
             let block = first..(first + BLOCK_TILES).min(tiles.end);
             let n = block.len();
             let inputs = &mut inputs[..16 * n * cin];
             let products = &mut products[..16 * n * cout];
             self.kernels.arch().dispatch(Windows { conv: self, tiles: block.clone(), inputs });
-            // Window position `i` of every tile: rows 16 values of each channel apart.
+            // Window position `i` of every tile: one of each tile's 16 rows
+            // of channels, `16 * CIN` values apart.
             for i in 0..16 {
                 let panels =
                     Panels::written(&self.weights[i * cin * cout..][..cin * cout], cin, cout, self.kernels);
@@ -176,12 +176,12 @@ impl Convolution<'_> {
         }
     }
 
-    /// The output pixel (counted over all images) of `tile`'s row `i` and column `j`.
-    fn pixel(&self, tile: usize, i: usize, j: usize) -> usize {
+    /// The first output pixel (counted over all images) of `tile`.
+    fn first_pixel(&self, tile: usize) -> usize {
         let (across, down) = self.tiles();
         let (image, ty, tx) = (tile / (across * down), tile / across % down, tile % across);
         let (oh, ow) = (self.g.height.output, self.g.width.output);
-        (image * oh + 2 * ty + i) * ow + 2 * tx + j
+        (image * oh + 2 * ty) * ow + 2 * tx
     }
 }
 
@@ -339,7 +339,7 @@ impl WithSimd for Pixels<'_, '_> {
             ($activation:expr) => {
                 for (t, tile) in tiles.clone().enumerate() {
                     let (ty, tx) = (tile / across % down, tile % across);
-                    let first = conv.pixel(tile, 0, 0) - first_pixel;
+                    let first = conv.first_pixel(tile) - first_pixel;
                     let products = &products[t * 16 * cout..][..16 * cout];
                     for c in (0..cout).step_by(lanes) {
                         let len = lanes.min(cout - c);
