@@ -177,3 +177,40 @@ fn load_pytorch_reads_a_labelled_layer_by_its_label() {
     let feature = 4 + 2; // (0 * 6 + 1) * 4 + 2
     assert_eq!(net.fc.weight()[[feature, 0]], (2 * 36 + 1) as f32);
 }
+
+cnn::cnn! {
+    /// A conv that Winograd's transform takes, its weights laid out once
+    /// and kept from pass to pass while they do not change.
+    pub struct Kept {
+        input 6x5x16;
+        conv 16 k3 p1;
+        flatten;
+        dense 4;
+    }
+}
+
+#[test]
+fn weights_laid_out_once_are_laid_out_again_after_every_change() {
+    let mut net = Kept::with_seed(5);
+    let x = random4(&mut rng(5), (2, 6, 5, 16));
+    let reference = |net: &Kept| {
+        let g = net.conv1.geometry();
+        let conv =
+            common::conv(x.view(), net.conv1.weight(), net.conv1.bias(), win(&g.height), win(&g.width), 1);
+        common::dense(common::flatten(conv.view()).view(), net.dense1.weight(), net.dense1.bias())
+    };
+    assert_close(&net.forward(x.view()).unwrap(), &reference(&net), 1e-4, "first");
+    // The same pass again reads what the first laid out.
+    assert_close(&net.forward(x.view()).unwrap(), &reference(&net), 1e-4, "again");
+    net.conv1.weight_mut().mapv_inplace(|v| 0.5 - v);
+    assert_close(&net.forward(x.view()).unwrap(), &reference(&net), 1e-4, "weight_mut");
+    net.conv1
+        .set_weight(Array4::from_shape_fn((3, 3, 16, 16), |(y, x, i, o)| (y + 2 * x + i * o) as f32 / 99.0))
+        .unwrap();
+    assert_close(&net.forward(x.view()).unwrap(), &reference(&net), 1e-4, "set_weight");
+    // A training step changes the weights through the optimizer.
+    let before = net.conv1.weight().to_owned();
+    net.train_step(x.view(), &[1, 3], &mut cnn::optim::Sgd::new(0.1)).unwrap();
+    assert_ne!(net.conv1.weight(), before.view());
+    assert_close(&net.forward(x.view()).unwrap(), &reference(&net), 1e-4, "train_step");
+}

@@ -223,7 +223,7 @@ impl Conv2d {
         let weight = Array4::from_shape_fn(geometry.weight_shape(), |(ky, kx, o, i)| {
             self.weight[[kh - 1 - ky, kw - 1 - kx, i, o]]
         });
-        Some(Conv2d { weight, bias: None, geometry })
+        Some(Conv2d { weight, bias: None, geometry, version: super::next_version() })
     }
 }
 
