@@ -74,7 +74,7 @@ pub(crate) struct LaidOut {
     /// The [`Conv2d::version`] of the weights laid out, 0 for none: a
     /// pass lays them out again only after they change, where Winograd's
     /// transforms of ResNet-18's weights (16 values for 9, 78 MB) cost a
-    /// single image's pass a fifth of its time.
+    /// single image's pass more than a third of its time.
     version: u64,
 }
 
