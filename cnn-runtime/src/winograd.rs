@@ -190,13 +190,6 @@ fn lanes<S: Simd>() -> usize {
     size_of::<S::f32s>() / size_of::<f32>()
 }
 
-/// Where input row or column `at` of the padded image is in `axis`'s
-/// input, if it is.
-#[inline(always)]
-fn inside(at: usize, axis: Axis) -> Option<usize> {
-    at.checked_sub(axis.pad_before).filter(|&at| at < axis.input)
-}
-
 /// `G g` on a column or row of three values of the kernel: the transform
 /// of the weights.
 #[inline(always)]
@@ -236,14 +229,15 @@ impl WithSimd for Windows<'_> {
         let (across, down) = conv.tiles();
         for (t, tile) in tiles.enumerate() {
             let (image, ty, tx) = (tile / (across * down), tile / across % down, tile % across);
-            // Where each row and column of the window is in the image, if it is.
+            // Where each row and column of the window is in the image, if
+            // it is: taps 0 to 3 of the window of the tile's first pixel.
             let rows: [Option<usize>; 4] = std::array::from_fn(
                 #[inline(always)]
-                |i| inside(2 * ty + i, h),
+                |i| h.tap(2 * ty, i),
             );
             let columns: [Option<usize>; 4] = std::array::from_fn(
                 #[inline(always)]
-                |j| inside(2 * tx + j, w),
+                |j| w.tap(2 * tx, j),
             );
             let image = &conv.x[image * g.input_len()..][..g.input_len()];
             let window = &mut inputs[t * 16 * cin..][..16 * cin];

@@ -330,6 +330,32 @@ impl Conv2d {
         if rows == 0 {
             return;
         }
+        // The GEMM reads patches from the input padded once, kept in the
+        // scratch slot past the threads', and weights not laid out before
+        // are laid out in the slot after.
+        let slot = rayon::current_num_threads();
+        if scratch.len() <= slot + 1 {
+            scratch.resize_with(slot + 2, Vec::new);
+        }
+        let mut own = LaidOut { values: std::mem::take(&mut scratch[slot + 1]), ..LaidOut::default() };
+        let laid_out = laid_out.unwrap_or_else(|| {
+            self.lay_out(kernels, &mut own);
+            &own
+        });
+        assert_eq!(laid_out.kernels, kernels, "conv weights laid out for other kernels");
+        let laid = |len: usize| &laid_out.values[tensor::to_line(&laid_out.values)..][..len];
+        if winograd::applies(g, kernels) {
+            let (x, g_in) = match input {
+                Input::Images(x) => (x, *g),
+                Input::Padded(x) => (x, padded_geometry(g)),
+            };
+            let weights = laid(winograd::laid_out_len(g));
+            let (finish, left) = epilogue.finish();
+            let conv = winograd::Convolution { g: &g_in, x, weights, finish, kernels, ldc, offset };
+            self.by_winograd(&conv, n, out, scratch, (left, destination));
+            scratch[slot + 1] = own.values;
+            return;
+        }
         let tile_rows = g.tile_rows().min(rows);
         let direct = direct::is_direct(g, kernels);
         assert!(!direct || ldc == cout, "the direct conv writes whole rows");
@@ -341,37 +367,11 @@ impl Conv2d {
         } else {
             tile_rows * g.patch_len() + SLACK
         };
-        // The GEMM reads patches from the input padded once, kept in the
-        // scratch slot past the threads', and weights not laid out before
-        // are laid out in the slot after.
-        let slot = rayon::current_num_threads();
-        if scratch.len() <= slot + 1 {
-            scratch.resize_with(slot + 2, Vec::new);
-        }
         let padded = &mut std::mem::take(&mut scratch[slot]);
-        let mut own = LaidOut { values: std::mem::take(&mut scratch[slot + 1]), ..LaidOut::default() };
-        let laid_out = laid_out.unwrap_or_else(|| {
-            self.lay_out(kernels, &mut own);
-            &own
-        });
-        assert_eq!(laid_out.kernels, kernels, "conv weights laid out for other kernels");
-        if winograd::applies(g, kernels) {
-            let (x, g_in) = match input {
-                Input::Images(x) => (x, *g),
-                Input::Padded(x) => (x, padded_geometry(g)),
-            };
-            let weights = &laid_out.values[tensor::to_line(&laid_out.values)..][..winograd::laid_out_len(g)];
-            let (finish, left) = epilogue.finish();
-            let conv = winograd::Convolution { g: &g_in, x, weights, finish, kernels, ldc, offset };
-            self.by_winograd(&conv, n, out, scratch, (left, destination));
-            (scratch[slot], scratch[slot + 1]) = (std::mem::take(padded), own.values);
-            return;
-        }
-        let laid = || &laid_out.values[tensor::to_line(&laid_out.values)..][..weight.len()];
         let (weight, panels) = match (direct, g.groups) {
             (true, _) => (weight, None),
-            (false, 1) => (weight, Some(Panels::written(laid(), g.patch_len(), cout, kernels))),
-            (false, _) => (laid(), None),
+            (false, 1) => (weight, Some(Panels::written(laid(weight.len()), g.patch_len(), cout, kernels))),
+            (false, _) => (laid(weight.len()), None),
         };
         let (x, g_in) = match (input, patches) {
             (Input::Images(_), true) => pad(x, g, padded),
