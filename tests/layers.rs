@@ -180,6 +180,29 @@ fn pools_match_reference_with_padding_floor_and_ceil() {
 }
 
 #[test]
+fn pools_of_two_rows_over_whole_vectors_match_reference() {
+    // `maxpool 2` over channels a multiple of the vector width reads each
+    // window's two rows a vector at a time: odd and even sizes, padding,
+    // ceil, and windows three columns wide beside them.
+    let mut r = rng(12);
+    for input in 2..=9 {
+        for (pad, ceil, kw) in [(0, false, 2), (0, true, 2), (1, false, 2), (1, true, 2), (0, false, 3)] {
+            let height = common::axis(input, 2, 2, pad, pad, 1, ceil);
+            let width = common::axis(input + 1, kw, 2, pad, pad, 1, ceil);
+            for c in [16, 32, 48, 24] {
+                let x = random4(&mut r, (2, height.input, width.input, c));
+                let (h, w) = (win(&height), win(&width));
+                let what = format!("{height:?} {width:?} {c}");
+                let pooled = MaxPool2d::new(height, width).forward(x.view()).unwrap();
+                assert_close(&pooled, &common::max_pool(x.view(), h, w), 0.0, &what);
+                let averaged = AvgPool2d::new(height, width).forward(x.view()).unwrap();
+                assert_close(&averaged, &common::avg_pool(x.view(), h, w), 1e-5, &what);
+            }
+        }
+    }
+}
+
+#[test]
 fn avg_pool_divisor_follows_pytorch_with_ceil() {
     // nn.AvgPool2d(2, 2, padding=1, ceil_mode=True) on a 1x4 row of ones
     // gives [0.5, 1, 0.5]: the windows at the ends hold one padded cell.
