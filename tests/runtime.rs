@@ -8,23 +8,34 @@ mod common;
 mod nets;
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
 use cnn::ndarray::Array4;
 use common::{random4, rng};
 use nets::{Cifar3Block, FastaiMnist, LeNet5};
 
-/// Counts allocations and tracks the peak of live bytes while `ON`.
+/// Counts allocations and tracks the peak of live bytes of the thread
+/// that is `ON`: the test harness starts the threads of other tests
+/// meanwhile, which allocate too.
 struct Counting;
 
-static ON: AtomicBool = AtomicBool::new(false);
+thread_local! {
+    static ON: Cell<bool> = const { Cell::new(false) };
+}
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 
+/// Whether this thread's allocations count (not while its thread-locals
+/// are torn down).
+fn counting() -> bool {
+    ON.try_with(Cell::get).unwrap_or(false)
+}
+
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if ON.load(SeqCst) {
+        if counting() {
             COUNT.fetch_add(1, SeqCst);
             let live = LIVE.fetch_add(layout.size(), SeqCst) + layout.size();
             PEAK.fetch_max(live, SeqCst);
@@ -33,7 +44,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if ON.load(SeqCst) {
+        if counting() {
             LIVE.fetch_sub(layout.size().min(LIVE.load(SeqCst)), SeqCst);
         }
         unsafe { System.dealloc(ptr, layout) }
@@ -46,14 +57,14 @@ static ALLOCATOR: Counting = Counting;
 /// The tests of this file run one at a time: the counters are global.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Allocations and peak live bytes of `f`.
+/// Allocations and peak live bytes of `f` on this thread.
 fn measure<T>(f: impl FnOnce() -> T) -> (usize, usize, T) {
     COUNT.store(0, SeqCst);
     LIVE.store(0, SeqCst);
     PEAK.store(0, SeqCst);
-    ON.store(true, SeqCst);
+    ON.set(true);
     let out = f();
-    ON.store(false, SeqCst);
+    ON.set(false);
     (COUNT.load(SeqCst), PEAK.load(SeqCst), out)
 }
 
@@ -118,7 +129,8 @@ fn each_image_of_a_batch_gets_what_it_gets_alone() {
 #[test]
 fn buffers_do_not_grow_with_batch_size_or_repeats() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    // One thread, so that work is not split differently between calls.
+    // One thread, so that work is not split differently between calls and
+    // the pass runs on the thread whose allocations count.
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     pool.install(|| {
         let net = LeNet5::with_seed(1);
