@@ -216,6 +216,70 @@ fn tf_cifar_with_its_floor_pool_matches_reference() {
     assert_both_kernels!(net, x, expected, "TF CIFAR");
 }
 
+cnn::cnn! {
+    /// 3x3 convs of 16 channels or more with `maxpool 2` right after,
+    /// which the pass pools in Winograd's tiles: ceil and floor over odd
+    /// and even sizes, a batchnorm between, and a tanh, which keeps the
+    /// two apart (the max of a tanh is not the tanh of the max for every
+    /// activation, so none but those the kernels take is pooled there).
+    pub struct PooledConvs {
+        input 13x11x16;
+        conv 16 k3 p1 relu; maxpool 2 ceil;
+        conv 24 k3 p1; batchnorm; relu; maxpool 2 floor;
+        conv 16 k3 p1 tanh; maxpool 2 ceil;
+        flatten;
+        dense 4;
+    }
+    /// A pooled conv whose pool is the last layer, into the fresh output.
+    pub struct PooledLast {
+        input 9x8x16;
+        conv 20 k3 relu; maxpool 2 floor;
+    }
+    /// A pooled conv in a concat's branch.
+    pub struct PooledBranch {
+        input 8x6x16;
+        concat { conv 16 k3 p1 relu; maxpool 2 } { maxpool 2 };
+        globalavgpool;
+        dense 3;
+    }
+}
+
+fn max_pool2(x: &Array4<f32>, ceil: bool) -> Array4<f32> {
+    let (_, h, w, _) = x.dim();
+    let out = |n: usize| if ceil { n.div_ceil(2) } else { n / 2 };
+    let (h, w) = (
+        Win { n: h, k: 2, s: 2, p: 0, d: 1, out: out(h) },
+        Win { n: w, k: 2, s: 2, p: 0, d: 1, out: out(w) },
+    );
+    common::max_pool(x.view(), h, w)
+}
+
+#[test]
+fn convs_pooled_in_their_tiles_match_reference() {
+    let relu = |v: f32| v.max(0.0);
+    let mut net = PooledConvs::with_seed(15);
+    net.bn1.set_running_mean(cnn::ndarray::Array1::from_elem(24, 0.1)).unwrap();
+    net.bn1.set_running_var(cnn::ndarray::Array1::from_elem(24, 2.0)).unwrap();
+    let x = random4(&mut rng(16), (3, 13, 11, 16));
+    let t = max_pool2(&ref_conv(&net.conv1, &x).mapv(relu), true);
+    let t = max_pool2(&ref_batchnorm(&net.bn1, &ref_conv(&net.conv2, &t)).mapv(relu), false);
+    let t = max_pool2(&ref_conv(&net.conv3, &t).mapv(common::tanh), true);
+    let expected = ref_dense(&net.dense1, &common::flatten(t.view()));
+    assert_both_kernels!(net, x, expected, "pooled convs");
+
+    let net = PooledLast::with_seed(17);
+    let x = random4(&mut rng(18), (2, 9, 8, 16));
+    let expected = max_pool2(&ref_conv(&net.conv1, &x).mapv(relu), false);
+    assert_both_kernels!(net, x, expected, "pooled last");
+
+    let net = PooledBranch::with_seed(19);
+    let x = random4(&mut rng(20), (2, 8, 6, 16));
+    let a = max_pool2(&ref_conv(&net.concat1_0_0, &x).mapv(relu), false);
+    let joined = cnn::ndarray::concatenate(NdAxis(3), &[a.view(), max_pool2(&x, false).view()]).unwrap();
+    let expected = ref_dense(&net.dense1, &common::global_avg(joined.view()));
+    assert_both_kernels!(net, x, expected, "pooled branch");
+}
+
 #[test]
 fn cifar_3block_with_batchnorm_matches_reference() {
     let mut net = Cifar3Block::with_seed(13);

@@ -337,7 +337,7 @@ fn forward(
             let input = padded.as_deref().map_or(Input::Images(input), Input::Padded);
             let (prepared, whole) = ((&epilogue, None), Destination::Whole);
             with_kept_scratch(|scratch| {
-                conv.run_input(input, &mut output, scratch, prepared, Kernels::Fastest, whole)
+                conv.run_input(input, &mut output, scratch, prepared, Kernels::Fastest, (None, whole))
             });
             keep = padded.map_or(Kept::Nothing, Kept::Padded);
         }

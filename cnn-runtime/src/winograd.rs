@@ -25,6 +25,7 @@ use pulp::{Simd, WithSimd};
 use crate::cpu::Kernels;
 use crate::gemm::{MatMut, MatRef};
 use crate::gemm_narrow::{self, Finish, Panels, activate, load};
+use crate::layers::{Max, Reduce};
 use crate::workspace::Slots;
 use cnn_shape::{Activation, Axis, ConvGeometry};
 
@@ -136,12 +137,20 @@ pub(crate) struct Convolution<'a> {
     /// Output rows are `ldc` values apart, the conv's channels from `offset`.
     pub ldc: usize,
     pub offset: usize,
+    /// With `maxpool 2` (windows of 2x2, stride 2, unpadded) run in the
+    /// conv: the pool's output height and width. Its windows are the
+    /// tiles, each pooled into one pixel as it is transformed back, and
+    /// tiles past a floor pool's last window are never computed.
+    pub pooled: Option<(usize, usize)>,
 }
 
 impl Convolution<'_> {
     /// Tiles across and down an image.
     pub(crate) fn tiles(&self) -> (usize, usize) {
-        (self.g.width.output.div_ceil(2), self.g.height.output.div_ceil(2))
+        match self.pooled {
+            Some((height, width)) => (width, height),
+            None => (self.g.width.output.div_ceil(2), self.g.height.output.div_ceil(2)),
+        }
     }
 
     /// The rows of tiles `tile_rows` (of all images, one after another)
@@ -176,8 +185,12 @@ impl Convolution<'_> {
         }
     }
 
-    /// The first output pixel (counted over all images) of `tile`.
+    /// The first output pixel (counted over all images) of `tile`: the
+    /// pool's pixel that is the tile, if pooled.
     fn first_pixel(&self, tile: usize) -> usize {
+        if self.pooled.is_some() {
+            return tile;
+        }
         let (across, down) = self.tiles();
         let (image, ty, tx) = (tile / (across * down), tile / across % down, tile % across);
         let (oh, ow) = (self.g.height.output, self.g.width.output);
@@ -326,7 +339,7 @@ impl WithSimd for Pixels<'_, '_> {
         let (g, lanes) = (conv.g, lanes::<S>());
         let (oh, ow, cout) = (g.height.output, g.width.output, g.out_channels);
         let (across, down) = conv.tiles();
-        let finish = conv.finish;
+        let (finish, pooled) = (conv.finish, conv.pooled.is_some());
         // The activation matched once for the block, not for each vector;
         // a missing scale or shift as 1 or 0 in one multiply-add.
         macro_rules! pixels {
@@ -359,21 +372,46 @@ impl WithSimd for Pixels<'_, '_> {
                             Some(shift) => load(simd, &shift[c..][..len]),
                             None => simd.splat_f32s(0.0),
                         };
+                        let [y00, y10] = output_four(simd, [m[0][0], m[1][0], m[2][0], m[3][0]]);
+                        let [y01, y11] = output_four(simd, [m[0][1], m[1][1], m[2][1], m[3][1]]);
+                        macro_rules! finished {
+                            ($y:expr) => {
+                                activate(simd, $activation, simd.mul_add_f32s($y, scale, shift))
+                            };
+                        }
+                        let finished = [[finished!(y00), finished!(y01)], [finished!(y10), finished!(y11)]];
+                        let inside = |i: usize, j: usize| 2 * ty + i < oh && 2 * tx + j < ow;
+                        if pooled {
+                            // The window's pixels in the pool's order, as it combines them.
+                            let mut max = Max::start(simd);
+                            macro_rules! take {
+                                ($i:expr, $j:expr) => {
+                                    if inside($i, $j) {
+                                        max = Max::take(simd, max, finished[$i][$j]);
+                                    }
+                                };
+                            }
+                            take!(0, 0);
+                            take!(0, 1);
+                            take!(1, 0);
+                            take!(1, 1);
+                            let y = Max::output(simd, max, 4);
+                            out.part(first * conv.ldc + conv.offset + c, len).store::<S::f32s>(0, y);
+                            continue;
+                        }
                         macro_rules! put {
-                            ($i:expr, $j:expr, $y:expr) => {
-                                if 2 * ty + $i < oh && 2 * tx + $j < ow {
-                                    let y = activate(simd, $activation, simd.mul_add_f32s($y, scale, shift));
+                            ($i:expr, $j:expr) => {
+                                if inside($i, $j) {
                                     let pixel = first + $i * ow + $j;
+                                    let y = finished[$i][$j];
                                     out.part(pixel * conv.ldc + conv.offset + c, len).store::<S::f32s>(0, y);
                                 }
                             };
                         }
-                        let [y00, y10] = output_four(simd, [m[0][0], m[1][0], m[2][0], m[3][0]]);
-                        let [y01, y11] = output_four(simd, [m[0][1], m[1][1], m[2][1], m[3][1]]);
-                        put!(0, 0, y00);
-                        put!(0, 1, y01);
-                        put!(1, 0, y10);
-                        put!(1, 1, y11);
+                        put!(0, 0);
+                        put!(0, 1);
+                        put!(1, 0);
+                        put!(1, 1);
                     }
                 }
             };

@@ -7,17 +7,17 @@
 //! only allocation once the workspace has grown.
 
 use std::mem::MaybeUninit;
+use std::sync::Mutex;
 
 use cnn_shape::{Node, Op, Plan, Shape};
 use ndarray::ArrayView4;
-use rayon::prelude::*;
 
 use crate::cpu::Kernels;
 use crate::layers::{
     Apply, AvgPool2d, BatchNorm, Conv2d, Dense, Destination, Epilogue, LaidOut, MaxPool2d, global_pool,
     upsample,
 };
-use crate::workspace::{Buffers, ThreadBuffers, Workspace, alone, for_each_with_slot, zeroed};
+use crate::workspace::{Buffers, ThreadBuffers, Workspace, alone, zeroed};
 
 mod block;
 
@@ -178,7 +178,7 @@ pub(crate) fn infer(
             };
             tail.iter().filter_map(dense).sum()
         };
-        let chunks = n.div_ceil(head.images(n, pool));
+        let chunks = chunk_sizes(n, head.images(n, pool), pool.min(n)).count();
         let Some(tail) = tail.filter(|tail| chunks * weights(tail) > n * head_shape.len()) else {
             let all = Chunks { steps, largest: largest(plan.nodes).max(in_len), ..head };
             return all.run(input, (in_len, fresh), buffers);
@@ -232,7 +232,7 @@ impl Chunks<'_> {
 
     /// Runs the steps on the images `input` (`in_len` values each) into
     /// `output`, fresh or written before, on rayon's threads, one of
-    /// `buffers` each.
+    /// `buffers` each: each thread takes the next chunk whenever it is free.
     fn run<'x, T: Send>(
         &self,
         input: &'x [f32],
@@ -246,30 +246,64 @@ impl Chunks<'_> {
         let n = input.len() / in_len;
         let out_len = (output.len() / n.max(1)).max(1);
         let (threads, images) = (buffers.len().min(n).max(1), self.images(n, buffers.len()));
+        // The chunks' images and outputs, cut off one after another.
+        let pieces = chunk_sizes(n, images, threads).scan((input, output), |(input, output), size| {
+            let (chunk_in, rest_in) = input.split_at(size * in_len);
+            let (chunk_out, rest_out) = std::mem::take(output).split_at_mut(size * out_len);
+            (*input, *output) = (rest_in, rest_out);
+            Some((chunk_in, chunk_out))
+        });
         let run = |(input, output): (&[f32], &mut [T]), buffers: &mut ThreadBuffers| {
-            for (input, output) in input.chunks(images * in_len).zip(output.chunks_mut(images * out_len)) {
-                let (n, len) = (input.len() / in_len, input.len());
-                Pass {
-                    steps: self.steps,
-                    kernels: self.kernels,
-                    prepared: self.prepared,
-                    n,
-                    input,
-                    buffers,
-                    output: output.into(),
-                    at: At::Input,
-                    len,
-                    destination: Destination::Whole,
-                }
-                .run();
+            let (n, len) = (input.len() / in_len, input.len());
+            Pass {
+                steps: self.steps,
+                kernels: self.kernels,
+                prepared: self.prepared,
+                n,
+                input,
+                buffers,
+                output: output.into(),
+                at: At::Input,
+                len,
+                destination: Destination::Whole,
             }
+            .run();
         };
         if threads == 1 {
-            return run((input, output), &mut buffers[0]);
+            return pieces.for_each(|piece| run(piece, &mut buffers[0]));
         }
-        let chunks = input.par_chunks(images * in_len).zip(output.par_chunks_mut(images * out_len));
-        for_each_with_slot(chunks, buffers, |chunk, buffers| alone(|| run(chunk, buffers)));
+        let pieces = Mutex::new(pieces);
+        let next = || pieces.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).next();
+        let work = |buffers: &mut ThreadBuffers| {
+            alone(|| {
+                while let Some(piece) = next() {
+                    run(piece, buffers);
+                }
+            })
+        };
+        let (first, others) = buffers[..threads].split_first_mut().expect("threads is at least 1");
+        rayon::scope(|scope| {
+            for buffers in others {
+                scope.spawn(|_| work(buffers));
+            }
+            work(first);
+        });
     }
+}
+
+/// The images of each chunk of a batch of `n` on `threads` threads, in
+/// order: `images` each, and the last round of chunks (one a thread) cut
+/// in two, so that the threads, each taking the next chunk whenever it is
+/// free, finish within half a chunk of each other rather than a whole one.
+/// (Cut further, the chunks cost more than the threads wait: W1's, W4's.)
+fn chunk_sizes(n: usize, images: usize, threads: usize) -> impl Iterator<Item = usize> {
+    let mut left = n;
+    std::iter::from_fn(move || {
+        let last_round = threads > 1 && left <= threads * images;
+        let size = if last_round { images.div_ceil(2) } else { images }.max(1).min(left);
+        left -= size;
+        (size > 0).then_some(size)
+    })
 }
 
 /// The values of the largest output of `nodes` and the nodes inside them.
@@ -350,14 +384,51 @@ impl<'x> Pass<'_, 'x, '_> {
             match (step.node.op, step.layer) {
                 (Op::Conv { .. }, Some(Layer::Conv2d(conv))) => {
                     fused = fusable(self.steps, i).2;
+                    let prepared = (&self.prepared.epilogues[flat], Some(&self.prepared.weights[flat]));
+                    // A `maxpool 2` next, run in the conv's tiles where it can be.
+                    let pooled = self.steps.get(i + fused + 1).and_then(|next| match next.node.op {
+                        Op::MaxPool { height, width } => Some((MaxPool2d::new(height, width), next.node)),
+                        _ => None,
+                    });
+                    let pooled = pooled.filter(|(pool, _)| conv.pools_by_winograd(pool, prepared.0, kernels));
+                    let (len, last) = match pooled {
+                        Some((_, pool)) => {
+                            fused += 1;
+                            (self.n * pool.info.output.len(), last_producer == Some(i + fused))
+                        }
+                        None => (len, last),
+                    };
                     let destination = self.destination_after(i + fused);
                     // Into columns of a concat's output: the whole of it.
                     let len = match destination {
                         Destination::Columns { .. } => self.output.len(),
                         _ => len,
                     };
-                    let prepared = (&self.prepared.epilogues[flat], Some(&self.prepared.weights[flat]));
                     let mut scratch = std::mem::take(&mut self.buffers.scratch);
+                    // Into fresh values or floats.
+                    macro_rules! run {
+                        ($source:expr, $destination:expr) => {
+                            match &pooled {
+                                Some((pool, _)) => conv.run_pooled(
+                                    $source,
+                                    $destination,
+                                    &mut scratch,
+                                    prepared,
+                                    kernels,
+                                    pool,
+                                    destination,
+                                ),
+                                None => conv.run(
+                                    $source,
+                                    $destination,
+                                    &mut scratch,
+                                    prepared,
+                                    kernels,
+                                    destination,
+                                ),
+                            }
+                        };
+                    }
                     let ends_pass =
                         i + fused + 1 == self.steps.len() && matches!(destination, Destination::Whole);
                     match &mut self.output {
@@ -368,12 +439,10 @@ impl<'x> Pass<'_, 'x, '_> {
                                 At::Buffer(k) => &self.buffers.activations[k][..self.len],
                                 At::Output => unreachable!("nothing is produced after the last producer"),
                             };
-                            conv.run(source, fresh, &mut scratch, prepared, kernels, destination);
+                            run!(source, fresh);
                             (self.at, self.len) = (At::Output, len);
                         }
-                        _ => self.produce(len, last, |src, dst| {
-                            conv.run(src, dst, &mut scratch, prepared, kernels, destination)
-                        }),
+                        _ => self.produce(len, last, |src, dst| run!(src, dst)),
                     }
                     self.buffers.scratch = scratch;
                 }

@@ -23,5 +23,5 @@ pub(crate) use epilogue::{Destination, Epilogue, Residual};
 pub use norm::BatchNorm;
 pub(crate) use norm::BatchStats;
 pub use pool::{AvgPool2d, MaxPool2d, global_avg_pool, global_max_pool};
-pub(crate) use pool::{global_pool, global_pool_backward};
+pub(crate) use pool::{Max, Reduce, global_pool, global_pool_backward};
 pub(crate) use upsample::{upsample, upsample_backward};

@@ -72,7 +72,7 @@ impl AvgPool2d {
 
 /// How a pool combines the cells of a window, value by value or a vector
 /// of values at a time (the same result, lane by lane).
-trait Reduce {
+pub(crate) trait Reduce {
     const EMPTY: f32;
     fn combine(acc: f32, v: f32) -> f32;
     /// Turns the combined cells of a window into its output.
@@ -85,7 +85,7 @@ trait Reduce {
     fn output<S: Simd>(simd: S, acc: Self::Vectors<S>, divisor: usize) -> S::f32s;
 }
 
-struct Max;
+pub(crate) struct Max;
 struct Mean;
 
 impl Reduce for Max {

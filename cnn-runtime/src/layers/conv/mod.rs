@@ -17,7 +17,7 @@ use ndarray::{Array1, Array4, ArrayView1, ArrayView4, ArrayViewMut1, ArrayViewMu
 use rayon::prelude::*;
 
 use super::epilogue::activate_columns;
-use super::{Destination, Epilogue, tensor};
+use super::{Destination, Epilogue, MaxPool2d, tensor};
 use crate::Error;
 use crate::cpu::Kernels;
 use crate::gemm::{MatMut, MatRef};
@@ -286,7 +286,46 @@ impl Conv2d {
         kernels: Kernels,
         destination: Destination<'_>,
     ) {
-        self.run_input(Input::Images(x), out, scratch, prepared, kernels, destination)
+        self.run_input(Input::Images(x), out, scratch, prepared, kernels, (None, destination))
+    }
+
+    /// Whether [`run_pooled`](Self::run_pooled) takes `pool` after this
+    /// conv with `epilogue`: a `maxpool 2` (2x2 windows of stride 2,
+    /// unpadded) after a conv that Winograd's tiles compute, with an
+    /// epilogue the kernels apply whole (the max of a `tanh` or `gelu`
+    /// is not their value at the max of their inputs).
+    pub(crate) fn pools_by_winograd(&self, pool: &MaxPool2d, epilogue: &Epilogue, kernels: Kernels) -> bool {
+        let two =
+            |a: Axis| a.kernel == 2 && a.stride == 2 && a.dilation == 1 && a.pad_before + a.pad_after == 0;
+        winograd::applies(&self.geometry, kernels)
+            && two(pool.height)
+            && two(pool.width)
+            && pool.height.input == self.geometry.height.output
+            && pool.width.input == self.geometry.width.output
+            && epilogue.finish().1.is_none()
+    }
+
+    /// [`run`](Self::run) followed by `pool` on its output, in one: each
+    /// of Winograd's tiles pooled into the pool's pixel as it is computed,
+    /// the same values as the two layers one after the other.
+    ///
+    /// # Panics
+    ///
+    /// As [`run`](Self::run), with `out` the pool's output, and if the
+    /// conv does not [`pools_by_winograd`](Self::pools_by_winograd).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run_pooled<T: Slot>(
+        &self,
+        x: &[f32],
+        out: &mut [T],
+        scratch: &mut Vec<Vec<f32>>,
+        prepared: (&Epilogue, Option<&LaidOut>),
+        kernels: Kernels,
+        pool: &MaxPool2d,
+        destination: Destination<'_>,
+    ) {
+        assert!(self.pools_by_winograd(pool, prepared.0, kernels), "conv: a pool its tiles do not take");
+        self.run_input(Input::Images(x), out, scratch, prepared, kernels, (Some(pool), destination))
     }
 
     /// [`run`](Self::run) on images as they are or as
@@ -303,7 +342,7 @@ impl Conv2d {
         scratch: &mut Vec<Vec<f32>>,
         (epilogue, laid_out): (&Epilogue, Option<&LaidOut>),
         kernels: Kernels,
-        destination: Destination<'_>,
+        (pool, destination): (Option<&MaxPool2d>, Destination<'_>),
     ) {
         let g = &self.geometry;
         let (x, image_len) = match input {
@@ -317,10 +356,11 @@ impl Conv2d {
             Destination::Columns { stride, offset } => (stride, offset),
             _ => (cout, 0),
         };
-        assert!(
-            x.len() == n * image_len && out.len() == n * g.output_len() / cout.max(1) * ldc,
-            "conv input or output length"
-        );
+        let pixels = match pool {
+            Some(pool) => pool.height.output * pool.width.output,
+            None => g.height.output * g.width.output,
+        };
+        assert!(x.len() == n * image_len && out.len() == n * pixels * ldc, "conv input or output length");
         assert!(offset + cout <= ldc, "conv output columns");
         // Zeroing a tile of fresh values would zero other layers' columns.
         assert!(!T::FRESH || ldc == cout, "fresh values of a concat");
@@ -330,6 +370,7 @@ impl Conv2d {
         if rows == 0 {
             return;
         }
+        assert!(pool.is_none() || winograd::applies(g, kernels), "conv: pooled by the GEMM");
         // The GEMM reads patches from the input padded once, kept in the
         // scratch slot past the threads', and weights not laid out before
         // are laid out in the slot after.
@@ -351,7 +392,8 @@ impl Conv2d {
             };
             let weights = laid(winograd::laid_out_len(g));
             let (finish, left) = epilogue.finish();
-            let conv = winograd::Convolution { g: &g_in, x, weights, finish, kernels, ldc, offset };
+            let pooled = pool.map(|pool| (pool.height.output, pool.width.output));
+            let conv = winograd::Convolution { g: &g_in, x, weights, finish, kernels, ldc, offset, pooled };
             self.by_winograd(&conv, n, out, scratch, (left, destination));
             scratch[slot + 1] = own.values;
             return;
@@ -442,8 +484,12 @@ impl Conv2d {
         (left, destination): (Option<Activation>, Destination<'_>),
     ) {
         let g = &self.geometry;
-        let (cout, (oh, ow), (ldc, offset)) =
-            (g.out_channels, (g.height.output, g.width.output), (conv.ldc, conv.offset));
+        // The output's pixels, and their rows a row of tiles.
+        let ((oh, ow), rows_a_tile) = match conv.pooled {
+            Some(pooled) => (pooled, 1),
+            None => ((g.height.output, g.width.output), 2),
+        };
+        let (cout, (ldc, offset)) = (g.out_channels, (conv.ldc, conv.offset));
         let (_, down) = conv.tiles();
         let tile_rows = match (crate::workspace::sharing_threads(), n) {
             (1, _) => n * down,
@@ -451,11 +497,11 @@ impl Conv2d {
             (threads, _) => down.div_ceil(threads * WINOGRAD_BANDS_A_THREAD),
         };
         // The output values of `tile_rows` rows of tiles: whole images, or
-        // two rows of pixels a row of tiles (the last band of an image with
-        // an odd height has one).
+        // two rows of pixels a row of tiles, one if pooled (the last band
+        // of an image with an odd height has one).
         let unit_len = match tile_rows % down {
             0 => tile_rows / down * oh * ow * ldc,
-            _ => 2 * tile_rows * ow * ldc,
+            _ => rows_a_tile * tile_rows * ow * ldc,
         };
         let len = winograd::scratch_len(g);
         split_among_threads(out, unit_len, scratch, |unit, out, col| {
@@ -471,7 +517,7 @@ impl Conv2d {
             let out = unsafe { T::slots(out).into_written() };
             activate_columns(left, out, ldc, offset..offset + cout);
             if let Destination::AddTo(residual) = destination {
-                let first_pixel = rows.start / down * oh * ow + rows.start % down * 2 * ow;
+                let first_pixel = rows.start / down * oh * ow + rows.start % down * rows_a_tile * ow;
                 residual.apply(out, first_pixel * cout, cout);
             }
         });
