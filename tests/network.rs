@@ -235,10 +235,12 @@ cnn::cnn! {
         input 9x8x16;
         conv 20 k3 relu; maxpool 2 floor;
     }
-    /// A pooled conv in a concat's branch.
+    /// A pooled conv in a concat's branch, and at the end of a
+    /// residual's body, where it adds the shortcut to the pool's pixels.
     pub struct PooledBranch {
-        input 8x6x16;
+        input 10x8x16;
         concat { conv 16 k3 p1 relu; maxpool 2 } { maxpool 2 };
+        residual { conv 32 k3 p1 relu; maxpool 2 ceil } shortcut { conv 32 k1 s2 floor } relu;
         globalavgpool;
         dense 3;
     }
@@ -273,11 +275,24 @@ fn convs_pooled_in_their_tiles_match_reference() {
     assert_both_kernels!(net, x, expected, "pooled last");
 
     let net = PooledBranch::with_seed(19);
-    let x = random4(&mut rng(20), (2, 8, 6, 16));
+    let x = random4(&mut rng(20), (2, 10, 8, 16));
     let a = max_pool2(&ref_conv(&net.concat1_0_0, &x).mapv(relu), false);
     let joined = cnn::ndarray::concatenate(NdAxis(3), &[a.view(), max_pool2(&x, false).view()]).unwrap();
-    let expected = ref_dense(&net.dense1, &common::global_avg(joined.view()));
+    let body = max_pool2(&ref_conv(&net.residual1_0, &joined).mapv(relu), true);
+    let summed = (body + ref_conv(&net.residual1_shortcut_0, &joined)).mapv(relu);
+    let expected = ref_dense(&net.dense1, &common::global_avg(summed.view()));
     assert_both_kernels!(net, x, expected, "pooled branch");
+    // One image: the threads share its rows of tiles.
+    for kernels in [cnn::__private::Kernels::Fastest, cnn::__private::Kernels::Avx2] {
+        net.__cnn_set_kernels(kernels);
+        let one = net.forward(x.slice(s![..1, .., .., ..])).unwrap();
+        assert_close(
+            &one,
+            &expected.slice(s![..1, ..]).to_owned(),
+            1e-4,
+            &format!("one image ({kernels:?})"),
+        );
+    }
 }
 
 #[test]
