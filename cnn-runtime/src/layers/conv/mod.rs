@@ -652,8 +652,9 @@ fn pad<'a>(x: &'a [f32], g: &ConvGeometry, padded: &'a mut Vec<f32>) -> (&'a [f3
         }
     };
     let (from, to_len) = (g.input_len(), to.input_len());
-    // Images on every thread (a single image by rows, above).
-    match images > 1 && rayon::current_num_threads() > 1 {
+    // Images on every thread sharing the conv (a single image by rows,
+    // above); none but this one inside a chunk of a pass.
+    match images > 1 && threads > 1 {
         true => x.par_chunks_exact(from).zip(padded.par_chunks_exact_mut(to_len)).for_each(pad_image),
         false => x.chunks_exact(from).zip(padded.chunks_exact_mut(to_len)).for_each(pad_image),
     }
