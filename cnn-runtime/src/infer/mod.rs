@@ -1,7 +1,8 @@
 //! The inference pass of a generated network: its layers in order, run over
 //! two buffers in turn, a chunk of the batch at a time. A batchnorm and an
 //! activation right after a conv or dense layer run in that layer's
-//! epilogue, on each tile while it is in cache; the running statistics are
+//! epilogue, on each tile while it is in cache, and so does a `maxpool 2`
+//! after a conv of Winograd's tiles; the running statistics are
 //! read each pass, so weights changed by hand are always used. The last
 //! layer that makes new values writes straight into the output, the pass's
 //! only allocation once the workspace has grown.
@@ -14,8 +15,8 @@ use ndarray::ArrayView4;
 
 use crate::cpu::Kernels;
 use crate::layers::{
-    Apply, AvgPool2d, BatchNorm, Conv2d, Dense, Destination, Epilogue, LaidOut, MaxPool2d, global_pool,
-    upsample,
+    Apply, AvgPool2d, BatchNorm, Conv2d, Dense, Destination, Epilogue, Input, LaidOut, MaxPool2d,
+    global_pool, upsample,
 };
 use crate::workspace::{Buffers, ThreadBuffers, Workspace, alone, zeroed};
 
@@ -113,13 +114,13 @@ const BALANCED_CHUNK_IMAGES: usize = 32;
 /// The batch goes through the network a chunk of images at a time, as many
 /// as keep the largest activation within `CHUNK_BYTES`: a conv whose output
 /// is a few MB would otherwise spend more time writing it to memory, and
-/// the next layer reading it back, than computing it. Rayon's threads take
-/// the chunks one at a time, each with buffers of its own; a single image
-/// shares each layer's tiles instead. The steps from the first on flat
-/// values (the dense layers after `flatten`) run in one chunk a thread
-/// after the others where, in chunks of a few images, their weights would
-/// be read from memory again for every few rows. Every image's values are
-/// computed the same way whatever its chunk and thread.
+/// the next layer reading it back, than computing it. The calling thread
+/// and rayon's take the chunks one at a time, each with buffers of its
+/// own; a single image shares each layer's tiles instead. The steps from
+/// the first on flat values (the dense layers after `flatten`) run in one
+/// chunk a thread after the others where, in chunks of a few images, their
+/// weights would be read from memory again for every few rows. Every
+/// image's values are computed the same way whatever its chunk and thread.
 ///
 /// `x` must hold images of `plan.input`, and `layers` the layers of the
 /// plan's slots: the generated code checks the one and makes the other.
@@ -234,8 +235,8 @@ impl Chunks<'_> {
     }
 
     /// Runs the steps on the images `input` (`in_len` values each) into
-    /// `output`, fresh or written before, on rayon's threads, one of
-    /// `buffers` each: each thread takes the next chunk whenever it is free.
+    /// `output`, fresh or written before, on this thread and rayon's, one
+    /// of `buffers` each: each takes the next chunk whenever it is free.
     fn run<'x, T: Send>(
         &self,
         input: &'x [f32],
@@ -408,32 +409,8 @@ impl<'x> Pass<'_, 'x, '_> {
                         _ => len,
                     };
                     let mut scratch = std::mem::take(&mut self.buffers.scratch);
-                    // Into fresh values or floats.
-                    macro_rules! run {
-                        ($source:expr, $destination:expr) => {
-                            match &pooled {
-                                Some((pool, _)) => conv.run_pooled(
-                                    $source,
-                                    $destination,
-                                    &mut scratch,
-                                    prepared,
-                                    kernels,
-                                    pool,
-                                    destination,
-                                ),
-                                None => conv.run(
-                                    $source,
-                                    $destination,
-                                    &mut scratch,
-                                    prepared,
-                                    kernels,
-                                    destination,
-                                ),
-                            }
-                        };
-                    }
-                    let ends_pass =
-                        i + fused + 1 == self.steps.len() && matches!(destination, Destination::Whole);
+                    let with = (pooled.as_ref().map(|(pool, _)| pool), destination);
+                    let ends_pass = i + fused + 1 == self.steps.len() && matches!(with.1, Destination::Whole);
                     match &mut self.output {
                         // The pass's last step writes its fresh output tile by tile.
                         Output::Fresh(fresh) if ends_pass => {
@@ -442,10 +419,19 @@ impl<'x> Pass<'_, 'x, '_> {
                                 At::Buffer(k) => &self.buffers.activations[k][..self.len],
                                 At::Output => unreachable!("nothing is produced after the last producer"),
                             };
-                            run!(source, fresh);
+                            conv.run_input(
+                                Input::Images(source),
+                                fresh,
+                                &mut scratch,
+                                prepared,
+                                kernels,
+                                with,
+                            );
                             (self.at, self.len) = (At::Output, len);
                         }
-                        _ => self.produce(len, last, |src, dst| run!(src, dst)),
+                        _ => self.produce(len, last, |src, dst| {
+                            conv.run_input(Input::Images(src), dst, &mut scratch, prepared, kernels, with)
+                        }),
                     }
                     self.buffers.scratch = scratch;
                 }

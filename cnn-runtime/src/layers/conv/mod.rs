@@ -289,11 +289,13 @@ impl Conv2d {
         self.run_input(Input::Images(x), out, scratch, prepared, kernels, (None, destination))
     }
 
-    /// Whether [`run_pooled`](Self::run_pooled) takes `pool` after this
-    /// conv with `epilogue`: a `maxpool 2` (2x2 windows of stride 2,
-    /// unpadded) after a conv that Winograd's tiles compute, with an
-    /// epilogue the kernels apply whole (the max of a `tanh` or `gelu`
-    /// is not their value at the max of their inputs).
+    /// Whether [`run_input`](Self::run_input) takes `pool` after this conv
+    /// with `epilogue`: a `maxpool 2` (2x2 windows of stride 2, unpadded)
+    /// after a conv that Winograd's tiles compute, with an epilogue the
+    /// kernels apply whole (the max of a `tanh` or `gelu` is not their
+    /// value at the max of their inputs). Each tile is then pooled into
+    /// the pool's pixel as it is computed: the same values as the two
+    /// layers one after the other.
     pub(crate) fn pools_by_winograd(&self, pool: &MaxPool2d, epilogue: &Epilogue, kernels: Kernels) -> bool {
         let two =
             |a: Axis| a.kernel == 2 && a.stride == 2 && a.dilation == 1 && a.pad_before + a.pad_after == 0;
@@ -305,36 +307,15 @@ impl Conv2d {
             && epilogue.finish().1.is_none()
     }
 
-    /// [`run`](Self::run) followed by `pool` on its output, in one: each
-    /// of Winograd's tiles pooled into the pool's pixel as it is computed,
-    /// the same values as the two layers one after the other.
-    ///
-    /// # Panics
-    ///
-    /// As [`run`](Self::run), with `out` the pool's output, and if the
-    /// conv does not [`pools_by_winograd`](Self::pools_by_winograd).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn run_pooled<T: Slot>(
-        &self,
-        x: &[f32],
-        out: &mut [T],
-        scratch: &mut Vec<Vec<f32>>,
-        prepared: (&Epilogue, Option<&LaidOut>),
-        kernels: Kernels,
-        pool: &MaxPool2d,
-        destination: Destination<'_>,
-    ) {
-        assert!(self.pools_by_winograd(pool, prepared.0, kernels), "conv: a pool its tiles do not take");
-        self.run_input(Input::Images(x), out, scratch, prepared, kernels, (Some(pool), destination))
-    }
-
     /// [`run`](Self::run) on images as they are or as
-    /// [`pad_input`](Self::pad_input) padded them.
+    /// [`pad_input`](Self::pad_input) padded them, and followed by `pool`
+    /// if given, `out` then the pool's output.
     ///
     /// # Panics
     ///
-    /// As [`run`](Self::run), and if padded images are given to a conv
-    /// that does not read its patches from them.
+    /// As [`run`](Self::run), if padded images are given to a conv that
+    /// does not read its patches from them, and if the conv does not
+    /// [`pools_by_winograd`](Self::pools_by_winograd) with `pool`.
     pub(crate) fn run_input<T: Slot>(
         &self,
         input: Input<'_>,
@@ -370,7 +351,8 @@ impl Conv2d {
         if rows == 0 {
             return;
         }
-        assert!(pool.is_none() || winograd::applies(g, kernels), "conv: pooled by the GEMM");
+        let pools = pool.is_none_or(|pool| self.pools_by_winograd(pool, epilogue, kernels));
+        assert!(pools, "conv: a pool its tiles do not take");
         // The GEMM reads patches from the input padded once, kept in the
         // scratch slot past the threads', and weights not laid out before
         // are laid out in the slot after.
