@@ -242,21 +242,20 @@ impl<R: Reduce> WithSimd for Cells<'_, R> {
             // each window's four cells read a vector at a time from them,
             // where the general path's bookkeeping for each vector cost
             // more than its four loads.
-            let pairs = rows.len() == 2 && c.is_multiple_of(lanes);
-            let (top, bottom) = match pairs {
-                true => image[rows.start * row_len..][..2 * row_len].split_at(row_len),
-                false => (&[][..], &[][..]),
-            };
+            let pair = (rows.len() == 2 && c.is_multiple_of(lanes))
+                .then(|| image[rows.start * row_len..][..2 * row_len].split_at(row_len));
             for (ox, pixel) in out_row.chunks_exact_mut(c).enumerate() {
                 let (cols, w_len) = window_range(width, ox);
-                if pairs && cols.len() == 2 {
+                if let (Some((top, bottom)), 2) = (pair, cols.len()) {
                     let (top, bottom) = (&top[cols.start * c..][..2 * c], &bottom[cols.start * c..][..2 * c]);
                     let (top, bottom) = (top.split_at(c), bottom.split_at(c));
                     let cells = top.0.chunks_exact(lanes).zip(top.1.chunks_exact(lanes));
                     let cells = cells.zip(bottom.0.chunks_exact(lanes).zip(bottom.1.chunks_exact(lanes)));
-                    for (out, ((a, b), (c, d))) in pixel.chunks_exact_mut(lanes).zip(cells) {
+                    for (out, ((top_left, top_right), (bottom_left, bottom_right))) in
+                        pixel.chunks_exact_mut(lanes).zip(cells)
+                    {
                         let mut acc = R::start(simd);
-                        for cell in [a, b, c, d] {
+                        for cell in [top_left, top_right, bottom_left, bottom_right] {
                             acc = R::take(simd, acc, load(simd, cell));
                         }
                         store(simd, out, R::output(simd, acc, h_len * w_len));
