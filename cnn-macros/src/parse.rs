@@ -357,7 +357,7 @@ fn literal_option(token: &TokenTree, tokens: &[TokenTree], pos: &mut usize) -> s
     let text = literal.to_string();
     match Lit::new(literal.clone()) {
         Lit::Int(_) => {
-            let sizes = decimal_sizes(&text).map_err(|message| error_at(token, message))?;
+            let sizes = literal_sizes(&text).map_err(|message| error_at(token, message))?;
             if sizes.len() > 1 {
                 return Ok(OptValue::Sizes(sizes));
             }
@@ -368,7 +368,7 @@ fn literal_option(token: &TokenTree, tokens: &[TokenTree], pos: &mut usize) -> s
                     Some(next @ TokenTree::Literal(l)) => {
                         *pos += 1;
                         let sizes =
-                            decimal_sizes(&l.to_string()).map_err(|message| error_at(next, message))?;
+                            literal_sizes(&l.to_string()).map_err(|message| error_at(next, message))?;
                         match sizes[..] {
                             [factor] => factors.push(factor),
                             _ => {
@@ -408,14 +408,22 @@ fn literal_option(token: &TokenTree, tokens: &[TokenTree], pos: &mut usize) -> s
     }
 }
 
-/// `28` or `28x28x1` as numbers; an error for `0x1c`, `32u8`, `3_2`.
-fn decimal_sizes(text: &str) -> Result<Vec<usize>, String> {
+/// A literal's `28` or `28x28x1` as numbers; an error for `0x1c`, `32u8`, `3_2`.
+fn literal_sizes(text: &str) -> Result<Vec<usize>, String> {
+    // Rust reads `0x28x1` as a hexadecimal literal: a size written so would
+    // mean something else than it says.
     let radix = ["0x", "0o", "0b"].iter().any(|prefix| text.starts_with(prefix));
     if radix {
         return Err(format!(
             "`{text}` is not a plain decimal number: write sizes in decimal, e.g. `28x28x1`"
         ));
     }
+    decimal_sizes(text)
+}
+
+/// `28` or `28x28x1` as numbers, also after an option's letter, where
+/// `p0x3` (no padding in height, 3 in width) is an identifier, not hex.
+fn decimal_sizes(text: &str) -> Result<Vec<usize>, String> {
     let parts: Vec<&str> = text.split('x').collect();
     if parts.iter().any(|part| part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit())) {
         let digits = text.bytes().take_while(u8::is_ascii_digit).count();
@@ -534,6 +542,21 @@ mod tests {
         assert_eq!(layers[2].options[0].value, OptValue::Arrow(vec![64, 4, 4]));
         assert_eq!(layers[2].source, "dense 64*4*4 -> 10");
         assert_eq!(layers[3].options[0].value, OptValue::Float(0.5));
+    }
+
+    #[test]
+    fn an_options_sizes_may_start_with_zero() {
+        // Inception-v3's `Conv2d(.., kernel_size=(1, 7), padding=(0, 3))`:
+        // `p0x3` is an identifier, where `0x3` alone would be hexadecimal.
+        let b = body("input 17x17x8; conv 8 k1x7 p0x3; maxpool 3 s1x2 p0x1 ceil; conv 8 k3x1 p1x0 d0x1");
+        let messages: Vec<String> = b.errors.iter().map(|e| e.to_string()).collect();
+        let layers: Vec<&Layer> = b.body.items.iter().map(layer).collect();
+        assert_eq!(layers[1].options[2].value, OptValue::Pad((0, 3)));
+        assert_eq!(layers[2].options[2].value, OptValue::Pad((0, 1)));
+        assert_eq!(layers[3].options[2].value, OptValue::Pad((1, 0)));
+        // A zero dilation still parses here; the check refuses it.
+        assert_eq!(layers[3].options[3].value, OptValue::Dilation((0, 1)));
+        assert!(messages.is_empty(), "{messages:#?}");
     }
 
     #[test]
