@@ -1,8 +1,8 @@
 """Print the `cnn!` definition of a PyTorch model, so that nobody writes it
 by hand: an `nn.Sequential`, or a module with named children such as
-torchvision's ResNets (`BasicBlock`, `Bottleneck`) and MobileNetV2
-(`InvertedResidual`, `Conv2dNormActivation`), nested `nn.Sequential`s
-included.
+torchvision's ResNets (`BasicBlock`, `Bottleneck`), MobileNetV2
+(`InvertedResidual`, `Conv2dNormActivation`) and GoogLeNet (`Inception`,
+`BasicConv2d`), nested `nn.Sequential`s included.
 
     import torch.nn as nn
     from cnn_from_torch import cnn_definition
@@ -147,10 +147,22 @@ def _braced(items, outer):
 def _item(m, x, indent):
     """The text of module `m` on input `x`, its first line unindented and
     the rest at `indent`, and its output."""
+    from torchvision.models.googlenet import BasicConv2d, Inception
     from torchvision.models.mobilenetv2 import InvertedResidual
     from torchvision.models.resnet import BasicBlock, Bottleneck
 
     inner = indent + "    "
+    if isinstance(m, BasicConv2d):
+        # GoogLeNet's conv and batchnorm, with a ReLU of its forward's own.
+        children = [("conv", m.conv), ("bn", m.bn), ("2", nn.ReLU())]
+        items, _ = _sequence(children, x, inner)
+        with torch.no_grad():
+            return _braced(items, indent), m(x)
+    if isinstance(m, Inception):
+        names = ["branch1", "branch2", "branch3", "branch4"]
+        branches = [f"{name}: {_item(getattr(m, name), x, indent)[0]}" for name in names]
+        with torch.no_grad():
+            return "concat " + " ".join(branches), m(x)
     if isinstance(m, (BasicBlock, Bottleneck)):
         names = ["conv1", "bn1", "relu", "conv2", "bn2"]
         names += ["relu", "conv3", "bn3"] if isinstance(m, Bottleneck) else []

@@ -5,6 +5,7 @@ in NHWC). Prints each model's `cnn!` definition. Then the same for the
 classes that `pytorch()` wrote into `tests/fixtures/python` (tests/export.rs).
 
     python3 scripts/make_fixtures.py tests/fixtures
+    python3 scripts/make_fixtures.py tests/fixtures tinygooglenet   # one only
 """
 
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 from safetensors.torch import save_file
+from torchvision.models.googlenet import BasicConv2d, Inception
 from torchvision.models.mobilenetv2 import MobileNetV2
 from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
 
@@ -40,6 +42,30 @@ class TinyResNet(nn.Module):
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+class TinyGoogLeNet(nn.Module):
+    """torchvision's GoogLeNet layout with its own Inception and BasicConv2d
+    (batchnorm eps 0.001, ceil pools), a few channels wide: the state_dict
+    keys are torchvision's."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = BasicConv2d(3, 8, kernel_size=7, stride=2, padding=3)
+        self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.inception3a = Inception(8, 4, 4, 8, 2, 4, 4)
+        self.inception3b = Inception(20, 8, 4, 8, 4, 4, 4)
+        self.maxpool3 = nn.MaxPool2d(2, stride=2, ceil_mode=True)
+        self.inception4a = Inception(24, 8, 8, 8, 4, 8, 8)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(0.2)
+        self.fc = nn.Linear(32, 5)
+
+    def forward(self, x):
+        x = self.maxpool1(self.conv1(x))
+        x = self.maxpool3(self.inception3b(self.inception3a(x)))
+        x = torch.flatten(self.avgpool(self.inception4a(x)), 1)
+        return self.fc(self.dropout(x))
 
 
 def models():
@@ -74,6 +100,8 @@ def models():
         nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(),
         nn.BatchNorm1d(4 * 4 * 3), nn.Linear(48, 7), nn.Tanh(),
     )
+    # Inception blocks: four branches joined, a pool in one; rounded up twice.
+    yield "tinygooglenet", (3, 27, 27), TinyGoogLeNet()
 
 
 def randomize_batchnorm(model):
@@ -113,7 +141,9 @@ def from_pytorch_sources(directory):
         print(f"// {source.stem}: {name}, torch {torch.__version__}")
 
 
-def main(out):
+def main(out, only=None):
+    """Every fixture, or only those named: the generator runs through all,
+    so that a fixture added last leaves the others as they are."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
@@ -121,12 +151,15 @@ def main(out):
         randomize_batchnorm(model)
         model.eval()
         x = torch.rand(4, *chw) * 2 - 1
+        if only and name not in only:
+            continue
         save_file(model.state_dict(), str(out / f"{name}.safetensors"))
         save_io(model, x, out / f"{name}.io.safetensors")
         print(f"// {name}: torch {torch.__version__}")
         print(cnn_definition(model, chw, name=name.capitalize()))
-    from_pytorch_sources(out / "python")
+    if not only:
+        from_pytorch_sources(out / "python")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures")
+    main(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures", sys.argv[2:])

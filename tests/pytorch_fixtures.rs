@@ -239,6 +239,125 @@ cnn::cnn! {
     }
 }
 
+// `tinygooglenet`, PyTorch 2.15.0+cu132
+cnn::cnn! {
+    pub struct Tinygooglenet {
+        input 27x27x3;
+        conv1: {
+            conv: conv 3 -> 8 k7 s2 p3 nobias;
+            bn: batchnorm 0.001;
+            relu;
+        };
+        maxpool1: maxpool k3 s2 ceil;
+        inception3a: concat branch1: {
+            conv: conv 8 -> 4 k1 nobias;
+            bn: batchnorm 0.001;
+            relu;
+        } branch2: {
+            {
+                conv: conv 8 -> 4 k1 nobias;
+                bn: batchnorm 0.001;
+                relu;
+            };
+            {
+                conv: conv 4 -> 8 k3 p1 nobias;
+                bn: batchnorm 0.001;
+                relu;
+            };
+        } branch3: {
+            {
+                conv: conv 8 -> 2 k1 nobias;
+                bn: batchnorm 0.001;
+                relu;
+            };
+            {
+                conv: conv 2 -> 4 k3 p1 nobias;
+                bn: batchnorm 0.001;
+                relu;
+            };
+        } branch4: {
+            maxpool k3 s1 p1;
+            {
+                conv: conv 8 -> 4 k1 nobias;
+                bn: batchnorm 0.001;
+                relu;
+            };
+        };
+        inception3b: concat branch1: {
+            conv: conv 20 -> 8 k1 nobias;
+            bn: batchnorm 0.001;
+            relu;
+        } branch2: {
+            {
+                conv: conv 20 -> 4 k1 nobias;
+                bn: batchnorm 0.001;
+                relu;
+            };
+            {
+                conv: conv 4 -> 8 k3 p1 nobias;
+                bn: batchnorm 0.001;
+                relu;
+            };
+        } branch3: {
+            {
+                conv: conv 20 -> 4 k1 nobias;
+                bn: batchnorm 0.001;
+                relu;
+            };
+            {
+                conv: conv 4 -> 4 k3 p1 nobias;
+                bn: batchnorm 0.001;
+                relu;
+            };
+        } branch4: {
+            maxpool k3 s1 p1;
+            {
+                conv: conv 20 -> 4 k1 nobias;
+                bn: batchnorm 0.001;
+                relu;
+            };
+        };
+        maxpool3: maxpool k2 ceil;
+        inception4a: concat branch1: {
+            conv: conv 24 -> 8 k1 nobias;
+            bn: batchnorm 0.001;
+            relu;
+        } branch2: {
+            {
+                conv: conv 24 -> 8 k1 nobias;
+                bn: batchnorm 0.001;
+                relu;
+            };
+            {
+                conv: conv 8 -> 8 k3 p1 nobias;
+                bn: batchnorm 0.001;
+                relu;
+            };
+        } branch3: {
+            {
+                conv: conv 24 -> 4 k1 nobias;
+                bn: batchnorm 0.001;
+                relu;
+            };
+            {
+                conv: conv 4 -> 8 k3 p1 nobias;
+                bn: batchnorm 0.001;
+                relu;
+            };
+        } branch4: {
+            maxpool k3 s1 p1;
+            {
+                conv: conv 24 -> 8 k1 nobias;
+                bn: batchnorm 0.001;
+                relu;
+            };
+        };
+        avgpool: globalavgpool;
+        dropout: dropout 0.2;
+        fc: dense 32 -> 5;
+    }
+}
+
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 /// The input batch (NHWC) and PyTorch's output of fixture `name`.
@@ -289,6 +408,11 @@ fn torchvision_basic_blocks_and_bottlenecks_give_pytorchs_output() {
 #[test]
 fn torchvision_mobilenet_v2_gives_pytorchs_output() {
     check("mobilenet", |p| Mobilenet::load_pytorch(p));
+}
+
+#[test]
+fn torchvision_inception_blocks_give_pytorchs_output() {
+    check("tinygooglenet", |p| Tinygooglenet::load_pytorch(p));
 }
 
 #[test]

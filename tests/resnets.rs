@@ -1,4 +1,4 @@
-//! torchvision's ResNet-18, ResNet-50 and MobileNetV2 written with `cnn!`,
+//! torchvision's ResNet-18, ResNet-50, MobileNetV2 and GoogLeNet written with `cnn!`,
 //! their state_dict names as they are: parameter counts and names.
 
 use cnn::Shape;
@@ -150,4 +150,82 @@ fn resnet50_and_mobilenet_v2_count_as_torchvision() {
         ResNet50::LAYERS.iter().find(|l| l.name == "layer4.2").unwrap().output,
         Shape::Hwc(7, 7, 2048)
     );
+}
+
+cnn::cnn! {
+    /// torchvision's `googlenet(aux_logits=False)`: Inception blocks are concats.
+    pub struct GoogLeNet {
+        input 224x224x3;
+        conv1: { conv: conv 64 k7 s2 p3 nobias floor; bn: batchnorm 0.001; relu };
+        maxpool1: maxpool 3 s2 ceil;
+        conv2: { conv: conv 64 k1 nobias; bn: batchnorm 0.001; relu };
+        conv3: { conv: conv 192 k3 p1 nobias; bn: batchnorm 0.001; relu };
+        maxpool2: maxpool 3 s2 ceil;
+        inception3a: concat
+            branch1: { conv: conv 64 k1 nobias; bn: batchnorm 0.001; relu }
+            branch2: { { conv: conv 96 k1 nobias; bn: batchnorm 0.001; relu }; { conv: conv 128 k3 p1 nobias; bn: batchnorm 0.001; relu } }
+            branch3: { { conv: conv 16 k1 nobias; bn: batchnorm 0.001; relu }; { conv: conv 32 k3 p1 nobias; bn: batchnorm 0.001; relu } }
+            branch4: { maxpool 3 s1 p1 ceil; { conv: conv 32 k1 nobias; bn: batchnorm 0.001; relu } };
+        inception3b: concat
+            branch1: { conv: conv 128 k1 nobias; bn: batchnorm 0.001; relu }
+            branch2: { { conv: conv 128 k1 nobias; bn: batchnorm 0.001; relu }; { conv: conv 192 k3 p1 nobias; bn: batchnorm 0.001; relu } }
+            branch3: { { conv: conv 32 k1 nobias; bn: batchnorm 0.001; relu }; { conv: conv 96 k3 p1 nobias; bn: batchnorm 0.001; relu } }
+            branch4: { maxpool 3 s1 p1 ceil; { conv: conv 64 k1 nobias; bn: batchnorm 0.001; relu } };
+        maxpool3: maxpool 3 s2 ceil;
+        inception4a: concat
+            branch1: { conv: conv 192 k1 nobias; bn: batchnorm 0.001; relu }
+            branch2: { { conv: conv 96 k1 nobias; bn: batchnorm 0.001; relu }; { conv: conv 208 k3 p1 nobias; bn: batchnorm 0.001; relu } }
+            branch3: { { conv: conv 16 k1 nobias; bn: batchnorm 0.001; relu }; { conv: conv 48 k3 p1 nobias; bn: batchnorm 0.001; relu } }
+            branch4: { maxpool 3 s1 p1 ceil; { conv: conv 64 k1 nobias; bn: batchnorm 0.001; relu } };
+        inception4b: concat
+            branch1: { conv: conv 160 k1 nobias; bn: batchnorm 0.001; relu }
+            branch2: { { conv: conv 112 k1 nobias; bn: batchnorm 0.001; relu }; { conv: conv 224 k3 p1 nobias; bn: batchnorm 0.001; relu } }
+            branch3: { { conv: conv 24 k1 nobias; bn: batchnorm 0.001; relu }; { conv: conv 64 k3 p1 nobias; bn: batchnorm 0.001; relu } }
+            branch4: { maxpool 3 s1 p1 ceil; { conv: conv 64 k1 nobias; bn: batchnorm 0.001; relu } };
+        inception4c: concat
+            branch1: { conv: conv 128 k1 nobias; bn: batchnorm 0.001; relu }
+            branch2: { { conv: conv 128 k1 nobias; bn: batchnorm 0.001; relu }; { conv: conv 256 k3 p1 nobias; bn: batchnorm 0.001; relu } }
+            branch3: { { conv: conv 24 k1 nobias; bn: batchnorm 0.001; relu }; { conv: conv 64 k3 p1 nobias; bn: batchnorm 0.001; relu } }
+            branch4: { maxpool 3 s1 p1 ceil; { conv: conv 64 k1 nobias; bn: batchnorm 0.001; relu } };
+        inception4d: concat
+            branch1: { conv: conv 112 k1 nobias; bn: batchnorm 0.001; relu }
+            branch2: { { conv: conv 144 k1 nobias; bn: batchnorm 0.001; relu }; { conv: conv 288 k3 p1 nobias; bn: batchnorm 0.001; relu } }
+            branch3: { { conv: conv 32 k1 nobias; bn: batchnorm 0.001; relu }; { conv: conv 64 k3 p1 nobias; bn: batchnorm 0.001; relu } }
+            branch4: { maxpool 3 s1 p1 ceil; { conv: conv 64 k1 nobias; bn: batchnorm 0.001; relu } };
+        inception4e: concat
+            branch1: { conv: conv 256 k1 nobias; bn: batchnorm 0.001; relu }
+            branch2: { { conv: conv 160 k1 nobias; bn: batchnorm 0.001; relu }; { conv: conv 320 k3 p1 nobias; bn: batchnorm 0.001; relu } }
+            branch3: { { conv: conv 32 k1 nobias; bn: batchnorm 0.001; relu }; { conv: conv 128 k3 p1 nobias; bn: batchnorm 0.001; relu } }
+            branch4: { maxpool 3 s1 p1 ceil; { conv: conv 128 k1 nobias; bn: batchnorm 0.001; relu } };
+        maxpool4: maxpool 2 ceil;
+        inception5a: concat
+            branch1: { conv: conv 256 k1 nobias; bn: batchnorm 0.001; relu }
+            branch2: { { conv: conv 160 k1 nobias; bn: batchnorm 0.001; relu }; { conv: conv 320 k3 p1 nobias; bn: batchnorm 0.001; relu } }
+            branch3: { { conv: conv 32 k1 nobias; bn: batchnorm 0.001; relu }; { conv: conv 128 k3 p1 nobias; bn: batchnorm 0.001; relu } }
+            branch4: { maxpool 3 s1 p1 ceil; { conv: conv 128 k1 nobias; bn: batchnorm 0.001; relu } };
+        inception5b: concat
+            branch1: { conv: conv 384 k1 nobias; bn: batchnorm 0.001; relu }
+            branch2: { { conv: conv 192 k1 nobias; bn: batchnorm 0.001; relu }; { conv: conv 384 k3 p1 nobias; bn: batchnorm 0.001; relu } }
+            branch3: { { conv: conv 48 k1 nobias; bn: batchnorm 0.001; relu }; { conv: conv 128 k3 p1 nobias; bn: batchnorm 0.001; relu } }
+            branch4: { maxpool 3 s1 p1 ceil; { conv: conv 128 k1 nobias; bn: batchnorm 0.001; relu } };
+        avgpool: globalavgpool;
+        dropout: dropout 0.2;
+        fc: dense 1024 -> 1000;
+    }
+}
+
+#[test]
+fn googlenet_counts_and_names_as_torchvision() {
+    // sum(p.numel() for p in torchvision.models.googlenet(aux_logits=False).parameters())
+    assert_eq!(GoogLeNet::PARAMETERS, 6_624_904);
+    let output = |name: &str| GoogLeNet::LAYERS.iter().find(|l| l.name == name).unwrap().output;
+    // PyTorch rounds 55.5 and 27.5 up (ceil_mode=True): 56 and 28.
+    assert_eq!(output("maxpool1"), Shape::Hwc(56, 56, 64));
+    assert_eq!(output("inception3a"), Shape::Hwc(28, 28, 256));
+    assert_eq!(output("inception4e"), Shape::Hwc(14, 14, 832));
+    assert_eq!(output("inception5b"), Shape::Hwc(7, 7, 1024));
+    assert_eq!(output("inception4a.branch4.1.conv"), Shape::Hwc(14, 14, 64));
+    let net = GoogLeNet::new();
+    assert_eq!(net.inception3b_branch2_1_conv.weight().dim(), (3, 3, 128, 192));
+    assert_eq!(GoogLeNet::OUTPUT, Shape::Flat(1000));
 }
