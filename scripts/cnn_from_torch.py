@@ -84,8 +84,12 @@ def _layer(m, shape):
             parts.append("ceil" if m.ceil_mode else "floor")
         return " ".join(parts)
     if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+        if _pair(m.output_size) == tuple(shape[2:]):
+            # VGG's and AlexNet's pool to the size their features already
+            # have (at 224x224): the identity, flattened as a global pool is.
+            return "flatten"
         if _pair(m.output_size) != (1, 1):
-            raise ValueError(f"{m}: only output size 1 is supported")
+            raise ValueError(f"{m}: only output size 1, or the input's own size, is supported")
         # cnn's global pools give a flat [C]; the Flatten that follows in
         # PyTorch becomes a no-op `flatten`, so module indices stay aligned.
         return "globalavgpool" if isinstance(m, nn.AdaptiveAvgPool2d) else "globalmaxpool"
