@@ -108,6 +108,36 @@ fn a_batch_in_parts_gives_bit_identical_losses_whatever_the_thread_count() {
 }
 
 #[test]
+fn batchnorm_and_blocks_give_bit_identical_losses_whatever_the_thread_count() {
+    // Batchnorm needs the whole batch: its statistics and gradients are
+    // summed over parts of 2^15 values (here several), in one order.
+    cnn::cnn! {
+        struct Blocks {
+            input 8x8x1;
+            conv 16 k3 p1 nobias; batchnorm; relu;
+            residual { conv 16 k3 p1 nobias; batchnorm; relu; conv 16 k3 p1 nobias; batchnorm } relu;
+            concat {} { maxpool 3 s1 p1; conv 8 k1 } relu6;
+            globalavgpool; dense 10;
+        }
+    }
+    let (train_set, _) = digits_split(5);
+    let batch = train_set.select(&(0..300).collect::<Vec<_>>());
+    let run = |threads| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let (mut net, mut opt) = (Blocks::with_seed(5), Adam::new(0.01));
+            let losses: Vec<f32> = (0..4)
+                .map(|_| net.train_step(batch.images.view(), &batch.labels, &mut opt).unwrap())
+                .collect();
+            (losses, net.residual1_1.running_var().to_vec())
+        })
+    };
+    let one = run(1);
+    assert_eq!(one, run(2));
+    assert!(one.0[3] < one.0[0], "the loss falls: {:?}", one.0);
+}
+
+#[test]
 fn batchnorm_updates_running_statistics_in_training_only() {
     cnn::cnn! {
         struct Normed { input 4x4x2; conv 3 k3; batchnorm; flatten; dense 2; }

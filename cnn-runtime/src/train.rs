@@ -137,7 +137,8 @@ impl Record {
                     give_back([merged]);
                     branches.into_iter().for_each(Record::give_back);
                 }
-                Kept::Nothing | Kept::Stats(_) => {}
+                Kept::Stats(stats) => give_back([stats.into_buffer()]),
+                Kept::Nothing => {}
             }
         }
         give_back(self.outputs);
@@ -318,7 +319,7 @@ fn forward(
     // Steps that change their input start from a copy of it; the rest
     // write every value of their output.
     let mut output = match node.op {
-        Op::Flatten | Op::Act(_) | Op::BatchNorm { .. } => copy_of(input),
+        Op::Flatten | Op::Act(_) => copy_of(input),
         _ => overwritten(n * node.info.output.len()),
     };
     let mut keep = Kept::Nothing;
@@ -327,7 +328,7 @@ fn forward(
         let LayerMut::BatchNorm(bn) = layers.get_mut(slot) else {
             unreachable!("the plan gives a batchnorm")
         };
-        let stats = bn.train_forward(&mut output);
+        let stats = bn.train_forward(input, &mut output, overwritten(input.len()));
         return (output, Kept::Stats(stats));
     }
     match (node.op, layer.map(|slot| &layers.all()[slot])) {
@@ -365,34 +366,21 @@ fn forward(
             output.iter_mut().zip(input).zip(&mask).for_each(|((o, x), m)| *o = x * m);
             keep = Kept::Mask(mask);
         }
-        (Op::Act(act), _) => {
-            let (c, part) = (shape.channels(), elementwise_part(shape.channels()));
-            let apply = |output: &mut [f32]| {
-                cpu::vectorized(
-                    #[inline(always)]
-                    || act.apply(output, c),
-                )
-            };
-            // Handing work to rayon's threads costs a wake-up: not for one part.
-            match output.len() > part {
-                true => output.par_chunks_mut(part).for_each(apply),
-                false => apply(&mut output),
-            }
-        }
+        (Op::Act(act), _) => apply(act, &mut output, shape.channels()),
         (Op::Upsample { height, width }, _) => {
             let Shape::Hwc(h, w, c) = shape else { unreachable!("upsampling is spatial") };
             upsample(input, (h, w, c), (height, width), &mut output);
         }
         (Op::Residual { body, shortcut, act }, _) => {
-            let mut branches = vec![forward_all(body, layers, input.to_vec(), n, rng)];
-            branches.extend(shortcut.map(|nodes| forward_all(nodes, layers, input.to_vec(), n, rng)));
+            let mut branches = vec![forward_all(body, layers, copy_of(input), n, rng)];
+            branches.extend(shortcut.map(|nodes| forward_all(nodes, layers, copy_of(input), n, rng)));
             let shortcut = branches.get(1).map_or(input, Record::output);
             output.iter_mut().zip(branches[0].output()).zip(shortcut).for_each(|((o, b), s)| *o = b + s);
             keep = merged(act, &mut output, node.info.output, branches);
         }
         (Op::Concat { branches, act }, _) => {
             let records: Vec<Record> =
-                branches.iter().map(|nodes| forward_all(nodes, layers, input.to_vec(), n, rng)).collect();
+                branches.iter().map(|nodes| forward_all(nodes, layers, copy_of(input), n, rng)).collect();
             let channels = node.info.output.channels();
             let pixels = output.len() / channels.max(1);
             let mut at = 0;
@@ -424,11 +412,47 @@ fn elementwise_part(channels: usize) -> usize {
 /// A block's record: its branches, and its merged values before `act`,
 /// which is applied to `output` in place.
 fn merged(act: Option<Activation>, output: &mut [f32], shape: Shape, branches: Vec<Record>) -> Kept {
-    let merged = output.to_vec();
+    let merged = copy_of(output);
     if let Some(act) = act {
-        act.apply(output, shape.channels());
+        apply(act, output, shape.channels());
     }
     Kept::Block { branches, merged }
+}
+
+/// Applies `act` to `values` in place, rows of `channels`, in parts on
+/// rayon's threads where there are several.
+fn apply(act: Activation, values: &mut [f32], channels: usize) {
+    let apply = |values: &mut [f32]| {
+        cpu::vectorized(
+            #[inline(always)]
+            || act.apply(values, channels),
+        )
+    };
+    // Handing work to rayon's threads costs a wake-up: not for one part.
+    let part = elementwise_part(channels);
+    match values.len() > part {
+        true => values.par_chunks_mut(part).for_each(apply),
+        false => apply(values),
+    }
+}
+
+/// Turns `grad`, the gradient of `act`'s output, into its input's, from
+/// either (relu's and the like's input is its output when it was fused).
+fn act_backward(act: Activation, (input, output): (&[f32], &[f32]), grad: &mut [f32], channels: usize) {
+    let backward = |(grad, (input, output)): (&mut [f32], (&[f32], &[f32]))| {
+        cpu::vectorized(
+            #[inline(always)]
+            || act.backward(input, output, grad, channels),
+        )
+    };
+    let part = elementwise_part(channels);
+    match input.len() > part {
+        true => grad
+            .par_chunks_mut(part)
+            .zip(input.par_chunks(part).zip(output.par_chunks(part)))
+            .for_each(backward),
+        false => backward((grad, (input, output))),
+    }
 }
 
 /// The sum of the cross-entropies of the rows of `logits`, and the
@@ -517,20 +541,7 @@ fn backward(
         (Op::Act(act), _) => {
             // Fused into the layer before, its input was not kept.
             let input = if input.is_empty() { output } else { input };
-            let part = elementwise_part(c);
-            let apply = |(grad, (input, output)): (&mut [f32], (&[f32], &[f32]))| {
-                cpu::vectorized(
-                    #[inline(always)]
-                    || act.backward(input, output, grad, c),
-                )
-            };
-            match input.len() > part {
-                true => grad
-                    .par_chunks_mut(part)
-                    .zip(input.par_chunks(part).zip(output.par_chunks(part)))
-                    .for_each(apply),
-                false => apply((&mut grad, (input, output))),
-            }
+            act_backward(act, (input, output), &mut grad, c);
             grad
         }
         (Op::Upsample { height, width }, _) => {
@@ -542,22 +553,23 @@ fn backward(
         (Op::Residual { body, shortcut, act }, _) => {
             let Kept::Block { branches, merged } = kept else { unreachable!("a block keeps its branches") };
             if let Some(act) = act {
-                act.backward(merged, output, &mut grad, node.info.output.channels());
+                act_backward(act, (merged, output), &mut grad, node.info.output.channels());
             }
             // The addition hands the same gradient to both paths.
             let through_shortcut = match shortcut {
-                Some(nodes) => backward_all(nodes, layers, &branches[1], grad.clone(), true, grads),
-                None => grad.clone(),
+                Some(nodes) => backward_all(nodes, layers, &branches[1], copy_of(&grad), true, grads),
+                None => copy_of(&grad),
             };
             let mut dx = backward_all(body, layers, &branches[0], grad, true, grads);
             dx.iter_mut().zip(&through_shortcut).for_each(|(d, s)| *d += s);
+            give_back([through_shortcut]);
             dx
         }
         (Op::Concat { branches: nodes, act }, _) => {
             let Kept::Block { branches, merged } = kept else { unreachable!("a block keeps its branches") };
             let channels = node.info.output.channels();
             if let Some(act) = act {
-                act.backward(merged, output, &mut grad, channels);
+                act_backward(act, (merged, output), &mut grad, channels);
             }
             // The join hands each branch the gradient of its channels.
             let (pixels, mut at) = (grad.len() / channels.max(1), 0);

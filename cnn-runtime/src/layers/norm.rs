@@ -3,9 +3,12 @@
 use cnn_shape::{Node, Op};
 use ndarray::{Array, Array1, ArrayView1, ArrayViewMut1, Dimension};
 
+use rayon::prelude::*;
+
 use super::epilogue::refill;
 use super::tensor;
 use crate::Error;
+use crate::cpu;
 use crate::init::InitRng;
 
 /// `nn.BatchNorm2d` on NHWC, `nn.BatchNorm1d` on flat features. Its
@@ -111,34 +114,61 @@ impl BatchNorm {
         Ok(x)
     }
 
-    /// Normalises with the statistics of the batch (training mode), in
-    /// place, over rows of `C` values; updates the running statistics with
-    /// the momentum (the variance unbiased, as PyTorch) and returns what
-    /// [`backward`](Self::backward) needs.
-    pub(crate) fn train_forward(&mut self, x: &mut [f32]) -> BatchStats {
-        let c = self.weight.len();
-        let count = x.len() / c.max(1);
-        let (mut mean, mut var) = (vec![0.0f64; c], vec![0.0f64; c]);
-        for row in x.chunks_exact(c) {
-            mean.iter_mut().zip(row).for_each(|(m, &v)| *m += v as f64);
-        }
-        mean.iter_mut().for_each(|m| *m /= count.max(1) as f64);
-        for row in x.chunks_exact(c) {
-            var.iter_mut().zip(row).zip(&mean).for_each(|((s, &v), m)| *s += (v as f64 - m).powi(2));
-        }
-        let biased: Vec<f64> = var.iter().map(|s| s / count.max(1) as f64).collect();
-        let inv_std: Vec<f32> = biased.iter().map(|v| 1.0 / (*v as f32 + self.eps).sqrt()).collect();
-        let mut normalized = vec![0.0f32; x.len()];
-        for (row, out) in x.chunks_exact_mut(c).zip(normalized.chunks_exact_mut(c)) {
-            for ch in 0..c {
-                let xhat = (row[ch] - mean[ch] as f32) * inv_std[ch];
-                out[ch] = xhat;
-                row[ch] = xhat * self.weight[ch] + self.bias[ch];
+    /// Normalises `x` with the statistics of the batch (training mode)
+    /// into `y`, rows of `C` values, keeping the normalised values in
+    /// `normalized` (as long as `x`, overwritten); updates the running
+    /// statistics with the momentum (the variance unbiased, as PyTorch) and
+    /// returns what [`backward`](Self::backward) needs.
+    pub(crate) fn train_forward(&mut self, x: &[f32], y: &mut [f32], mut normalized: Vec<f32>) -> BatchStats {
+        let c = self.channels();
+        let rows = x.len() / c.max(1);
+        let sums = channel_sums(c, x, x, |sum, x, _| {
+            for row in x.chunks_exact(c) {
+                sum.iter_mut().zip(row).for_each(|(s, &v)| *s += v as f64);
             }
+        });
+        let mean: Vec<f64> = sums.iter().map(|s| s / rows.max(1) as f64).collect();
+        // A second pass over the deviations from the mean, which lose
+        // nothing to cancellation where the squares' sum minus the sum's
+        // square would.
+        let squares = channel_sums(c, x, x, |sum, x, _| {
+            for row in x.chunks_exact(c) {
+                let each = sum.iter_mut().zip(row).zip(&mean);
+                each.for_each(|((s, &v), m)| *s += (v as f64 - m) * (v as f64 - m));
+            }
+        });
+        let biased: Vec<f64> = squares.iter().map(|s| s / rows.max(1) as f64).collect();
+        let inv_std: Vec<f32> = biased.iter().map(|v| 1.0 / (*v as f32 + self.eps).sqrt()).collect();
+        let mean_f32: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+        let (gamma, beta) = (tensor::values(&self.weight), tensor::values(&self.bias));
+        let normalize = |((y, xhat), x): ((&mut [f32], &mut [f32]), &[f32])| {
+            cpu::vectorized(
+                #[inline(always)]
+                || {
+                    let rows = y.chunks_exact_mut(c).zip(xhat.chunks_exact_mut(c)).zip(x.chunks_exact(c));
+                    for ((y, xhat), x) in rows {
+                        let per_channel = mean_f32.iter().zip(&inv_std).zip(gamma.iter().zip(beta));
+                        for (((y, o), x), ((m, s), (g, b))) in y.iter_mut().zip(xhat).zip(x).zip(per_channel)
+                        {
+                            *o = (x - m) * s;
+                            *y = *o * g + b;
+                        }
+                    }
+                },
+            )
+        };
+        let part = part_len(c);
+        match x.len() > part {
+            true => y
+                .par_chunks_mut(part)
+                .zip(normalized.par_chunks_mut(part))
+                .zip(x.par_chunks(part))
+                .for_each(normalize),
+            false => normalize(((y, &mut normalized), x)),
         }
         let m = self.momentum;
         for (ch, (rm, rv)) in self.running_mean.iter_mut().zip(self.running_var.iter_mut()).enumerate() {
-            let unbiased = if count > 1 { var[ch] / (count - 1) as f64 } else { biased[ch] };
+            let unbiased = if rows > 1 { squares[ch] / (rows - 1) as f64 } else { biased[ch] };
             *rm = (1.0 - m) * *rm + m * mean[ch] as f32;
             *rv = (1.0 - m) * *rv + m * unbiased as f32;
         }
@@ -148,24 +178,76 @@ impl BatchNorm {
     /// The gradients of a training-mode pass: `dgamma`, `dbeta` overwritten,
     /// `dy` turned into the gradient of the input in place.
     pub(crate) fn backward(&self, stats: &BatchStats, dy: &mut [f32], dgamma: &mut [f32], dbeta: &mut [f32]) {
-        let c = self.weight.len();
+        let c = self.channels();
         let count = (dy.len() / c.max(1)).max(1) as f32;
-        dgamma.fill(0.0);
-        dbeta.fill(0.0);
-        for (g, xhat) in dy.chunks_exact(c).zip(stats.normalized.chunks_exact(c)) {
-            for ch in 0..c {
-                dbeta[ch] += g[ch];
-                dgamma[ch] += g[ch] * xhat[ch];
+        let sums = channel_sums(c, dy, &stats.normalized, |sum, dy, _| {
+            for row in dy.chunks_exact(c) {
+                sum.iter_mut().zip(row).for_each(|(s, &g)| *s += g as f64);
             }
-        }
+        });
+        dbeta.iter_mut().zip(&sums).for_each(|(d, &s)| *d = s as f32);
+        let sums = channel_sums(c, dy, &stats.normalized, |sum, dy, xhat| {
+            for (row, xhat) in dy.chunks_exact(c).zip(xhat.chunks_exact(c)) {
+                let each = sum.iter_mut().zip(row).zip(xhat);
+                each.for_each(|((s, &g), &x)| *s += (g * x) as f64);
+            }
+        });
+        dgamma.iter_mut().zip(&sums).for_each(|(d, &s)| *d = s as f32);
         // dx = gamma * inv_std / m * (m * dy - sum(dy) - xhat * sum(dy * xhat))
-        for (g, xhat) in dy.chunks_exact_mut(c).zip(stats.normalized.chunks_exact(c)) {
-            for ch in 0..c {
-                let scale = self.weight[ch] * stats.inv_std[ch] / count;
-                g[ch] = scale * (count * g[ch] - dbeta[ch] - xhat[ch] * dgamma[ch]);
-            }
+        let scale: Vec<f32> =
+            tensor::values(&self.weight).iter().zip(&stats.inv_std).map(|(g, s)| g * s / count).collect();
+        let (dbeta, dgamma) = (&*dbeta, &*dgamma);
+        let input_gradient = |(dy, xhat): (&mut [f32], &[f32])| {
+            cpu::vectorized(
+                #[inline(always)]
+                || {
+                    for (row, xhat) in dy.chunks_exact_mut(c).zip(xhat.chunks_exact(c)) {
+                        let per_channel = scale.iter().zip(dbeta.iter().zip(dgamma));
+                        for ((g, x), (s, (b, d))) in row.iter_mut().zip(xhat).zip(per_channel) {
+                            *g = s * (count * *g - b - x * d);
+                        }
+                    }
+                },
+            )
+        };
+        let part = part_len(c);
+        match dy.len() > part {
+            true => dy.par_chunks_mut(part).zip(stats.normalized.par_chunks(part)).for_each(input_gradient),
+            false => input_gradient((dy, &stats.normalized)),
         }
     }
+}
+
+/// How many values a part of a batch holds in training: whole rows of
+/// `channels`, enough that a part is worth handing to another thread. The
+/// parts are cut by length alone, so that sums over them, added in order,
+/// are the same whatever the thread count.
+fn part_len(channels: usize) -> usize {
+    (1usize << 15).next_multiple_of(channels.max(1))
+}
+
+/// Per channel, the sum that `add` makes over parts of the rows of `a` and
+/// the same rows of `b` (each part into a sum of its own, in `f64`), the
+/// parts' sums added in order.
+fn channel_sums(c: usize, a: &[f32], b: &[f32], add: impl Fn(&mut [f64], &[f32], &[f32]) + Sync) -> Vec<f64> {
+    let part_sum = |(a, b): (&[f32], &[f32])| {
+        let mut sum = vec![0.0f64; c];
+        cpu::vectorized(
+            #[inline(always)]
+            || add(&mut sum, a, b),
+        );
+        sum
+    };
+    let part = part_len(c);
+    let parts: Vec<Vec<f64>> = match a.len() > part {
+        true => a.par_chunks(part).zip(b.par_chunks(part)).map(part_sum).collect(),
+        false => vec![part_sum((a, b))],
+    };
+    let mut total = vec![0.0f64; c];
+    for sum in parts {
+        total.iter_mut().zip(sum).for_each(|(t, s)| *t += s);
+    }
+    total
 }
 
 /// What a training-mode batchnorm keeps for its backward pass.
@@ -173,4 +255,97 @@ impl BatchNorm {
 pub(crate) struct BatchStats {
     normalized: Vec<f32>,
     inv_std: Vec<f32>,
+}
+
+impl BatchStats {
+    /// The buffer of the normalised values, to be used again.
+    pub(crate) fn into_buffer(self) -> Vec<f32> {
+        self.normalized
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// A batchnorm of `c` channels with scales and shifts of its own, and
+    /// `rows` rows of values far from 0 (a mean of 3, as cancellation shows).
+    fn layer_and_values(c: usize, rows: usize) -> (BatchNorm, Vec<f32>, Vec<f32>) {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(c as u64);
+        let mut bn = BatchNorm::new(c, 1e-5);
+        bn.weight.iter_mut().for_each(|g| *g = rng.random_range(0.5..1.5));
+        bn.bias.iter_mut().for_each(|b| *b = rng.random_range(-0.5..0.5));
+        let x = (0..rows * c).map(|_| 3.0 + rng.random_range(-1.0f32..1.0)).collect();
+        let dy = (0..rows * c).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        (bn, x, dy)
+    }
+
+    /// `(y, dx, dgamma, dbeta)` of a training pass, every output NaN first.
+    fn train_pass(bn: &mut BatchNorm, x: &[f32], dy: &[f32]) -> [Vec<f32>; 4] {
+        let c = bn.channels();
+        let mut y = vec![f32::NAN; x.len()];
+        let stats = bn.train_forward(x, &mut y, vec![f32::NAN; x.len()]);
+        let (mut dx, mut dgamma, mut dbeta) = (dy.to_vec(), vec![f32::NAN; c], vec![f32::NAN; c]);
+        bn.backward(&stats, &mut dx, &mut dgamma, &mut dbeta);
+        [y, dx, dgamma, dbeta]
+    }
+
+    fn close(got: &[f32], want: &[f64], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            assert!((g as f64 - w).abs() <= 1e-4 * w.abs().max(1.0), "{what} {i}: {g} vs {w}");
+        }
+    }
+
+    /// Batches of one part and of several (a part holds 2^15 values,
+    /// rounded up to whole rows) against the formulas in `f64`, channel by
+    /// channel over plain loops.
+    #[test]
+    fn training_pass_over_parts_matches_reference() {
+        for (c, rows) in [(3, 7), (16, 2048), (5, 20_000), (64, 1500)] {
+            let (mut bn, x, dy) = layer_and_values(c, rows);
+            let (gamma, beta) = (bn.weight.to_vec(), bn.bias.to_vec());
+            let [y, dx, dgamma, dbeta] = train_pass(&mut bn, &x, &dy);
+            let n = rows as f64;
+            let mut want = [vec![0.0; x.len()], vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]];
+            for ch in 0..c {
+                let at = |v: &[f32], r: usize| v[r * c + ch] as f64;
+                let mean = (0..rows).map(|r| at(&x, r)).sum::<f64>() / n;
+                let var = (0..rows).map(|r| (at(&x, r) - mean).powi(2)).sum::<f64>() / n;
+                let inv_std = 1.0 / (var + 1e-5).sqrt();
+                let xhat = |r| (at(&x, r) - mean) * inv_std;
+                let sum_dy = (0..rows).map(|r| at(&dy, r)).sum::<f64>();
+                let sum_dy_xhat = (0..rows).map(|r| at(&dy, r) * xhat(r)).sum::<f64>();
+                for r in 0..rows {
+                    want[0][r * c + ch] = xhat(r) * gamma[ch] as f64 + beta[ch] as f64;
+                    want[1][r * c + ch] =
+                        gamma[ch] as f64 * inv_std / n * (n * at(&dy, r) - sum_dy - xhat(r) * sum_dy_xhat);
+                }
+                want[2][ch] = sum_dy_xhat;
+                want[3][ch] = sum_dy;
+                let running_var = 0.9 + 0.1 * var * n / (n - 1.0);
+                close(&[bn.running_mean[ch], bn.running_var[ch]], &[0.1 * mean, running_var], "running");
+            }
+            for (got, (want, what)) in
+                [y, dx, dgamma, dbeta].iter().zip(want.iter().zip(["y", "dx", "dgamma", "dbeta"]))
+            {
+                close(got, want, &format!("c {c}, rows {rows}: {what}"));
+            }
+        }
+    }
+
+    /// The parts' sums are added in one order on any number of threads.
+    #[test]
+    fn training_pass_is_the_same_on_any_number_of_threads() {
+        let (bn, x, dy) = layer_and_values(24, 9000);
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut bn = bn.clone();
+            let outputs = pool.install(|| train_pass(&mut bn, &x, &dy));
+            (outputs, bn.running_mean.to_vec(), bn.running_var.to_vec())
+        };
+        assert_eq!(run(1), run(2));
+        assert_eq!(run(1), run(3));
+    }
 }
