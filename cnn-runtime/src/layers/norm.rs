@@ -146,12 +146,12 @@ impl BatchNorm {
                 #[inline(always)]
                 || {
                     let rows = y.chunks_exact_mut(c).zip(xhat.chunks_exact_mut(c)).zip(x.chunks_exact(c));
+                    let (m, s, g, b) = (&mean_f32[..c], &inv_std[..c], &gamma[..c], &beta[..c]);
                     for ((y, xhat), x) in rows {
-                        let per_channel = mean_f32.iter().zip(&inv_std).zip(gamma.iter().zip(beta));
-                        for (((y, o), x), ((m, s), (g, b))) in y.iter_mut().zip(xhat).zip(x).zip(per_channel)
-                        {
-                            *o = (x - m) * s;
-                            *y = *o * g + b;
+                        let (y, xhat, x) = (&mut y[..c], &mut xhat[..c], &x[..c]);
+                        for ch in 0..c {
+                            xhat[ch] = (x[ch] - m[ch]) * s[ch];
+                            y[ch] = xhat[ch] * g[ch] + b[ch];
                         }
                     }
                 },
@@ -201,10 +201,11 @@ impl BatchNorm {
             cpu::vectorized(
                 #[inline(always)]
                 || {
-                    for (row, xhat) in dy.chunks_exact_mut(c).zip(xhat.chunks_exact(c)) {
-                        let per_channel = scale.iter().zip(dbeta.iter().zip(dgamma));
-                        for ((g, x), (s, (b, d))) in row.iter_mut().zip(xhat).zip(per_channel) {
-                            *g = s * (count * *g - b - x * d);
+                    let (s, b, d) = (&scale[..c], &dbeta[..c], &dgamma[..c]);
+                    for (g, xhat) in dy.chunks_exact_mut(c).zip(xhat.chunks_exact(c)) {
+                        let (g, x) = (&mut g[..c], &xhat[..c]);
+                        for ch in 0..c {
+                            g[ch] = s[ch] * (count * g[ch] - b[ch] - x[ch] * d[ch]);
                         }
                     }
                 },
