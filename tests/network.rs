@@ -131,6 +131,14 @@ fn summary_shows_shapes_arithmetic_and_totals() {
     assert!(summary.contains("13x13x32") && summary.contains("5408"), "{summary}");
     assert!(summary.contains("parameters: 58,826"), "{summary}");
     assert!(FastaiMnist::summary().contains("(28 + 2*2 - 5) / 2 + 1 = 14.5 -> 14 (floor)"));
+    // An image taller than wide: both axes' arithmetic, though the layer's
+    // options are the same for both.
+    cnn::cnn! {
+        struct Tall { input 12x10x3; conv 4 k3 s2 p1 floor; }
+    }
+    let summary = Tall::summary();
+    let both = "h: (12 + 2*1 - 3) / 2 + 1 = 6.5 -> 6 (floor); w: (10 + 2*1 - 3) / 2 + 1 = 5.5 -> 5 (floor)";
+    assert!(summary.contains(both), "{summary}");
 }
 
 /// `net.forward(x)` against `expected` with every variant of the kernels:

@@ -259,8 +259,7 @@ pub fn arithmetic(height: &Window, width: &Window, rounding: Rounding) -> String
         format!("{} = {exact}{rounded}", formula(w, false))
     };
     let (h, w) = (one(height), one(width));
-    let same_numbers = Window { input: width.input, ..*height } == *width;
-    if same_numbers { h } else { format!("h: {h}; w: {w}") }
+    if height == width { h } else { format!("h: {h}; w: {w}") }
 }
 
 /// A window that does not fit or does not give a whole number.
