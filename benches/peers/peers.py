@@ -5,7 +5,8 @@ PyTorch layout (for candle) and ONNX files (for tract and onnxruntime);
 `cargo bench --bench training -- --epoch`); `torch DIR THREADS` times PyTorch (CPU, `torch.inference_mode`) on the same
 weights; `table DIR` prints every engine's lowest median ms, its ratio to
 cnn, and the spread between rounds; `epochs DIR` the same of the MNIST
-epochs that run.sh logged in `DIR/epochs.txt`.
+epochs that run.sh logged in `DIR/epochs.txt`, and of the ResNet train
+steps in `DIR/training.tsv` (`resnet DIR THREADS` times PyTorch's).
 
 Needs numpy, safetensors, onnx, onnxruntime and torch (pip).
 """
@@ -192,6 +193,17 @@ def read_idx(path):
     return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
+def mnist_train():
+    """MNIST's training images (N, 1, 28, 28) in [0, 1] and labels, as torch tensors."""
+    import torch
+
+    root = Path(__file__).resolve().parents[2] / "data" / "mnist"
+    images = next(p for p in root.iterdir() if p.name.startswith("train-images"))
+    labels = next(p for p in root.iterdir() if p.name.startswith("train-labels"))
+    x = torch.from_numpy(read_idx(images).astype(np.float32) / 255.0).unsqueeze(1)
+    return x, torch.from_numpy(read_idx(labels).astype(np.int64))
+
+
 def mnist(threads):
     """One epoch of LeNet-5 (as examples/mnist.rs) on MNIST in PyTorch: batches of
     64 in a shuffled order, Adam 1e-3, after 20 steps of warm-up."""
@@ -199,11 +211,7 @@ def mnist(threads):
     import torch.nn as nn
 
     torch.set_num_threads(threads)
-    root = Path(__file__).resolve().parents[2] / "data" / "mnist"
-    images = next(p for p in root.iterdir() if p.name.startswith("train-images"))
-    labels = next(p for p in root.iterdir() if p.name.startswith("train-labels"))
-    x = torch.from_numpy(read_idx(images).astype(np.float32) / 255.0).unsqueeze(1)
-    y = torch.from_numpy(read_idx(labels).astype(np.int64))
+    x, y = mnist_train()
     torch.manual_seed(1)
     model = nn.Sequential(
         nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
@@ -229,6 +237,34 @@ def mnist(threads):
     seconds = time.perf_counter() - start
     print(f"PyTorch {torch.__version__} LeNet-5 MNIST epoch, batch 64, {threads} threads: "
           f"{seconds:.2f} s, {len(x) / seconds:.0f} images/s (mean loss {total / len(batches):.4f})")
+
+
+def resnet(d, threads):
+    """A train step of the ResNet that `cnn-peers train` timed, from its
+    `pytorch()` module: the same batches in turn (the first 20 of 64 MNIST
+    training images), Adam 1e-3."""
+    import torch
+    import torch.nn as nn
+
+    torch.set_num_threads(threads)
+    scope = {}
+    exec((d / "resnet.py").read_text(), scope)
+    model = scope["MnistResNet"]()
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    x, y = mnist_train()
+    batches = itertools.cycle([(x[i : i + 64], y[i : i + 64]) for i in range(0, 64 * 20, 64)])
+
+    def step():
+        images, labels = next(batches)
+        opt.zero_grad()
+        loss_fn(model(images), labels).backward()
+        opt.step()
+
+    ms = median_ms(step, 15)
+    print(f"torch  ResNet train step {threads} thread(s): {ms:8.3f} ms")
+    with open(d / "training.tsv", "a") as f:
+        f.write(f"pytorch\t{threads}\t{ms:.4f}\n")
 
 
 def table(d):
@@ -282,6 +318,18 @@ def epochs(d):
     for engine in ["cnn", "pytorch"]:
         if (engine, 1) in best and (engine, 2) in best:
             print(f"\n{engine}: two threads {best[(engine, 1)] / best[(engine, 2)]:.2f}x one")
+    steps = defaultdict(list)
+    for line in (d / "training.tsv").read_text().splitlines():
+        engine, threads, ms = line.split("\t")
+        steps[(engine, int(threads))].append(float(ms))
+    best = {key: min(values) for key, values in steps.items()}
+    cell = lambda key: f"{best[key]:.1f} ({100 * (max(steps[key]) / best[key] - 1):.0f}%, {len(steps[key])})" if key in best else "-"
+    print("\n| ResNet train step, batch 64, threads | cnn ms (spread, rounds) | PyTorch ms (spread, rounds) | PyTorch / cnn |")
+    print("|---|---|---|---|")
+    for threads in (1, 2):
+        cnn, torch = ("cnn", threads), ("pytorch", threads)
+        ratio = f"{best[torch] / best[cnn]:.2f}x" if cnn in best and torch in best else "-"
+        print(f"| {threads} | {cell(cnn)} | {cell(torch)} | {ratio} |")
 
 
 if __name__ == "__main__":
@@ -291,6 +339,7 @@ if __name__ == "__main__":
         "ort": lambda: ort(d, int(sys.argv[3])),
         "torch": lambda: pytorch(d, int(sys.argv[3])),
         "mnist": lambda: mnist(int(sys.argv[2])),
+        "resnet": lambda: resnet(d, int(sys.argv[3])),
         "table": lambda: table(d),
         "epochs": lambda: epochs(d),
     }

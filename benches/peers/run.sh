@@ -27,12 +27,15 @@ for _ in $(seq 2 "${ROUNDS:-3}"); do
     python3 peers.py torch "$dir" 1
     python3 peers.py torch "$dir" 2
 done
-# Training: one MNIST epoch of LeNet-5, cnn and PyTorch in turn, in rounds too.
+# Training: one MNIST epoch of LeNet-5 and a ResNet train step, cnn and PyTorch
+# in turn, in rounds too.
 (cd ../.. && cargo bench --quiet --bench training --no-run)
 for _ in $(seq 1 "${ROUNDS:-3}"); do
     for threads in 1 2; do
         (cd ../.. && RAYON_NUM_THREADS=$threads cargo bench --quiet --bench training -- --epoch) | tee -a "$dir/epochs.txt"
         python3 peers.py mnist "$threads" | tee -a "$dir/epochs.txt"
+        RAYON_NUM_THREADS=$threads ./target/release/cnn-peers train "$dir"
+        python3 peers.py resnet "$dir" "$threads"
     done
 done
 RAYON_NUM_THREADS=1 ./target/release/cnn-peers peers "$dir"

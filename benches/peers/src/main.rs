@@ -1,5 +1,8 @@
 //! The six workloads of the speed issue through cnn, candle and tract.
 //!
+//! `train DIR`: times a train step of a small ResNet (`MnistResNet`) and
+//! writes its PyTorch module for `peers.py resnet`.
+//!
 //! `cnn DIR`: builds each workload with `cnn!` (seed 0), saves its weights
 //! and an input batch with cnn's output, and times cnn. `peers DIR`: loads
 //! the PyTorch-layout weights and ONNX files that `peers.py` made from
@@ -30,6 +33,53 @@ cnn::cnn! {
     }
     pub struct W5 { input 56x56x64; conv 64 k3 p1 nobias; }
     pub struct W6 { input 224x224x3; conv 64 k3 p1 relu; }
+}
+
+cnn::cnn! {
+    /// examples/resnet.rs's network: blocks and batchnorm, trained in
+    /// batches that cannot be split between threads.
+    pub struct MnistResNet {
+        input 28x28x1;
+        conv1: conv 16 k3 p1 nobias; bn1: batchnorm; relu;
+        layer1: {
+            residual { conv1: conv 16 k3 p1 nobias; bn1: batchnorm; relu; conv2: conv 16 k3 p1 nobias; bn2: batchnorm } relu;
+        };
+        layer2: {
+            residual { conv1: conv 32 k3 s2 p1 nobias floor; bn1: batchnorm; relu; conv2: conv 32 k3 p1 nobias; bn2: batchnorm }
+                downsample: shortcut { conv 32 k1 s2 nobias floor; batchnorm } relu;
+        };
+        layer3: {
+            residual { conv1: conv 64 k3 s2 p1 nobias floor; bn1: batchnorm; relu; conv2: conv 64 k3 p1 nobias; bn2: batchnorm }
+                downsample: shortcut { conv 64 k1 s2 nobias floor; batchnorm } relu;
+        };
+        avgpool: globalavgpool;
+        fc: dense 64 -> 10;
+    }
+}
+
+/// The train steps' batches: the first `STEPS` batches of 64 MNIST
+/// training images, in turn (`peers.py resnet` takes the same). Real
+/// images, another batch each step, as in training: PyTorch's step time
+/// depends on the values it is given.
+const STEPS: usize = 20;
+
+/// The median ms of MnistResNet's train step (Adam 1e-3), into
+/// `DIR/training.tsv`; its PyTorch module (`pytorch()`) into `DIR/resnet.py`.
+fn train_cnn(dir: &Path) {
+    std::fs::write(dir.join("resnet.py"), MnistResNet::pytorch()).unwrap();
+    let mnist = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/mnist");
+    let (train, _) = cnn::data::read_mnist(mnist).unwrap();
+    let batches: Vec<_> = (0..STEPS).map(|i| train.select(&(64 * i..64 * (i + 1)).collect::<Vec<_>>())).collect();
+    let (mut net, mut opt) = (MnistResNet::new(), cnn::optim::Adam::new(1e-3));
+    let mut next = batches.iter().cycle();
+    let ms = median_ms(15, || {
+        let batch = next.next().expect("a cycle");
+        net.train_step(batch.images.view(), &batch.labels, &mut opt).unwrap();
+    });
+    let threads = rayon::current_num_threads();
+    println!("cnn    ResNet train step {threads} thread(s): {ms:8.3} ms");
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("training.tsv")).unwrap();
+    writeln!(file, "cnn\t{threads}\t{ms:.4}").unwrap();
 }
 
 /// Each workload as `nn.Sequential`-like lines for the peers: `conv COUT K
@@ -125,6 +175,7 @@ fn main() {
             run_cnn::<W6>(&dir, "W6", b(5), s(5), |n, p| n.save(p).unwrap());
         }
         Some("peers") => peers::run(&dir),
-        _ => eprintln!("usage: cnn-peers cnn|peers DIR"),
+        Some("train") => train_cnn(&dir),
+        _ => eprintln!("usage: cnn-peers cnn|peers|train DIR"),
     }
 }
