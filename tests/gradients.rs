@@ -137,15 +137,18 @@ cnn::cnn! {
     }
 
     /// Activations that a training step applies as the layer before
-    /// writes its output, their gradients then taken from that output.
+    /// (conv, dense, batchnorm) writes its output, their gradients then
+    /// taken from that output.
     #[derive(Clone)]
     struct Fused {
         input 6x5x2;
         conv 4 k3 p1 tanh;
         conv 5 k2 relu6;
         conv 3 k2 leakyrelu 0.2;
+        batchnorm; tanh;
         flatten;
         dense 6 relu;
+        batchnorm; sigmoid;
         dense 5 sigmoid;
         dense 3;
     }
@@ -320,9 +323,9 @@ fn activations_fused_into_the_layer_before_gradients() {
     check(
         &net,
         |n| {
-            [conv(&mut n.conv1), conv(&mut n.conv2), conv(&mut n.conv3), dense(&mut n.dense1)]
+            [conv(&mut n.conv1), conv(&mut n.conv2), conv(&mut n.conv3), bn(&mut n.bn1)]
                 .into_iter()
-                .chain([dense(&mut n.dense2), dense(&mut n.dense3)])
+                .chain([dense(&mut n.dense1), bn(&mut n.bn2), dense(&mut n.dense2), dense(&mut n.dense3)])
                 .flatten()
                 .collect()
         },

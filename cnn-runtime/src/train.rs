@@ -172,10 +172,12 @@ fn forward_all(
 }
 
 /// The activation of `next` if `node` applies it as it writes its output
-/// (a conv or dense layer, its epilogue): one whose gradient is the same
-/// computed from its output as from its input, which is then not kept
-/// (relu and relu6 by the sign and range of either, leaky relu with a
-/// slope of 0 or more too; tanh and sigmoid by their output alone).
+/// (a conv or dense layer, in its epilogue; a batchnorm, a part of its
+/// output at a time): one whose gradient is the same computed from its
+/// output as from its input, which is then not kept (relu and relu6 by the
+/// sign and range of either, leaky relu with a slope of 0 or more too; tanh
+/// and sigmoid by their output alone). None of these layers' gradients
+/// needs its own output.
 fn fused(node: &Node, next: &Node) -> Option<Activation> {
     let Op::Act(act) = next.op else { return None };
     let from_output = match act {
@@ -183,7 +185,8 @@ fn fused(node: &Node, next: &Node) -> Option<Activation> {
         Activation::LeakyRelu(alpha) => alpha >= 0.0,
         Activation::Silu | Activation::Softmax => false,
     };
-    (matches!(node.op, Op::Conv { .. } | Op::Dense { .. }) && from_output).then_some(act)
+    let applies_it = matches!(node.op, Op::Conv { .. } | Op::Dense { .. } | Op::BatchNorm { .. });
+    (applies_it && from_output).then_some(act)
 }
 
 /// The gradient of the input of `nodes` from `grad`, its output's; the
@@ -328,7 +331,7 @@ fn forward(
         let LayerMut::BatchNorm(bn) = layers.get_mut(slot) else {
             unreachable!("the plan gives a batchnorm")
         };
-        let stats = bn.train_forward(input, &mut output, overwritten(input.len()));
+        let stats = bn.train_forward(input, (&mut output, act), overwritten(input.len()));
         return (output, Kept::Stats(stats));
     }
     match (node.op, layer.map(|slot| &layers.all()[slot])) {

@@ -1,10 +1,11 @@
 //! Batch normalisation over the last axis (channels or features).
 
-use cnn_shape::{Node, Op};
+use cnn_shape::{Activation, Node, Op};
 use ndarray::{Array, Array1, ArrayView1, ArrayViewMut1, Dimension};
 
 use rayon::prelude::*;
 
+use super::activation::Apply;
 use super::epilogue::refill;
 use super::tensor;
 use crate::Error;
@@ -115,11 +116,17 @@ impl BatchNorm {
     }
 
     /// Normalises `x` with the statistics of the batch (training mode)
-    /// into `y`, rows of `C` values, keeping the normalised values in
-    /// `normalized` (as long as `x`, overwritten); updates the running
-    /// statistics with the momentum (the variance unbiased, as PyTorch) and
-    /// returns what [`backward`](Self::backward) needs.
-    pub(crate) fn train_forward(&mut self, x: &[f32], y: &mut [f32], mut normalized: Vec<f32>) -> BatchStats {
+    /// into `y`, rows of `C` values, then applies `act` there, keeping the
+    /// normalised values in `normalized` (as long as `x`, overwritten);
+    /// updates the running statistics with the momentum (the variance
+    /// unbiased, as PyTorch) and returns what [`backward`](Self::backward)
+    /// needs.
+    pub(crate) fn train_forward(
+        &mut self,
+        x: &[f32],
+        (y, act): (&mut [f32], Option<Activation>),
+        mut normalized: Vec<f32>,
+    ) -> BatchStats {
         let c = self.channels();
         let rows = x.len() / c.max(1);
         let sums = channel_sums(c, x, x, |sum, x, _| {
@@ -153,6 +160,10 @@ impl BatchNorm {
                             xhat[ch] = (x[ch] - m[ch]) * s[ch];
                             y[ch] = xhat[ch] * g[ch] + b[ch];
                         }
+                    }
+                    // The part is still in cache.
+                    if let Some(act) = act {
+                        act.apply(y, c);
                     }
                 },
             )
@@ -286,7 +297,7 @@ mod tests {
     fn train_pass(bn: &mut BatchNorm, x: &[f32], dy: &[f32]) -> [Vec<f32>; 4] {
         let c = bn.channels();
         let mut y = vec![f32::NAN; x.len()];
-        let stats = bn.train_forward(x, &mut y, vec![f32::NAN; x.len()]);
+        let stats = bn.train_forward(x, (&mut y, None), vec![f32::NAN; x.len()]);
         let (mut dx, mut dgamma, mut dbeta) = (dy.to_vec(), vec![f32::NAN; c], vec![f32::NAN; c]);
         bn.backward(&stats, &mut dx, &mut dgamma, &mut dbeta);
         [y, dx, dgamma, dbeta]
