@@ -298,23 +298,36 @@ def table(d):
                 print(f"| {engine} | {threads} | {rounds} | " + " | ".join(f"{100 * spread[k]:.0f}%" for k in keys) + " |")
 
 
+def cnn_beside_pytorch(times, what, unit, digits):
+    """A table of `times[(engine, threads)]`, a list per round: each
+    engine's fastest, the spread, PyTorch's time over cnn's; the fastest."""
+    best = {key: min(values) for key, values in times.items()}
+
+    def cell(key):
+        if key not in best:
+            return "-"
+        return f"{best[key]:.{digits}f} ({100 * (max(times[key]) / best[key] - 1):.0f}%, {len(times[key])})"
+
+    print(f"\n| {what}, threads | cnn {unit} (spread, rounds) | PyTorch {unit} (spread, rounds) | PyTorch / cnn |")
+    print("|---|---|---|---|")
+    for threads in (1, 2):
+        cnn, torch = ("cnn", threads), ("pytorch", threads)
+        ratio = f"{best[torch] / best[cnn]:.2f}x" if cnn in best and torch in best else "-"
+        print(f"| {threads} | {cell(cnn)} | {cell(torch)} | {ratio} |")
+    return best
+
+
 def epochs(d):
     """The MNIST epochs of run.sh's rounds: each engine's fastest, the spread,
-    PyTorch's time over cnn's and each engine's speed-up from a second thread."""
+    PyTorch's time over cnn's and each engine's speed-up from a second
+    thread; then the same of the ResNet train steps."""
     seconds = defaultdict(list)
     for line in (d / "epochs.txt").read_text().splitlines():
         match = re.match(r"(PyTorch|LeNet-5).* (\d) threads: ([\d.]+) s", line)
         if match:
             engine = "pytorch" if match[1] == "PyTorch" else "cnn"
             seconds[(engine, int(match[2]))].append(float(match[3]))
-    best = {key: min(values) for key, values in seconds.items()}
-    cell = lambda key: f"{best[key]:.2f} ({100 * (max(seconds[key]) / best[key] - 1):.0f}%, {len(seconds[key])})" if key in best else "-"
-    print("\n| MNIST epoch, threads | cnn s (spread, rounds) | PyTorch s (spread, rounds) | PyTorch / cnn |")
-    print("|---|---|---|---|")
-    for threads in (1, 2):
-        cnn, torch = ("cnn", threads), ("pytorch", threads)
-        ratio = f"{best[torch] / best[cnn]:.2f}x" if cnn in best and torch in best else "-"
-        print(f"| {threads} | {cell(cnn)} | {cell(torch)} | {ratio} |")
+    best = cnn_beside_pytorch(seconds, "MNIST epoch", "s", 2)
     for engine in ["cnn", "pytorch"]:
         if (engine, 1) in best and (engine, 2) in best:
             print(f"\n{engine}: two threads {best[(engine, 1)] / best[(engine, 2)]:.2f}x one")
@@ -322,14 +335,7 @@ def epochs(d):
     for line in (d / "training.tsv").read_text().splitlines():
         engine, threads, ms = line.split("\t")
         steps[(engine, int(threads))].append(float(ms))
-    best = {key: min(values) for key, values in steps.items()}
-    cell = lambda key: f"{best[key]:.1f} ({100 * (max(steps[key]) / best[key] - 1):.0f}%, {len(steps[key])})" if key in best else "-"
-    print("\n| ResNet train step, batch 64, threads | cnn ms (spread, rounds) | PyTorch ms (spread, rounds) | PyTorch / cnn |")
-    print("|---|---|---|---|")
-    for threads in (1, 2):
-        cnn, torch = ("cnn", threads), ("pytorch", threads)
-        ratio = f"{best[torch] / best[cnn]:.2f}x" if cnn in best and torch in best else "-"
-        print(f"| {threads} | {cell(cnn)} | {cell(torch)} | {ratio} |")
+    cnn_beside_pytorch(steps, "ResNet train step, batch 64", "ms", 1)
 
 
 if __name__ == "__main__":
