@@ -23,7 +23,7 @@ use crate::layers::{
     global_pool, global_pool_backward, upsample, upsample_backward,
 };
 use crate::optim::Optimizer;
-use crate::workspace::{alone, copy_of, give_back, overwritten, with_kept_scratch};
+use crate::workspace::{alone, copy_of, give_back, overwritten, training_part, with_kept_scratch};
 
 /// A network's layer with parameters, as a training step changes it: the
 /// plan's nodes name them by their slot.
@@ -405,13 +405,6 @@ fn forward(
     (output, keep)
 }
 
-/// How many values an activation takes at a time, on one thread: whole
-/// rows of `channels` (softmax needs them), enough that a part is worth
-/// handing to another thread.
-fn elementwise_part(channels: usize) -> usize {
-    (1usize << 15).next_multiple_of(channels.max(1))
-}
-
 /// A block's record: its branches, and its merged values before `act`,
 /// which is applied to `output` in place.
 fn merged(act: Option<Activation>, output: &mut [f32], shape: Shape, branches: Vec<Record>) -> Kept {
@@ -432,7 +425,7 @@ fn apply(act: Activation, values: &mut [f32], channels: usize) {
         )
     };
     // Handing work to rayon's threads costs a wake-up: not for one part.
-    let part = elementwise_part(channels);
+    let part = training_part(channels);
     match values.len() > part {
         true => values.par_chunks_mut(part).for_each(apply),
         false => apply(values),
@@ -448,7 +441,7 @@ fn act_backward(act: Activation, (input, output): (&[f32], &[f32]), grad: &mut [
             || act.backward(input, output, grad, channels),
         )
     };
-    let part = elementwise_part(channels);
+    let part = training_part(channels);
     match input.len() > part {
         true => grad
             .par_chunks_mut(part)

@@ -266,6 +266,15 @@ pub(crate) fn for_each_with_slot<I: ParallelIterator, T: Send + Default>(
     });
 }
 
+/// How many values a part of a batch's activations holds in training, for
+/// an activation or a batchnorm on one thread: whole rows of `channels`
+/// (softmax needs them), enough that a part is worth handing to another
+/// thread. Parts are cut by length alone, so that sums over them, added in
+/// order, are the same whatever the thread count.
+pub(crate) fn training_part(channels: usize) -> usize {
+    (1usize << 15).next_multiple_of(channels.max(1))
+}
+
 /// The threads that share the work of a layer run here: all of rayon's,
 /// or one where this thread runs a piece of work the threads share already.
 pub(crate) fn sharing_threads() -> usize {

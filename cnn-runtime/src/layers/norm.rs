@@ -11,6 +11,7 @@ use super::tensor;
 use crate::Error;
 use crate::cpu;
 use crate::init::InitRng;
+use crate::workspace::training_part;
 
 /// `nn.BatchNorm2d` on NHWC, `nn.BatchNorm1d` on flat features. Its
 /// tensors, all `[C]`, can be changed through views, but not resized.
@@ -168,7 +169,7 @@ impl BatchNorm {
                 },
             )
         };
-        let part = part_len(c);
+        let part = training_part(c);
         match x.len() > part {
             true => y
                 .par_chunks_mut(part)
@@ -222,20 +223,12 @@ impl BatchNorm {
                 },
             )
         };
-        let part = part_len(c);
+        let part = training_part(c);
         match dy.len() > part {
             true => dy.par_chunks_mut(part).zip(stats.normalized.par_chunks(part)).for_each(input_gradient),
             false => input_gradient((dy, &stats.normalized)),
         }
     }
-}
-
-/// How many values a part of a batch holds in training: whole rows of
-/// `channels`, enough that a part is worth handing to another thread. The
-/// parts are cut by length alone, so that sums over them, added in order,
-/// are the same whatever the thread count.
-fn part_len(channels: usize) -> usize {
-    (1usize << 15).next_multiple_of(channels.max(1))
 }
 
 /// Per channel, the sum that `add` makes over parts of the rows of `a` and
@@ -250,7 +243,7 @@ fn channel_sums(c: usize, a: &[f32], b: &[f32], add: impl Fn(&mut [f64], &[f32],
         );
         sum
     };
-    let part = part_len(c);
+    let part = training_part(c);
     let parts: Vec<Vec<f64>> = match a.len() > part {
         true => a.par_chunks(part).zip(b.par_chunks(part)).map(part_sum).collect(),
         false => vec![part_sum((a, b))],
