@@ -10,6 +10,8 @@
 //! number of images, each forward and backward on one thread, so that the
 //! threads share a step without waiting for each other at every layer.
 
+use std::ops::Range;
+
 use cnn_shape::{Activation, Node, Op, Plan, Shape};
 use ndarray::{ArrayView2, ArrayView4};
 use rand::{Rng, SeedableRng};
@@ -23,7 +25,7 @@ use crate::layers::{
     global_pool, global_pool_backward, upsample, upsample_backward,
 };
 use crate::optim::Optimizer;
-use crate::workspace::{alone, copy_of, give_back, overwritten, training_part, with_kept_scratch};
+use crate::workspace::{alone, give_back, in_shared_parts, overwritten, training_part, with_kept_scratch};
 
 /// A network's layer with parameters, as a training step changes it: the
 /// plan's nodes name them by their slot.
@@ -293,7 +295,7 @@ fn step(
 ) -> (f64, Vec<Vec<Vec<f32>>>) {
     // Forward, keeping every output.
     let n = labels.len();
-    let record = forward_all(nodes, layers, copy_of(input), n, rng);
+    let record = forward_all(nodes, layers, copied(input), n, rng);
 
     // The loss and its gradient with respect to the logits.
     let classes = record.output().len() / n.max(1);
@@ -322,7 +324,7 @@ fn forward(
     // Steps that change their input start from a copy of it; the rest
     // write every value of their output.
     let mut output = match node.op {
-        Op::Flatten | Op::Act(_) => copy_of(input),
+        Op::Flatten | Op::Act(_) => copied(input),
         _ => overwritten(n * node.info.output.len()),
     };
     let mut keep = Kept::Nothing;
@@ -375,15 +377,18 @@ fn forward(
             upsample(input, (h, w, c), (height, width), &mut output);
         }
         (Op::Residual { body, shortcut, act }, _) => {
-            let mut branches = vec![forward_all(body, layers, copy_of(input), n, rng)];
-            branches.extend(shortcut.map(|nodes| forward_all(nodes, layers, copy_of(input), n, rng)));
-            let shortcut = branches.get(1).map_or(input, Record::output);
-            output.iter_mut().zip(branches[0].output()).zip(shortcut).for_each(|((o, b), s)| *o = b + s);
+            let mut branches = vec![forward_all(body, layers, copied(input), n, rng)];
+            branches.extend(shortcut.map(|nodes| forward_all(nodes, layers, copied(input), n, rng)));
+            let (body, shortcut) = (branches[0].output(), branches.get(1).map_or(input, Record::output));
+            in_parts(&mut output, |sum, at| {
+                let each = sum.iter_mut().zip(&body[at.clone()]).zip(&shortcut[at]);
+                each.for_each(|((o, b), s)| *o = b + s);
+            });
             keep = merged(act, &mut output, node.info.output, branches);
         }
         (Op::Concat { branches, act }, _) => {
             let records: Vec<Record> =
-                branches.iter().map(|nodes| forward_all(nodes, layers, copy_of(input), n, rng)).collect();
+                branches.iter().map(|nodes| forward_all(nodes, layers, copied(input), n, rng)).collect();
             let channels = node.info.output.channels();
             let pixels = output.len() / channels.max(1);
             let mut at = 0;
@@ -408,11 +413,32 @@ fn forward(
 /// A block's record: its branches, and its merged values before `act`,
 /// which is applied to `output` in place.
 fn merged(act: Option<Activation>, output: &mut [f32], shape: Shape, branches: Vec<Record>) -> Kept {
-    let merged = copy_of(output);
+    let merged = copied(output);
     if let Some(act) = act {
         apply(act, output, shape.channels());
     }
     Kept::Block { branches, merged }
+}
+
+/// A copy of `values`, in a buffer of the last step's, in parts on
+/// rayon's threads where there are several.
+fn copied(values: &[f32]) -> Vec<f32> {
+    let mut copy = overwritten(values.len());
+    in_parts(&mut copy, |copy, at| copy.copy_from_slice(&values[at]));
+    copy
+}
+
+/// Runs `f` on parts of `values`, each with where it starts and ends in
+/// them, on rayon's threads where there are several.
+fn in_parts(values: &mut [f32], f: impl Fn(&mut [f32], Range<usize>) + Sync) {
+    let part = training_part(1);
+    match in_shared_parts(values.len(), part) {
+        true => values.par_chunks_mut(part).enumerate().for_each(|(i, values)| {
+            let start = i * part;
+            f(values, start..start + values.len())
+        }),
+        false => f(values, 0..values.len()),
+    }
 }
 
 /// Applies `act` to `values` in place, rows of `channels`, in parts on
@@ -424,9 +450,8 @@ fn apply(act: Activation, values: &mut [f32], channels: usize) {
             || act.apply(values, channels),
         )
     };
-    // Handing work to rayon's threads costs a wake-up: not for one part.
     let part = training_part(channels);
-    match values.len() > part {
+    match in_shared_parts(values.len(), part) {
         true => values.par_chunks_mut(part).for_each(apply),
         false => apply(values),
     }
@@ -442,7 +467,7 @@ fn act_backward(act: Activation, (input, output): (&[f32], &[f32]), grad: &mut [
         )
     };
     let part = training_part(channels);
-    match input.len() > part {
+    match in_shared_parts(input.len(), part) {
         true => grad
             .par_chunks_mut(part)
             .zip(input.par_chunks(part).zip(output.par_chunks(part)))
@@ -553,11 +578,11 @@ fn backward(
             }
             // The addition hands the same gradient to both paths.
             let through_shortcut = match shortcut {
-                Some(nodes) => backward_all(nodes, layers, &branches[1], copy_of(&grad), true, grads),
-                None => copy_of(&grad),
+                Some(nodes) => backward_all(nodes, layers, &branches[1], copied(&grad), true, grads),
+                None => copied(&grad),
             };
             let mut dx = backward_all(body, layers, &branches[0], grad, true, grads);
-            dx.iter_mut().zip(&through_shortcut).for_each(|(d, s)| *d += s);
+            in_parts(&mut dx, |dx, at| dx.iter_mut().zip(&through_shortcut[at]).for_each(|(d, s)| *d += s));
             give_back([through_shortcut]);
             dx
         }

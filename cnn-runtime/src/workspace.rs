@@ -275,6 +275,13 @@ pub(crate) fn training_part(channels: usize) -> usize {
     (1usize << 15).next_multiple_of(channels.max(1))
 }
 
+/// Whether `len` values go to rayon's threads in parts of `part`: more
+/// than one part, and threads to share them (not inside a piece of a batch
+/// that a thread runs alone). Handing work over costs a wake-up.
+pub(crate) fn in_shared_parts(len: usize, part: usize) -> bool {
+    len > part && sharing_threads() > 1
+}
+
 /// The threads that share the work of a layer run here: all of rayon's,
 /// or one where this thread runs a piece of work the threads share already.
 pub(crate) fn sharing_threads() -> usize {
@@ -346,14 +353,6 @@ fn reused(len: usize, fill: impl FnOnce(&mut Vec<f32>)) -> Vec<f32> {
     buffer
 }
 
-/// A copy of `values`, in a buffer of the last step's (see [`reused`]).
-pub(crate) fn copy_of(values: &[f32]) -> Vec<f32> {
-    reused(values.len(), |buffer| {
-        buffer.clear();
-        buffer.extend_from_slice(values)
-    })
-}
-
 /// `len` values for the caller to overwrite, in a buffer of the last
 /// step's (see [`reused`]) holding what it held: zeroing them first, a
 /// pass over memory of its own, would be lost. NaN in builds with debug
@@ -368,7 +367,7 @@ pub(crate) fn overwritten(len: usize) -> Vec<f32> {
     })
 }
 
-/// Keeps `buffers` on this thread for [`copy_of`] and [`overwritten`], the
+/// Keeps `buffers` on this thread for [`overwritten`], the
 /// largest up to `SPARES`.
 pub(crate) fn give_back(buffers: impl IntoIterator<Item = Vec<f32>>) {
     let mut spares = SPARE.take();

@@ -11,7 +11,7 @@ use super::tensor;
 use crate::Error;
 use crate::cpu;
 use crate::init::InitRng;
-use crate::workspace::training_part;
+use crate::workspace::{in_shared_parts, training_part};
 
 /// `nn.BatchNorm2d` on NHWC, `nn.BatchNorm1d` on flat features. Its
 /// tensors, all `[C]`, can be changed through views, but not resized.
@@ -170,7 +170,7 @@ impl BatchNorm {
             )
         };
         let part = training_part(c);
-        match x.len() > part {
+        match in_shared_parts(x.len(), part) {
             true => y
                 .par_chunks_mut(part)
                 .zip(normalized.par_chunks_mut(part))
@@ -224,7 +224,7 @@ impl BatchNorm {
             )
         };
         let part = training_part(c);
-        match dy.len() > part {
+        match in_shared_parts(dy.len(), part) {
             true => dy.par_chunks_mut(part).zip(stats.normalized.par_chunks(part)).for_each(input_gradient),
             false => input_gradient((dy, &stats.normalized)),
         }
@@ -244,9 +244,10 @@ fn channel_sums(c: usize, a: &[f32], b: &[f32], add: impl Fn(&mut [f64], &[f32],
         sum
     };
     let part = training_part(c);
-    let parts: Vec<Vec<f64>> = match a.len() > part {
+    // The same parts on one thread as on several: the sums' bits depend on them.
+    let parts: Vec<Vec<f64>> = match in_shared_parts(a.len(), part) {
         true => a.par_chunks(part).zip(b.par_chunks(part)).map(part_sum).collect(),
-        false => vec![part_sum((a, b))],
+        false => a.chunks(part).zip(b.chunks(part)).map(part_sum).collect(),
     };
     let mut total = vec![0.0f64; c];
     for sum in parts {
@@ -338,6 +339,36 @@ mod tests {
                 close(got, want, &format!("c {c}, rows {rows}: {what}"));
             }
         }
+    }
+
+    /// Sums whose `f64` rounding depends on their order (values from 1e-15
+    /// to 1e15) come out the same on any number of threads: the parts are
+    /// the same.
+    #[test]
+    fn channel_sums_are_the_same_on_any_number_of_threads() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let (c, rows) = (3, 40_000);
+        let x: Vec<f32> = (0..rows * c)
+            .map(|_| rng.random_range(-1.0f32..1.0) * 10f32.powi(rng.random_range(-15..=15)))
+            .collect();
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                channel_sums(c, &x, &x, |sum, x, _| {
+                    for row in x.chunks_exact(c) {
+                        sum.iter_mut().zip(row).for_each(|(s, &v)| *s += v as f64);
+                    }
+                })
+            })
+        };
+        let one = run(1);
+        assert_eq!(one, run(2));
+        // The order matters to these sums: one pass over all rows differs.
+        let mut whole = vec![0.0f64; c];
+        for row in x.chunks_exact(c) {
+            whole.iter_mut().zip(row).for_each(|(s, &v)| *s += v as f64);
+        }
+        assert_ne!(one, whole);
     }
 
     /// The parts' sums are added in one order on any number of threads.
