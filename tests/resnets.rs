@@ -1,4 +1,4 @@
-//! torchvision's ResNet-18, ResNet-50, MobileNetV2 and GoogLeNet written with `cnn!`,
+//! torchvision's ResNet-18, ResNet-50, MobileNetV2, GoogLeNet and AlexNet written with `cnn!`,
 //! their state_dict names as they are: parameter counts and names.
 
 use cnn::Shape;
@@ -228,4 +228,38 @@ fn googlenet_counts_and_names_as_torchvision() {
     let net = GoogLeNet::new();
     assert_eq!(net.inception3b_branch2_1_conv.weight().dim(), (3, 3, 128, 192));
     assert_eq!(GoogLeNet::OUTPUT, Shape::Flat(1000));
+}
+
+cnn::cnn! {
+    /// torchvision's `alexnet()`, as `scripts/cnn_from_torch.py` prints it:
+    /// its adaptive pool to 6x6 gets 6x6 and is the identity.
+    pub struct AlexNet {
+        input 224x224x3;
+        features: {
+            conv 3 -> 64 k11 s4 p2 floor; relu; maxpool k3 s2;
+            conv 64 -> 192 k5 p2; relu; maxpool k3 s2;
+            conv 192 -> 384 k3 p1; relu;
+            conv 384 -> 256 k3 p1; relu;
+            conv 256 -> 256 k3 p1; relu; maxpool k3 s2;
+        };
+        avgpool: flatten;
+        classifier: {
+            dropout 0.5; dense 9216 -> 4096; relu;
+            dropout 0.5; dense 4096 -> 4096; relu;
+            dense 4096 -> 1000;
+        };
+    }
+}
+
+#[test]
+fn alexnet_counts_and_names_as_torchvision() {
+    // sum(p.numel() for p in torchvision.models.alexnet().parameters())
+    assert_eq!(AlexNet::PARAMETERS, 61_100_840);
+    let output = |name: &str| AlexNet::LAYERS.iter().find(|l| l.name == name).unwrap().output;
+    // (224 + 2*2 - 11) / 4 + 1 = 55.25: PyTorch rounds down.
+    assert_eq!(output("features.0"), Shape::Hwc(55, 55, 64));
+    assert_eq!(output("features.12"), Shape::Hwc(6, 6, 256));
+    assert_eq!(output("classifier.6"), Shape::Flat(1000));
+    let net = AlexNet::new();
+    assert_eq!(net.classifier_1.weight().dim(), (9216, 4096));
 }
