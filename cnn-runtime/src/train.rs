@@ -10,8 +10,6 @@
 //! number of images, each forward and backward on one thread, so that the
 //! threads share a step without waiting for each other at every layer.
 
-use std::ops::Range;
-
 use cnn_shape::{Activation, Node, Op, Plan, Shape};
 use ndarray::{ArrayView2, ArrayView4};
 use rand::{Rng, SeedableRng};
@@ -25,7 +23,7 @@ use crate::layers::{
     global_pool, global_pool_backward, upsample, upsample_backward,
 };
 use crate::optim::Optimizer;
-use crate::workspace::{alone, give_back, in_shared_parts, overwritten, training_part, with_kept_scratch};
+use crate::workspace::{alone, give_back, in_parts, overwritten, with_kept_scratch};
 
 /// A network's layer with parameters, as a training step changes it: the
 /// plan's nodes name them by their slot.
@@ -380,7 +378,7 @@ fn forward(
             let mut branches = vec![forward_all(body, layers, copied(input), n, rng)];
             branches.extend(shortcut.map(|nodes| forward_all(nodes, layers, copied(input), n, rng)));
             let (body, shortcut) = (branches[0].output(), branches.get(1).map_or(input, Record::output));
-            in_parts(&mut output, |sum, at| {
+            in_parts(&mut output, 1, |sum, at| {
                 let each = sum.iter_mut().zip(&body[at.clone()]).zip(&shortcut[at]);
                 each.for_each(|((o, b), s)| *o = b + s);
             });
@@ -424,56 +422,31 @@ fn merged(act: Option<Activation>, output: &mut [f32], shape: Shape, branches: V
 /// rayon's threads where there are several.
 fn copied(values: &[f32]) -> Vec<f32> {
     let mut copy = overwritten(values.len());
-    in_parts(&mut copy, |copy, at| copy.copy_from_slice(&values[at]));
+    in_parts(&mut copy, 1, |copy, at| copy.copy_from_slice(&values[at]));
     copy
-}
-
-/// Runs `f` on parts of `values`, each with where it starts and ends in
-/// them, on rayon's threads where there are several.
-fn in_parts(values: &mut [f32], f: impl Fn(&mut [f32], Range<usize>) + Sync) {
-    let part = training_part(1);
-    match in_shared_parts(values.len(), part) {
-        true => values.par_chunks_mut(part).enumerate().for_each(|(i, values)| {
-            let start = i * part;
-            f(values, start..start + values.len())
-        }),
-        false => f(values, 0..values.len()),
-    }
 }
 
 /// Applies `act` to `values` in place, rows of `channels`, in parts on
 /// rayon's threads where there are several.
 fn apply(act: Activation, values: &mut [f32], channels: usize) {
-    let apply = |values: &mut [f32]| {
+    in_parts(values, channels, |values, _| {
         cpu::vectorized(
             #[inline(always)]
             || act.apply(values, channels),
         )
-    };
-    let part = training_part(channels);
-    match in_shared_parts(values.len(), part) {
-        true => values.par_chunks_mut(part).for_each(apply),
-        false => apply(values),
-    }
+    });
 }
 
 /// Turns `grad`, the gradient of `act`'s output, into its input's, from
 /// either (relu's and the like's input is its output when it was fused).
 fn act_backward(act: Activation, (input, output): (&[f32], &[f32]), grad: &mut [f32], channels: usize) {
-    let backward = |(grad, (input, output)): (&mut [f32], (&[f32], &[f32]))| {
+    in_parts(grad, channels, |grad, at| {
+        let (input, output) = (&input[at.clone()], &output[at]);
         cpu::vectorized(
             #[inline(always)]
             || act.backward(input, output, grad, channels),
         )
-    };
-    let part = training_part(channels);
-    match in_shared_parts(input.len(), part) {
-        true => grad
-            .par_chunks_mut(part)
-            .zip(input.par_chunks(part).zip(output.par_chunks(part)))
-            .for_each(backward),
-        false => backward((grad, (input, output))),
-    }
+    });
 }
 
 /// The sum of the cross-entropies of the rows of `logits`, and the
@@ -582,7 +555,9 @@ fn backward(
                 None => copied(&grad),
             };
             let mut dx = backward_all(body, layers, &branches[0], grad, true, grads);
-            in_parts(&mut dx, |dx, at| dx.iter_mut().zip(&through_shortcut[at]).for_each(|(d, s)| *d += s));
+            in_parts(&mut dx, 1, |dx, at| {
+                dx.iter_mut().zip(&through_shortcut[at]).for_each(|(d, s)| *d += s)
+            });
             give_back([through_shortcut]);
             dx
         }

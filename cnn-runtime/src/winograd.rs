@@ -12,8 +12,8 @@
 //! apart) by `[CIN x COUT]`. Their products are transformed back (`A^T m
 //! A`) into the tiles' pixels, the layer's epilogue applied on the way;
 //! with a `maxpool 2` after the conv, each tile is one of its windows,
-//! pooled there into one pixel. The padding is never written out: a window's positions outside the
-//! image are zeros. In NHWC a pixel's channels lie next to each other, so
+//! pooled there into one pixel. The padding is never written out: a
+//! window's positions outside the image are zeros. In NHWC a pixel's channels lie next to each other, so
 //! the transforms take a vector of channels at a time. Each output value
 //! is a fixed sum over `k` in order, whatever the blocks, chunks and
 //! threads.

@@ -2,6 +2,7 @@
 //! call a pass allocates only its output.
 
 use std::mem::MaybeUninit;
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, TryLockError};
 
@@ -282,6 +283,20 @@ pub(crate) fn in_shared_parts(len: usize, part: usize) -> bool {
     len > part && sharing_threads() > 1
 }
 
+/// Runs `f` on the [`training_part`]s of `values` (rows of `channels`),
+/// each with where it starts and ends in them, on rayon's threads where
+/// they are [`in_shared_parts`].
+pub(crate) fn in_parts(values: &mut [f32], channels: usize, f: impl Fn(&mut [f32], Range<usize>) + Sync) {
+    let part = training_part(channels);
+    match in_shared_parts(values.len(), part) {
+        true => values.par_chunks_mut(part).enumerate().for_each(|(i, values)| {
+            let start = i * part;
+            f(values, start..start + values.len())
+        }),
+        false => f(values, 0..values.len()),
+    }
+}
+
 /// The threads that share the work of a layer run here: all of rayon's,
 /// or one where this thread runs a piece of work the threads share already.
 pub(crate) fn sharing_threads() -> usize {
@@ -335,11 +350,11 @@ thread_local! {
 /// The most buffers a thread keeps for the next step.
 const SPARES: usize = 64;
 
-/// `len` values from `fill`, given the smallest buffer this thread gave
-/// back with [`give_back`] that holds them (its old values in it), or a
-/// new one: the next step's buffers are the last one's, rather than
-/// memory the allocator maps afresh, a page fault every 4 KiB.
-fn reused(len: usize, fill: impl FnOnce(&mut Vec<f32>)) -> Vec<f32> {
+/// The smallest buffer this thread gave back with [`give_back`] that holds
+/// `len` values (its old values in it), or a new one: the next step's
+/// buffers are the last one's, rather than memory the allocator maps
+/// afresh, a page fault every 4 KiB.
+fn reused(len: usize) -> Vec<f32> {
     // Nothing to hold: no spare taken out of the pool for it.
     if len == 0 {
         return Vec::new();
@@ -347,9 +362,8 @@ fn reused(len: usize, fill: impl FnOnce(&mut Vec<f32>)) -> Vec<f32> {
     let mut spares = SPARE.take();
     let fits =
         spares.iter().enumerate().filter(|(_, b)| b.capacity() >= len).min_by_key(|(_, b)| b.capacity());
-    let mut buffer = fits.map(|(i, _)| i).map_or_else(|| Vec::with_capacity(len), |i| spares.swap_remove(i));
+    let buffer = fits.map(|(i, _)| i).map_or_else(|| Vec::with_capacity(len), |i| spares.swap_remove(i));
     SPARE.set(spares);
-    fill(&mut buffer);
     buffer
 }
 
@@ -358,13 +372,13 @@ fn reused(len: usize, fill: impl FnOnce(&mut Vec<f32>)) -> Vec<f32> {
 /// pass over memory of its own, would be lost. NaN in builds with debug
 /// assertions (the tests'), where a value left unwritten shows.
 pub(crate) fn overwritten(len: usize) -> Vec<f32> {
-    reused(len, |buffer| {
-        if cfg!(debug_assertions) {
-            buffer.clear();
-        }
-        buffer.truncate(len);
-        buffer.resize(len, if cfg!(debug_assertions) { f32::NAN } else { 0.0 })
-    })
+    let mut buffer = reused(len);
+    if cfg!(debug_assertions) {
+        buffer.clear();
+    }
+    buffer.truncate(len);
+    buffer.resize(len, if cfg!(debug_assertions) { f32::NAN } else { 0.0 });
+    buffer
 }
 
 /// Keeps `buffers` on this thread for [`overwritten`], the

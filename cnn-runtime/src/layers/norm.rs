@@ -11,7 +11,7 @@ use super::tensor;
 use crate::Error;
 use crate::cpu;
 use crate::init::InitRng;
-use crate::workspace::{in_shared_parts, training_part};
+use crate::workspace::{in_parts, in_shared_parts, training_part};
 
 /// `nn.BatchNorm2d` on NHWC, `nn.BatchNorm1d` on flat features. Its
 /// tensors, all `[C]`, can be changed through views, but not resized.
@@ -209,7 +209,8 @@ impl BatchNorm {
         let scale: Vec<f32> =
             tensor::values(&self.weight).iter().zip(&stats.inv_std).map(|(g, s)| g * s / count).collect();
         let (dbeta, dgamma) = (&*dbeta, &*dgamma);
-        let input_gradient = |(dy, xhat): (&mut [f32], &[f32])| {
+        in_parts(dy, c, |dy, at| {
+            let xhat = &stats.normalized[at];
             cpu::vectorized(
                 #[inline(always)]
                 || {
@@ -222,12 +223,7 @@ impl BatchNorm {
                     }
                 },
             )
-        };
-        let part = training_part(c);
-        match in_shared_parts(dy.len(), part) {
-            true => dy.par_chunks_mut(part).zip(stats.normalized.par_chunks(part)).for_each(input_gradient),
-            false => input_gradient((dy, &stats.normalized)),
-        }
+        });
     }
 }
 
