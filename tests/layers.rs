@@ -142,6 +142,27 @@ fn conv_spans_several_tiles_and_the_pointwise_path() {
     check_conv(narrow, 16, true, 10);
 }
 
+/// The direct conv holds a small image's rows whole, and a larger one's as
+/// a ring, each row twice: both, by the two-pixel kernel (one group) and
+/// the other (groups), strided and dilated, on one thread and two.
+#[test]
+fn direct_convs_of_small_and_large_images_match_reference() {
+    for (size, cin, groups, cout, seed) in
+        [(12, 1, 1, 8, 20), (64, 3, 1, 6, 21), (10, 4, 2, 4, 22), (50, 4, 4, 8, 23)]
+    {
+        // Rounded up, the last window of an odd size reads past the padding.
+        for (stride, dilation, ceil) in [(1, 1, false), (2, 1, false), (3, 2, false), (2, 1, true)] {
+            let axis = common::axis(size + ceil as usize, 3, stride, 1, 0, dilation, ceil);
+            let geometry =
+                ConvGeometry { height: axis, width: axis, in_channels: cin, out_channels: cout, groups };
+            for threads in [1, 2] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                pool.install(|| check_conv(geometry, 3, true, seed));
+            }
+        }
+    }
+}
+
 #[test]
 fn pools_match_reference_with_padding_floor_and_ceil() {
     let mut r = rng(2);

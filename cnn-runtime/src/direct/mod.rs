@@ -68,6 +68,15 @@ pub struct Conv<'a> {
     pub weight: &'a [f32],
     pub epilogue: &'a Epilogue,
     pub kernels: Kernels,
+    /// Where each tap of a group is read, from [`tap_offsets`].
+    pub taps: &'a [usize],
+}
+
+/// Into `taps`, where each tap of a group of `g` is read in the panel from
+/// where its output row starts, for [`Conv`]: worked out once for all the
+/// tiles of a pass.
+pub fn tap_offsets(g: &ConvGeometry, taps: &mut Vec<usize>) {
+    Panel::new(g).taps(g, taps)
 }
 
 /// Scratch values one thread needs: each group's weights padded to
@@ -76,7 +85,7 @@ pub struct Conv<'a> {
 /// panel.
 pub fn scratch_len(g: &ConvGeometry) -> usize {
     let weights = g.patch_len() * (g.groups * MAX_CHANNELS).max(2 * MAX_CHANNELS);
-    weights + LANES + Panel::new(g).len(g)
+    weights + LANES + Panel::new(g).len()
 }
 
 /// Output pixels `rows` of the images `x` (all channels, `rows.len() * COUT`
@@ -136,7 +145,7 @@ fn tile<S: Simd, const CO: usize, const V: usize, const L: usize>(simd: S, tile:
     let layout = Panel::new(g);
     let (weights, rest) = scratch.split_at_mut(g.groups * g.patch_len() * CO);
     pad_weights::<CO>(weight, g, weights);
-    let panel = &mut aligned(rest)[..layout.len(g)];
+    let panel = &mut aligned(rest)[..layout.len()];
     // The planes' padding, which no row overwrites (`Panel::load`).
     panel.fill(0.0);
     let mut held = None;
@@ -163,9 +172,9 @@ fn tile<S: Simd, const CO: usize, const V: usize, const L: usize>(simd: S, tile:
             let firsts = layout.load(x, g, row.image, (row.oy, 2), panel, &mut held);
             let (first_row, next_row) = (out_row(&row), out_row(&next));
             for (group, weights) in weights.chunks_exact(g.patch_len() * CO).enumerate() {
-                let at = (firsts, v * L);
+                let at = (firsts, layout.group(g, group) + v * L);
                 let two: &mut [_; 2] = (&mut sums[..2]).try_into().expect("V is 2");
-                accumulate::<S, CO, 2, L, 2>(simd, g, (layout, at), panel, weights, group, two);
+                accumulate::<S, CO, 2, L, 2>(simd, at, panel, (conv.taps, weights), two);
                 for (sums, out_row) in two.iter_mut().zip([first_row.clone(), next_row.clone()]) {
                     finish::<CO, L>(conv, group, v, sums, row.columns.clone(), &mut out[out_row]);
                 }
@@ -178,17 +187,17 @@ fn tile<S: Simd, const CO: usize, const V: usize, const L: usize>(simd: S, tile:
         for (group, weights) in weights.chunks_exact(g.patch_len() * CO).enumerate() {
             let mut v = v;
             while v + V <= end {
-                let at = ([first], v * L);
-                accumulate::<S, CO, V, L, 1>(simd, g, (layout, at), panel, weights, group, &mut sums);
+                let at = ([first], layout.group(g, group) + v * L);
+                accumulate::<S, CO, V, L, 1>(simd, at, panel, (conv.taps, weights), &mut sums);
                 for (u, sums) in sums.iter_mut().enumerate() {
                     finish::<CO, L>(conv, group, v + u, sums, ox..ox + len, out_row);
                 }
                 v += V;
             }
             for v in v..end {
-                let at = ([first], v * L);
+                let at = ([first], layout.group(g, group) + v * L);
                 let one: &mut [_; 1] = (&mut sums[..1]).try_into().expect("one vector");
-                accumulate::<S, CO, 1, L, 1>(simd, g, (layout, at), panel, weights, group, one);
+                accumulate::<S, CO, 1, L, 1>(simd, at, panel, (conv.taps, weights), one);
                 finish::<CO, L>(conv, group, v, &mut one[0], ox..ox + len, out_row);
             }
         }
@@ -236,55 +245,47 @@ fn aligned(values: &mut [f32]) -> &mut [f32] {
 }
 
 /// The sums over taps of weight times input for `V` vectors of `L` output
-/// pixels from column `column` and the `CO` (padded) output channels of
-/// group `group`: with `R` = 1, the vectors one after another along the
-/// output row whose kernel row 0 is in ring slot `firsts[0]`; with `R` =
-/// `V`, vector `u` of the output row whose kernel row 0 is in `firsts[u]`.
+/// pixels from column `column` of the planes of a group (from where they
+/// start in a slot) and its `CO` (padded) output channels: with `R` = 1,
+/// the vectors one after another along the output row whose rows start
+/// at `starts[0]`; with `R` = `V`, vector `u` of the output row whose rows
+/// start at `starts[u]`.
 #[inline(always)]
 fn accumulate<S: Simd, const CO: usize, const V: usize, const L: usize, const R: usize>(
     simd: S,
-    g: &ConvGeometry,
-    (layout, (firsts, column)): (Panel, ([usize; R], usize)),
+    (starts, column): ([usize; R], usize),
     panel: &[f32],
-    weights: &[f32],
-    group: usize,
+    (taps, weights): (&[usize], &[f32]),
     out: &mut [[[f32; L]; CO]; V],
 ) {
-    let taps = weights.as_chunks::<CO>().0;
     // The V * CO sums stay in registers over all taps: vectors of pulp's,
     // not arrays the compiler may vectorise along the channels instead,
     // with a gather and a scatter of the sums for every multiply-add.
     let mut sums = [[simd.splat_f32s(0.0); CO]; V];
-    layout.for_each_tap(
-        g,
-        group,
-        firsts,
-        #[inline(always)]
-        |t, at| {
-            let mut x = [simd.splat_f32s(0.0); V];
-            if R == 1 {
-                // One bounds check for all V.
-                let row = panel[at[0] + column..][..V * L].as_chunks::<L>().0;
-                for (x, values) in x.iter_mut().zip(row) {
-                    *x = gemm_narrow::load(simd, values);
-                }
-            } else {
-                for (x, at) in x.iter_mut().zip(at) {
-                    *x = gemm_narrow::load(simd, &panel[at + column..][..L]);
-                }
+    for (&tap, weights) in taps.iter().zip(weights.as_chunks::<CO>().0) {
+        let mut x = [simd.splat_f32s(0.0); V];
+        if R == 1 {
+            // One bounds check for all V.
+            let row = panel[starts[0] + column + tap..][..V * L].as_chunks::<L>().0;
+            for (x, values) in x.iter_mut().zip(row) {
+                *x = gemm_narrow::load(simd, values);
             }
-            // Channel by channel, a weight broadcast once for all `V`
-            // vectors, so that one broadcast is live at a time beside the
-            // sums and inputs.
-            for (o, &weight) in taps[t].iter().enumerate() {
-                let weight = simd.splat_f32s(weight);
-                for (sums, x) in sums.iter_mut().zip(x) {
-                    // Fused where the CPU has the instruction.
-                    sums[o] = simd.mul_add_e_f32s(weight, x, sums[o]);
-                }
+        } else {
+            for (x, start) in x.iter_mut().zip(starts) {
+                *x = gemm_narrow::load(simd, &panel[start + column + tap..][..L]);
             }
-        },
-    );
+        }
+        // Channel by channel, a weight broadcast once for all `V`
+        // vectors, so that one broadcast is live at a time beside the
+        // sums and inputs.
+        for (o, &weight) in weights.iter().enumerate() {
+            let weight = simd.splat_f32s(weight);
+            for (sums, x) in sums.iter_mut().zip(x) {
+                // Fused where the CPU has the instruction.
+                sums[o] = simd.mul_add_e_f32s(weight, x, sums[o]);
+            }
+        }
+    }
     for (out, sums) in out.iter_mut().zip(sums) {
         for (out, sum) in out.iter_mut().zip(sums) {
             gemm_narrow::store(simd, out, sum);

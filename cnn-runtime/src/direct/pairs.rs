@@ -104,7 +104,7 @@ fn convolve<const CO: usize>(
         }
     }
     let weights = weights.as_chunks::<LANES>().0;
-    let panel = &mut aligned(rest)[..layout.len(g)];
+    let panel = &mut aligned(rest)[..layout.len()];
     // The planes' padding, which no row overwrites (`Panel::load`).
     panel.fill(0.0);
     let mut held = None;
@@ -122,7 +122,7 @@ fn convolve<const CO: usize>(
         };
         if let Some(next) = output_rows.next_if(|n| vectors.len() == 1 && next(n)) {
             let firsts = layout.load(x, g, row.image, (row.oy, 2), panel, &mut held);
-            let sums = accumulate::<2>(simd, g, (layout, firsts, vectors.start * LANES), panel, weights);
+            let sums = accumulate::<2>(simd, (firsts, vectors.start * LANES), panel, (conv.taps, weights));
             for (sums, row) in sums.iter().zip([&row, &next]) {
                 store.row(sums, vectors.start, row.columns.clone(), &mut out[out_row(row)], finished);
             }
@@ -130,41 +130,34 @@ fn convolve<const CO: usize>(
         }
         let [first, _] = layout.load(x, g, row.image, (row.oy, 1), panel, &mut held);
         for v in vectors {
-            let [sums] = accumulate::<1>(simd, g, (layout, [first], v * LANES), panel, weights);
+            let [sums] = accumulate::<1>(simd, ([first], v * LANES), panel, (conv.taps, weights));
             store.row(&sums, v, row.columns.clone(), &mut out[out_row(&row)], finished);
         }
     }
 }
 
 /// The sums of the `PAIRS` pairs of output pixels from column `column` of
-/// each of `R` output rows, row `u`'s kernel row 0 in ring slot `firsts[u]`.
+/// each of `R` output rows, row `u`'s rows from `starts[u]` of the panel.
 #[inline(always)]
 fn accumulate<const R: usize>(
     simd: V4,
-    g: &ConvGeometry,
-    (layout, firsts, column): (Panel, [usize; R], usize),
+    (starts, column): ([usize; R], usize),
     panel: &[f32],
-    weights: &[[f32; LANES]],
+    (taps, weights): (&[usize], &[[f32; LANES]]),
 ) -> [[f32x16; PAIRS]; R] {
     let mut sums = [[simd.splat_f32s(0.0); PAIRS]; R];
-    layout.for_each_tap(
-        g,
-        0,
-        firsts,
-        #[inline(always)]
-        |t, at| {
-            let weight: f32x16 = gemm_narrow::load(simd, &weights[t]);
-            for (sums, at) in sums.iter_mut().zip(at) {
-                // One bounds check for the row's pairs.
-                let pairs = panel[at + column..][..LANES].as_chunks::<2>().0;
-                for (sum, &pair) in sums.iter_mut().zip(pairs) {
-                    // The pair as one 64-bit value, broadcast by the load.
-                    let pair: f32x16 = bytemuck::cast(simd.splat_f64s(bytemuck::cast(pair)));
-                    *sum = simd.mul_add_f32s(pair, weight, *sum);
-                }
+    for (&tap, weight) in taps.iter().zip(weights) {
+        let weight: f32x16 = gemm_narrow::load(simd, weight);
+        for (sums, start) in sums.iter_mut().zip(starts) {
+            // One bounds check for the row's pairs.
+            let pairs = panel[start + column + tap..][..LANES].as_chunks::<2>().0;
+            for (sum, &pair) in sums.iter_mut().zip(pairs) {
+                // The pair as one 64-bit value, broadcast by the load.
+                let pair: f32x16 = bytemuck::cast(simd.splat_f64s(bytemuck::cast(pair)));
+                *sum = simd.mul_add_f32s(pair, weight, *sum);
             }
-        },
-    );
+        }
+    }
     sums
 }
 

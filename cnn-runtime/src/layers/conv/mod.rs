@@ -64,12 +64,14 @@ impl Tiling for ConvGeometry {
 /// A conv's weights as its kernels read them, laid out once for all the
 /// tiles, chunks and threads of a pass ([`Conv2d::lay_out`]): an ungrouped
 /// conv's on the GEMM kernel in its [`Panels`], a grouped conv's from a
-/// cache line's boundary; none for the direct kernel, which reads them in
-/// place.
+/// cache line's boundary; for the direct kernel, which reads them in
+/// place, where in its panel it reads each tap.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct LaidOut {
     /// From a cache line's boundary on ([`tensor::line_aligned`]).
     values: Vec<f32>,
+    /// A direct conv's taps, where its kernel reads each ([`direct::tap_offsets`]).
+    taps: Vec<usize>,
     kernels: Kernels,
     /// The [`Conv2d::version`] of the weights laid out, 0 for none: a
     /// pass lays them out again only after they change, where Winograd's
@@ -199,7 +201,8 @@ impl Conv2d {
         let weight = tensor::values(&self.weight);
         (into.kernels, into.version) = (kernels, self.version);
         if direct::is_direct(g, kernels) {
-            return into.values.clear();
+            into.values.clear();
+            return direct::tap_offsets(g, &mut into.taps);
         }
         if winograd::applies(g, kernels) {
             let target = tensor::line_aligned(&mut into.values, winograd::laid_out_len(g));
@@ -414,7 +417,7 @@ impl Conv2d {
             let out_tile = if direct {
                 let out_tile = T::values(out_tile);
                 direct::direct_tile(
-                    direct::Conv { g, weight, epilogue, kernels },
+                    direct::Conv { g, weight, epilogue, kernels, taps: &laid_out.taps },
                     x,
                     rows.clone(),
                     out_tile,
@@ -567,15 +570,19 @@ fn reads_own_patches(g: &ConvGeometry, kernels: Kernels) -> bool {
 
 /// Whether `g` pads its input on any side.
 fn is_padded(g: &ConvGeometry) -> bool {
-    let (h, w) = (g.height, g.width);
-    h.pad_before + h.pad_after + w.pad_before + w.pad_after > 0
+    let padded = padded_geometry(g);
+    (padded.height.input, padded.width.input) != (g.height.input, g.width.input)
 }
 
 /// The geometry of convolving `g`'s images padded, without padding: the
-/// same windows.
+/// same windows. A window past the padding (of an axis whose output was
+/// rounded up) reads more padding.
 fn padded_geometry(g: &ConvGeometry) -> ConvGeometry {
-    let unpad =
-        |a: Axis| Axis { input: a.pad_before + a.input + a.pad_after, pad_before: 0, pad_after: 0, ..a };
+    let unpad = |a: Axis| {
+        let read = (a.output.max(1) - 1) * a.stride + (a.kernel - 1) * a.dilation + 1;
+        let input = (a.pad_before + a.input + a.pad_after).max(read);
+        Axis { input, pad_before: 0, pad_after: 0, ..a }
+    };
     ConvGeometry { height: unpad(g.height), width: unpad(g.width), ..*g }
 }
 
