@@ -575,12 +575,14 @@ fn is_padded(g: &ConvGeometry) -> bool {
 }
 
 /// The geometry of convolving `g`'s images padded, without padding: the
-/// same windows. A window past the padding (of an axis whose output was
-/// rounded up) reads more padding.
+/// same windows. The padding after the input goes as far as the windows
+/// read: none where they stop short of it (its last row or column, often,
+/// of a strided conv), more where they read past it (of an axis whose
+/// output was rounded up).
 fn padded_geometry(g: &ConvGeometry) -> ConvGeometry {
     let unpad = |a: Axis| {
         let read = (a.output.max(1) - 1) * a.stride + (a.kernel - 1) * a.dilation + 1;
-        let input = (a.pad_before + a.input + a.pad_after).max(read);
+        let input = (a.pad_before + a.input).max(read);
         Axis { input, pad_before: 0, pad_after: 0, ..a }
     };
     ConvGeometry { height: unpad(g.height), width: unpad(g.width), ..*g }
@@ -591,13 +593,13 @@ const SHORT_ROW: usize = 256;
 
 /// The images `x` with their padding written out as zeros, in `padded`,
 /// and the geometry of convolving them without padding: the same windows.
-/// Unpadded images are returned as they are.
+/// Images that need no padding are returned as they are.
 fn pad<'a>(x: &'a [f32], g: &ConvGeometry, padded: &'a mut Vec<f32>) -> (&'a [f32], ConvGeometry) {
     let (h, w, cin) = (g.height, g.width, g.in_channels);
-    if !is_padded(g) {
-        return (x, *g);
-    }
     let to = padded_geometry(g);
+    if !is_padded(g) {
+        return (x, to);
+    }
     let images = x.len() / g.input_len();
     padded.resize(images * to.input_len(), 0.0);
     // Each value written once, the padding as zeros and the rest copied;
