@@ -568,7 +568,7 @@ fn reads_own_patches(g: &ConvGeometry, kernels: Kernels) -> bool {
     !direct::is_direct(g, kernels) && !g.is_pointwise() && gemm_narrow::reads_patches(g, kernels)
 }
 
-/// Whether `g` pads its input on any side.
+/// Whether `g`'s windows read any padding.
 fn is_padded(g: &ConvGeometry) -> bool {
     let padded = padded_geometry(g);
     (padded.height.input, padded.width.input) != (g.height.input, g.width.input)
