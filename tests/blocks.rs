@@ -111,10 +111,7 @@ fn blocks_match_the_reference_with_every_kernel() {
 fn blocks_are_bit_identical_at_one_two_and_three_threads() {
     let net = network(3);
     let x = random4(&mut rng(4), (7, 10, 10, 3));
-    let run = |threads| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| net.forward(x.view()).unwrap())
-    };
+    let run = |threads| common::on_threads(threads, || net.forward(x.view()).unwrap());
     let one = run(1);
     assert_eq!(one, run(2));
     assert_eq!(one, run(3));

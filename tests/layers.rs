@@ -102,8 +102,9 @@ fn winograd_convs_match_reference() {
         let (cin, cout) = (r.random_range(16..=40), r.random_range(16..=70));
         let geometry = ConvGeometry { height, width, in_channels: cin, out_channels: cout, groups: 1 };
         let threads = 1 + checked as usize % 2;
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| check_conv(geometry, r.random_range(1..=3), r.random_bool(0.7), 2000 + checked));
+        common::on_threads(threads, || {
+            check_conv(geometry, r.random_range(1..=3), r.random_bool(0.7), 2000 + checked)
+        });
     }
 }
 
@@ -156,8 +157,7 @@ fn direct_convs_of_small_and_large_images_match_reference() {
             let geometry =
                 ConvGeometry { height: axis, width: axis, in_channels: cin, out_channels: cout, groups };
             for threads in [1, 2] {
-                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-                pool.install(|| check_conv(geometry, 3, true, seed));
+                common::on_threads(threads, || check_conv(geometry, 3, true, seed));
             }
         }
     }

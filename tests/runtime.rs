@@ -73,19 +73,15 @@ fn results_are_bit_identical_whatever_the_thread_count() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let net = Cifar3Block::with_seed(3);
     let x = random4(&mut rng(40), (37, 32, 32, 3));
-    let run = |threads| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| net.forward(x.view()).unwrap())
-    };
+    let run = |threads| common::on_threads(threads, || net.forward(x.view()).unwrap());
     let one = run(1);
     assert_eq!(one, run(2));
     assert_eq!(one, run(3));
     let mnist = FastaiMnist::with_seed(4);
     let x = random4(&mut rng(41), (50, 28, 28, 1));
-    let pool = |threads| rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     assert_eq!(
-        pool(1).install(|| mnist.forward(x.view()).unwrap()),
-        pool(2).install(|| mnist.forward(x.view()).unwrap())
+        common::on_threads(1, || mnist.forward(x.view()).unwrap()),
+        common::on_threads(2, || mnist.forward(x.view()).unwrap())
     );
 }
 
@@ -104,10 +100,10 @@ fn a_pass_that_ends_in_a_conv_writes_all_of_its_output() {
     let hidden = net.conv1.forward(x.view()).unwrap().mapv(|v| v.max(0.0));
     let expected = net.conv2.forward(hidden.view()).unwrap();
     for threads in [1, 2, 3] {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        assert_eq!(pool.install(|| net.forward(x.view()).unwrap()), expected, "{threads} threads");
+        let batch = common::on_threads(threads, || net.forward(x.view()).unwrap());
+        assert_eq!(batch, expected, "{threads} threads");
         let one = cnn::ndarray::s![4..5, .., .., ..];
-        let alone = pool.install(|| net.forward(x.slice(one)).unwrap());
+        let alone = common::on_threads(threads, || net.forward(x.slice(one)).unwrap());
         assert_eq!(alone, expected.slice(one), "one image, {threads} threads");
     }
 }
@@ -131,8 +127,7 @@ fn buffers_do_not_grow_with_batch_size_or_repeats() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // One thread, so that work is not split differently between calls and
     // the pass runs on the thread whose allocations count.
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-    pool.install(|| {
+    common::on_threads(1, || {
         let net = LeNet5::with_seed(1);
         let batch = |n| Array4::<f32>::from_elem((n, 32, 32, 1), 0.25);
         let (largest, small) = (batch(64), batch(4));

@@ -74,8 +74,9 @@ fn sgd_with_momentum_learns_too() {
 fn a_seed_gives_bit_identical_losses_whatever_the_thread_count() {
     let (train_set, _) = digits_split(3);
     let run = |threads| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| train(&mut SmallDigits::with_seed(7), &train_set, 1, &mut Adam::new(0.01)))
+        common::on_threads(threads, || {
+            train(&mut SmallDigits::with_seed(7), &train_set, 1, &mut Adam::new(0.01))
+        })
     };
     let one = run(1);
     assert_eq!(one, run(2));
@@ -93,8 +94,7 @@ fn a_batch_in_parts_gives_bit_identical_losses_whatever_the_thread_count() {
     let (train_set, _) = digits_split(4);
     let batch = train_set.select(&(0..70).collect::<Vec<_>>());
     let run = |threads| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| {
+        common::on_threads(threads, || {
             let (mut net, mut opt) = (Plain::with_seed(3), Adam::new(0.01));
             (0..5)
                 .map(|_| net.train_step(batch.images.view(), &batch.labels, &mut opt).unwrap())
@@ -123,8 +123,7 @@ fn batchnorm_and_blocks_give_bit_identical_losses_whatever_the_thread_count() {
     let (train_set, _) = digits_split(5);
     let batch = train_set.select(&(0..300).collect::<Vec<_>>());
     let run = |threads| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| {
+        common::on_threads(threads, || {
             let (mut net, mut opt) = (Blocks::with_seed(5), Adam::new(0.01));
             let losses: Vec<f32> = (0..4)
                 .map(|_| net.train_step(batch.images.view(), &batch.labels, &mut opt).unwrap())
